@@ -1,0 +1,1 @@
+"""Everything the agent calls: ingestion, retrieval, LLM clients and rerankers."""

@@ -1,0 +1,1 @@
+"""Ingestion: read files into documents, cut documents into chunks, build the index."""
