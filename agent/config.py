@@ -55,12 +55,16 @@ class RerankConfig(_Section):
     top_k: int = Field(5, ge=1, le=100)
     options: dict[str, Any] = Field(default_factory=dict)  # passed to the reranker
 
+    def options_for_factory(self) -> dict[str, Any]:
+        """Reranker options minus the agent's own keys (``depth``: candidates reranked)."""
+        return {k: v for k, v in self.options.items() if k != "depth"}
+
 
 class AgentConfig(_Section):
     mode: Literal["pipeline", "agentic"] = "pipeline"
     decompose: Literal["auto", "llm", "rules", "none"] = "auto"
     max_hops: int = Field(2, ge=0, le=10)
-    max_steps: int = Field(24, ge=1, le=500)
+    max_steps: int = Field(40, ge=1, le=500)  # nodes per turn; parallel searches count
     max_tokens_budget: int = Field(20000, ge=100)
     verify: bool = False
     answer_style: Literal["full", "short"] = "full"

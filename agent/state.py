@@ -30,6 +30,15 @@ def merge_or_reset(old: dict | None, new: dict | None) -> dict:
     return out
 
 
+def count_or_reset(old: int | None, new: int | None) -> int:
+    """Add to a counter; a negative value resets it (the start of a new turn)."""
+    if new is None:
+        return old or 0
+    if new < 0:
+        return 0
+    return (old or 0) + new
+
+
 class AgentState(TypedDict, total=False):
     # the turn's input
     question: str  # as asked
@@ -46,8 +55,8 @@ class AgentState(TypedDict, total=False):
     pool: list[Hit]  # fused candidates of all rounds
     ranked: list[Hit]  # after reranking
     hop: int
-    steps: int
-    tokens: int
+    steps: Annotated[int, count_or_reset]  # nodes run this turn (parallel searches included)
+    tokens: Annotated[int, count_or_reset]  # LLM tokens spent this turn
     sufficient: bool
     stop_reason: str | None
     # output

@@ -1,0 +1,262 @@
+"""The public Python API: ``from hoprank import Agent``.
+
+    agent = Agent.from_config("hoprank.yaml", index="my-index")
+    result = agent.ask("In which town was the founder of Osric Dynamics born?")
+    result.answer, result.citations, result.trace
+
+Every question ends as an :class:`Answer` with a status (answered, not_found, partial,
+failed); only invalid input (an empty question, say) raises, because that is the caller's
+bug to fix, not a result to score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from hoprank.agent.config import Config
+from hoprank.agent.context import AgentContext, hit_brief
+from hoprank.agent.graph import build_graph
+from hoprank.agent.state import RESET
+from hoprank.tools.errors import HoprankError, InvalidQueryError, validate_query
+from hoprank.tools.ingest.index import Index
+from hoprank.tools.llm.base import ChatLLM
+from hoprank.tools.types import Answer, Citation, Document, Hit
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.errors import GraphRecursionError
+
+log = logging.getLogger(__name__)
+MAX_QUESTION_CHARS = 4000
+
+# types the checkpointer may restore (LangGraph blocks unregistered types)
+_CHECKPOINT_TYPES = [("hoprank.tools.types", "Hit"), ("hoprank.tools.types", "Citation"), ("hoprank.tools.types", "Chunk")]
+
+
+def _serde() -> JsonPlusSerializer:
+    return JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
+
+
+def make_checkpointer(checkpoint: str | Path | None):
+    """None -> in memory; a path -> SQLite on disk (chat survives restarts)."""
+    if checkpoint is None or str(checkpoint) == ":memory:":
+        return InMemorySaver(serde=_serde())
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(checkpoint), check_same_thread=False)
+    return SqliteSaver(conn, serde=_serde())
+
+
+class Agent:
+    def __init__(self, config: Config, index: Index, llm: ChatLLM | None = None, reranker: Any = None, checkpoint: str | Path | None = None):
+        self.config = config
+        self.index = index
+        self._llm = llm
+        self._reranker = reranker
+        self._lock = threading.Lock()
+        self._checkpointer = make_checkpointer(checkpoint)
+        self._graph = build_graph(verify=config.agent.verify, checkpointer=self._checkpointer)
+
+    # ---- construction --------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: Config | dict | str | Path | None = None, index: str | Path | Index | None = None, llm: ChatLLM | None = None, reranker: Any = None, checkpoint: str | Path | None = None) -> Agent:
+        cfg = config if isinstance(config, Config) else Config.load(config)
+        if index is None:
+            index = cfg.index
+        if index is None:
+            raise HoprankError("no index given: pass index=PATH or set 'index' in the config")
+        idx = index if isinstance(index, Index) else Index.open(index)
+        return cls(cfg, idx, llm=llm, reranker=reranker, checkpoint=checkpoint)
+
+    # ---- lazily built clients --------------------------------------------------------
+    @property
+    def llm(self) -> ChatLLM:
+        with self._lock:
+            if self._llm is None:
+                from hoprank.tools.llm import make_llm
+
+                self._llm = make_llm(self.config.llm)
+            return self._llm
+
+    @property
+    def reranker(self):
+        method = self.config.rerank.method
+        if method == "none":
+            return None
+        with self._lock:
+            if self._reranker is None:
+                from hoprank.tools.rerank import make_reranker
+
+                needs_llm = method in ("setwise", "rebel", "listwise", "pointwise")
+                llm = None
+                if needs_llm:
+                    self._lock.release()
+                    try:
+                        llm = self.llm
+                    finally:
+                        self._lock.acquire()
+                self._reranker = make_reranker(method, llm=llm, llm_config=self.config.llm, embedder=self.index.embedder, **self.config.rerank.options_for_factory())
+            return self._reranker
+
+    def _context(self) -> AgentContext:
+        return AgentContext(config=self.config, index=self.index, llm_factory=lambda: self.llm, reranker_factory=lambda: self.reranker)
+
+    # ---- asking ----------------------------------------------------------------------
+    def _inputs(self, question: str) -> dict[str, Any]:
+        return {
+            "question": question,
+            "standalone": question,
+            "qtype": "single-hop",
+            "subqueries": [],
+            "pending": [],
+            "asked": RESET,
+            "hits_by_query": {"__reset__": True},
+            "pool": [],
+            "ranked": [],
+            "hop": 0,
+            "steps": -1,
+            "tokens": -1,
+            "sufficient": False,
+            "stop_reason": None,
+            "answer": "",
+            "citations": [],
+            "status": "answered",
+            "trace": RESET,
+        }
+
+    def _run_config(self, thread_id: str) -> dict[str, Any]:
+        # LangGraph's own limit only as a backstop: hoprank's budgets stop the graph first
+        return {"configurable": {"thread_id": thread_id}, "recursion_limit": self.config.agent.max_steps * 3 + 50}
+
+    def _validate(self, question: str) -> str:
+        return validate_query(question, max_chars=MAX_QUESTION_CHARS)
+
+    def stream(self, question: str, thread_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Yield a step event as each node finishes, then one answer (or error) event."""
+        q = self._validate(question)
+        tid = thread_id or uuid.uuid4().hex
+        t0 = time.perf_counter()
+        final: dict[str, Any] = {}
+        try:
+            for update in self._graph.stream(self._inputs(q), self._run_config(tid), context=self._context(), stream_mode="updates"):
+                for node, delta in update.items():
+                    if not isinstance(delta, dict):
+                        continue
+                    for entry in delta.get("trace") or []:
+                        if isinstance(entry, dict) and "node" in entry:
+                            yield {"type": "step", "node": entry["node"], "summary": entry.get("summary", ""), "data": entry.get("data", {}), "elapsed_s": entry.get("elapsed_s", 0.0)}
+            final = self._graph.get_state(self._run_config(tid)).values
+            yield {"type": "answer", "answer": self._answer(q, tid, final, time.perf_counter() - t0)}
+        except InvalidQueryError:
+            raise
+        except GraphRecursionError as e:  # pragma: no cover - budgets should prevent this
+            yield {"type": "answer", "answer": self._failed(q, tid, f"recursion limit: {e}", time.perf_counter() - t0, partial=True)}
+        except Exception as e:  # every question ends answered or explicitly failed
+            log.exception("question failed: %s", q[:200])
+            yield {"type": "answer", "answer": self._failed(q, tid, f"{type(e).__name__}: {e}", time.perf_counter() - t0)}
+
+    def ask(self, question: str, thread_id: str | None = None) -> Answer:
+        ans = None
+        for ev in self.stream(question, thread_id):
+            if ev["type"] == "answer":
+                ans = ev["answer"]
+        assert ans is not None
+        return ans
+
+    async def aask(self, question: str, thread_id: str | None = None) -> Answer:
+        return await asyncio.to_thread(self.ask, question, thread_id)
+
+    async def astream(self, question: str, thread_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Async version of :meth:`stream` (the graph runs in a worker thread)."""
+        q = self._validate(question)
+        queue: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        done = object()
+
+        def run() -> None:
+            try:
+                for ev in self.stream(q, thread_id):
+                    loop.call_soon_threadsafe(queue.put_nowait, ev)
+            except Exception as e:  # pragma: no cover - stream() already turns errors into events
+                loop.call_soon_threadsafe(queue.put_nowait, {"type": "error", "error": str(e)})
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, done)
+
+        task = loop.run_in_executor(None, run)
+        while True:
+            ev = await queue.get()
+            if ev is done:
+                break
+            yield ev
+        await task
+
+    # ---- results ---------------------------------------------------------------------
+    def _answer(self, q: str, tid: str, s: dict[str, Any], seconds: float) -> Answer:
+        steps = [e for e in (s.get("trace") or []) if isinstance(e, dict) and "node" in e]
+        evidence: list[Hit] = (s.get("ranked") or [])[: self.config.agent.evidence_k]
+        trace = {
+            "qtype": s.get("qtype"),
+            "standalone": s.get("standalone"),
+            "subqueries": s.get("subqueries") or [],
+            "decomposer": s.get("decomposer"),
+            "queries": s.get("asked") or [],
+            "hops": s.get("hop", 0),
+            "stop_reason": s.get("stop_reason"),
+            "steps": steps,
+            "n_steps": s.get("steps", 0),
+            "usage": {"tokens": s.get("tokens", 0), "llm_calls": sum(1 for e in steps if e.get("tokens"))},
+            "seconds": round(seconds, 3),
+        }
+        citations: list[Citation] = s.get("citations") or []
+        return Answer(question=q, answer=s.get("answer", ""), citations=citations, evidence=evidence, status=s.get("status") or "failed", thread_id=tid, trace=trace)
+
+    def _failed(self, q: str, tid: str, error: str, seconds: float, partial: bool = False) -> Answer:
+        return Answer(question=q, answer="", status="partial" if partial else "failed", error=error, thread_id=tid, trace={"steps": [], "usage": {}, "seconds": round(seconds, 3)})
+
+    # ---- documents ---------------------------------------------------------------------
+    def add_documents(self, documents: Sequence[Document]):
+        """Add or replace documents in the index (incremental: only new chunks embedded)."""
+        with self._lock:
+            for r in self.index._retrievers.values():
+                getattr(r, "close", lambda: None)()
+            idx, stats = Index.build(self.index.path, documents=list(documents))
+            self.index = idx
+            return stats
+
+    # ---- tool for other agents -----------------------------------------------------------
+    def as_tool(self, name: str = "hoprank_ask", description: str | None = None):
+        """A LangChain tool, so any LangChain/LangGraph agent can ask hoprank."""
+        from langchain_core.tools import StructuredTool
+
+        def ask_documents(question: str) -> str:
+            a = self.ask(question)
+            refs = "\n".join(f"[{c.marker}] {c.title or c.chunk_id}" for c in a.citations)
+            return f"{a.answer}\n\nSources:\n{refs}" if refs else a.answer
+
+        return StructuredTool.from_function(
+            func=ask_documents,
+            name=name,
+            description=description or "Answer a question from the indexed documents, with cited sources. Input: a full question.",
+        )
+
+
+def answer_summary(a: Answer) -> dict[str, Any]:
+    """The JSON object ``hoprank ask --json`` prints."""
+    return {
+        "question": a.question,
+        "answer": a.answer,
+        "status": a.status,
+        "error": a.error,
+        "thread_id": a.thread_id,
+        "citations": [{"marker": c.marker, "chunk_id": c.chunk_id, "title": c.title, "supported": c.supported} for c in a.citations],
+        "evidence": [hit_brief(h) for h in a.evidence],
+        "trace": {k: v for k, v in a.trace.items() if k != "steps"} | {"steps": [{"node": s["node"], "summary": s.get("summary"), "elapsed_s": s.get("elapsed_s")} for s in a.trace.get("steps", [])]},
+    }

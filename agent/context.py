@@ -1,0 +1,50 @@
+"""What the graph's nodes need besides the state: settings and clients.
+
+Kept out of the state (LangGraph runtime context) so checkpoints hold data only, and so one
+compiled graph serves every request with the same clients."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from hoprank.agent.config import Config
+from hoprank.tools.ingest.index import Index
+from hoprank.tools.llm.base import ChatLLM
+from hoprank.tools.types import Hit
+
+
+@dataclass
+class AgentContext:
+    config: Config
+    index: Index
+    llm_factory: Any  # () -> ChatLLM, so a run that needs no LLM never loads one
+    reranker_factory: Any  # () -> Reranker | None
+
+    @property
+    def llm(self) -> ChatLLM:
+        return self.llm_factory()
+
+    @property
+    def reranker(self):
+        return self.reranker_factory()
+
+    def retriever(self):
+        r = self.config.retrieval
+        opts = {"url": r.qdrant_url} if r.retriever.startswith("qdrant") and r.qdrant_url else {}
+        if r.stem:
+            opts["stem"] = True
+        return self.index.retriever(r.retriever, **opts)
+
+
+def hit_brief(h: Hit) -> dict[str, Any]:
+    """A hit as it appears in the trace: enough to audit, small enough to stream."""
+    d = {"id": h.id, "title": h.title, "score": round(float(h.score), 4), "rank": h.rank}
+    if h.rationale:
+        d["rationale"] = h.rationale[:500]
+    return d
+
+
+def step(node: str, summary: str, t0: float, tokens: int = 0, **data: Any) -> dict[str, Any]:
+    return {"node": node, "summary": summary, "elapsed_s": round(time.perf_counter() - t0, 4), "tokens": tokens, "data": data}

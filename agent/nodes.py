@@ -1,0 +1,182 @@
+"""The graph's nodes: each does one thing and returns a partial state update plus one
+trace entry. Routing decisions live in ``graph.py``; budgets are checked there too."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from hoprank.agent import generate as gen
+from hoprank.agent.assess import assess as assess_evidence
+from hoprank.agent.context import AgentContext, hit_brief, step
+from hoprank.agent.hop import hop_queries
+from hoprank.agent.state import AgentState, SearchTask
+from hoprank.agent.understand import content_terms, entities, understand
+from hoprank.tools.errors import HoprankError
+from hoprank.tools.retrieval.fusion import rrf
+from hoprank.tools.types import Hit
+from langgraph.runtime import Runtime
+
+from hoprank import prompts
+
+_FOLLOW_UP = re.compile(r"\b(he|she|it|they|him|her|his|hers|its|their|them|this|that|these|those|there|then|the same|what about|how about)\b", re.I)
+POOL_SIZE = 50
+
+
+def _tokens(*responses: Any) -> int:
+    return sum((r.prompt_tokens + r.completion_tokens) for r in responses if r is not None and not r.cached)
+
+
+def contextualize(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """Rewrite a follow-up ("where was she born?") into a standalone question."""
+    t0 = time.perf_counter()
+    q = state["question"]
+    history = state.get("history") or []
+    if not history or not _FOLLOW_UP.search(q):
+        return {"standalone": q, "steps": 1, "trace": [step("contextualize", "first turn or standalone question", t0, standalone=q)]}
+    turns = history[-6:]
+    hist_text = "\n".join(f"{m['role']}: {m['content'][:300]}" for m in turns)
+    prev_entities = [e for m in reversed(turns) for e in entities(m["content"])]
+    rewritten, resp, how = None, None, "llm"
+    try:
+        resp = runtime.context.llm.chat(prompts.chat("contextualize", history=hist_text, question=q), max_tokens=60, temperature=0.0)
+        cand = (resp.text or "").strip().splitlines()[0].strip().strip('"') if (resp.text or "").strip() else ""
+        # accept only a rewrite that keeps the question's words and names something from the history
+        if cand and len(cand) < 4 * len(q) + 80 and set(content_terms(q)) <= set(content_terms(cand)) | {"she", "he"} and any(e.lower() in cand.lower() for e in prev_entities):
+            rewritten = cand
+    except HoprankError:
+        resp = None
+    if rewritten is None:
+        how = "rules"
+        ent = next((e for e in prev_entities if e.lower() not in q.lower()), None)
+        rewritten = f"{q.rstrip('?')} ({ent})?" if ent else q
+    return {"standalone": rewritten, "steps": 1, "tokens": _tokens(resp), "trace": [step("contextualize", f"follow-up rewritten ({how}): {rewritten}", t0, _tokens(resp), standalone=rewritten, method=how)]}
+
+
+def understand_node(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    t0 = time.perf_counter()
+    q = state["standalone"]
+    cfg = runtime.context.config.agent
+    llm = runtime.context.llm if cfg.decompose in ("auto", "llm") else None
+    u, resp = understand(q, llm, cfg.decompose if llm is not None or cfg.decompose in ("rules", "none") else "rules")
+    pending = list(dict.fromkeys([q] + u.subquestions))
+    summary = f"{u.qtype}; {len(u.subquestions)} sub-questions ({u.source})" + (f"; LLM output rejected: {u.rejected}" if u.rejected else "")
+    return {
+        "qtype": u.qtype,
+        "subqueries": u.subquestions,
+        "decomposer": u.source,
+        "pending": pending,
+        "steps": 1,
+        "tokens": _tokens(resp),
+        "trace": [step("understand", summary, t0, _tokens(resp), qtype=u.qtype, subquestions=u.subquestions, source=u.source, rejected=u.rejected, raw=(u.raw or "")[:500] or None)],
+    }
+
+
+def search(task: SearchTask, runtime: Runtime[AgentContext]) -> dict:
+    """One retrieval for one query (run in parallel, one ``Send`` per query)."""
+    t0 = time.perf_counter()
+    ctx = runtime.context
+    retriever = ctx.retriever()
+    hits = retriever.search(task["query"], ctx.config.retrieval.k)
+    return {
+        "hits_by_query": {task["query"]: hits},
+        "asked": [task["query"]],
+        "steps": 1,
+        "trace": [step("search", f"{retriever.name}: {task['query']!r} -> {len(hits)} hits", t0, query=task["query"], hop=task["hop"], retriever=retriever.name, hits=[hit_brief(h) for h in hits[:10]])],
+    }
+
+
+def fuse(state: AgentState) -> dict:
+    """RRF over every query run so far (all hops): the candidate pool for reranking."""
+    t0 = time.perf_counter()
+    runs = list((state.get("hits_by_query") or {}).values())
+    pool = rrf(runs, k=60, top_k=POOL_SIZE) if runs else []
+    return {"pool": pool, "pending": [], "steps": 1, "trace": [step("fuse", f"RRF of {len(runs)} result lists -> {len(pool)} candidates", t0, pool=[hit_brief(h) for h in pool[:10]])]}
+
+
+def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    t0 = time.perf_counter()
+    ctx = runtime.context
+    pool: list[Hit] = state.get("pool") or []
+    reranker = ctx.reranker
+    if reranker is None or not pool:
+        return {"ranked": pool, "steps": 1, "trace": [step("rerank", "no reranking", t0, method="none")]}
+    depth = int(ctx.config.rerank.options.get("depth", 20)) if isinstance(ctx.config.rerank.options, dict) else 20
+    keep = max(ctx.config.rerank.top_k, ctx.config.agent.evidence_k)
+    ranked = reranker.rerank(state["standalone"], pool[:depth], top_k=keep, subqueries=state.get("subqueries") or None)
+    # candidates beyond the reranked depth stay available below, in fused order
+    seen = {h.id for h in ranked}
+    ranked = ranked + [h for h in pool if h.id not in seen]
+    info = dict(getattr(reranker, "last_trace", {}) or {})
+    tokens = int(info.get("prompt_tokens", 0) or 0) + int(info.get("completion_tokens", 0) or 0)
+    info.pop("raw", None)
+    return {"ranked": ranked, "steps": 1, "tokens": tokens, "trace": [step("rerank", f"{reranker.name}: {min(len(pool), depth)} candidates -> top {keep}", t0, tokens, method=reranker.name, ranked=[hit_brief(h) for h in ranked[:keep]], usage=info)]}
+
+
+ROUND_STEPS = 8  # nodes one more hop round costs at most (hop, searches, fuse, rerank, assess)
+
+
+def assess(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """Decide: answer now, or hop again. Budgets are checked here, so the graph always ends
+    by its own budgets and never by LangGraph's recursion limit."""
+    t0 = time.perf_counter()
+    cfg = runtime.context.config.agent
+    hop_n = state.get("hop", 0)
+    a = assess_evidence(state["standalone"], state.get("qtype", "single-hop"), state.get("ranked") or [], hop_n, cfg.evidence_k)
+    stop = None
+    if not a.sufficient:
+        if hop_n >= cfg.max_hops:
+            stop = f"hop budget reached ({cfg.max_hops})" if cfg.max_hops else None
+        elif (state.get("steps") or 0) + ROUND_STEPS + 3 > cfg.max_steps:
+            stop = f"step budget reached ({cfg.max_steps})"
+        elif (state.get("tokens") or 0) >= cfg.max_tokens_budget:
+            stop = f"token budget reached ({cfg.max_tokens_budget})"
+    go_hop = not a.sufficient and stop is None and (hop_n < cfg.max_hops)
+    summary = ("sufficient: " if a.sufficient else "insufficient: ") + a.reason + (f"; stop: {stop}" if stop else "") + ("; hop" if go_hop else "; answer")
+    return {"sufficient": not go_hop, "stop_reason": stop, "steps": 1, "trace": [step("assess", summary, t0, coverage=round(a.coverage, 3), missing=a.missing[:10], stop_reason=stop)]}
+
+
+def hop(state: AgentState) -> dict:
+    """Next-hop queries from bridge entities in the evidence found so far."""
+    t0 = time.perf_counter()
+    queries = hop_queries(state["standalone"], state.get("subqueries") or [], state.get("ranked") or [], state.get("asked") or [])
+    n = state.get("hop", 0) + 1
+    return {"pending": queries, "hop": n, "steps": 1, "trace": [step("hop", f"hop {n}: {len(queries)} follow-up queries", t0, queries=queries)]}
+
+
+def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    t0 = time.perf_counter()
+    cfg = runtime.context.config.agent
+    evidence = (state.get("ranked") or [])[: cfg.evidence_k]
+    g = gen.generate(state["standalone"], evidence, runtime.context.llm, style=cfg.answer_style, max_tokens=runtime.context.config.llm.max_tokens if cfg.answer_style == "full" else 32)
+    tokens = _tokens(*g.responses)
+    status = g.status
+    if status == "answered" and state.get("stop_reason"):
+        status = "partial"
+    return {"answer": g.answer, "citations": g.citations, "status": status, "steps": 1, "tokens": tokens, "trace": [step("generate", f"{status}; {len(g.citations)} citations" + (f"; fallback: {g.fallback}" if g.fallback else ""), t0, tokens, raw=g.raw[:1000], fallback=g.fallback, evidence=[hit_brief(h) for h in evidence])]}
+
+
+def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """Check each cited claim against its chunk; one revision pass if some fail."""
+    t0 = time.perf_counter()
+    cites, unsupported = gen.verify(state["answer"], state.get("citations") or [])
+    answer, tokens, revised = state["answer"], 0, False
+    if unsupported and state.get("status") in ("answered", "partial"):
+        evidence = (state.get("ranked") or [])[: runtime.context.config.agent.evidence_k]
+        try:
+            text, new_cites, resp = gen.revise(state["standalone"], answer, unsupported, evidence, runtime.context.llm)
+            tokens = _tokens(resp)
+            v_cites, v_unsup = gen.verify(text, new_cites)
+            if text and new_cites and len(v_unsup) < len(unsupported):
+                answer, cites, unsupported, revised = text, v_cites, v_unsup, True
+        except HoprankError:
+            pass
+    return {"answer": answer, "citations": cites, "steps": 1, "tokens": tokens, "trace": [step("verify", f"{len(unsupported)} unsupported claim(s); revised: {revised}", t0, tokens, unsupported=unsupported, revised=revised)]}
+
+
+def finalize(state: AgentState) -> dict:
+    """Record the turn in the chat history (the one thing that persists across turns)."""
+    t0 = time.perf_counter()
+    turn = [{"role": "user", "content": state["question"]}, {"role": "assistant", "content": state.get("answer", "")}]
+    return {"history": turn, "steps": 1, "trace": [step("finalize", f"status {state.get('status')}", t0, stop_reason=state.get("stop_reason"))]}

@@ -1,0 +1,628 @@
+"""HTTP server: an OpenAI-compatible chat endpoint over the hoprank agent, plus the web page.
+
+Why OpenAI-compatible: every chat client, SDK and UI already speaks it, so pointing them at
+``http://127.0.0.1:8000/v1`` is the whole integration. What OpenAI has no field for
+(citations, evidence, the step trace) travels in an extra ``hoprank`` object, which the
+official clients keep in ``model_extra`` instead of rejecting.
+
+Reliability rules (DESIGN.md): oversized bodies get 413, absurd parameters 400, an LLM
+failure a clear 5xx (or an error event in a stream), every request has a deadline, a client
+that disconnects cancels the agent work, and uvicorn's graceful shutdown lets in-flight
+requests finish on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from hoprank.tools.errors import HoprankError, InvalidQueryError
+from hoprank.tools.types import Document
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+MODEL_ID = "hoprank"
+MAX_TOKENS_LIMIT = 32768
+
+
+@dataclasses.dataclass
+class ServerSettings:
+    """Limits of one server; the defaults suit a laptop serving a few people."""
+
+    api_key: str | None = None
+    max_body_bytes: int = 2_000_000  # documents are uploaded as JSON, so allow a few MB
+    max_question_chars: int = 8_000
+    max_messages: int = 200
+    request_timeout_s: float = 600.0  # a CPU model answering a multi-hop question is slow
+    keepalive_s: float = 15.0  # SSE comment lines so proxies keep the stream open
+    model_id: str = MODEL_ID
+    max_documents: int = 10_000
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+class APIError(Exception):
+    """An error with an HTTP status, rendered in OpenAI's ``{"error": {...}}`` shape."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def _error(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> JSONResponse:
+    return JSONResponse(APIError(status, message, type_, param, code).body(), status_code=status)
+
+
+# ---------------------------------------------------------------------------- JSON
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, numpy scalars/arrays, sets, paths -> plain JSON values (never raises)."""
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, BaseModel):
+        return to_jsonable(obj.model_dump())
+    if hasattr(obj, "tolist"):  # numpy
+        return to_jsonable(obj.tolist())
+    if hasattr(obj, "item"):
+        return to_jsonable(obj.item())
+    return str(obj)
+
+
+def answer_extra(answer: Any) -> dict[str, Any]:
+    """The ``hoprank`` field: what the agent knows beyond the answer text."""
+    return {
+        "status": getattr(answer, "status", None),
+        "error": getattr(answer, "error", None),
+        "thread_id": getattr(answer, "thread_id", None),
+        "citations": to_jsonable(getattr(answer, "citations", [])),
+        "evidence": to_jsonable(getattr(answer, "evidence", [])),
+        "trace": to_jsonable(getattr(answer, "trace", {})),
+    }
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """The subset of OpenAI's chat request that means something here; extras are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    n: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    user: str | None = None
+    conversation_id: str | None = None
+    thread_id: str | None = None
+    stream_options: dict[str, Any] | None = None
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type", "text") == "text")
+
+
+def validate_chat(req: ChatRequest, settings: ServerSettings) -> str:
+    """Reject absurd parameters with a message that names the parameter; return the question."""
+    for name in ("max_tokens", "max_completion_tokens"):
+        v = getattr(req, name)
+        if v is not None and not (1 <= v <= MAX_TOKENS_LIMIT):
+            raise APIError(400, f"{name} must be between 1 and {MAX_TOKENS_LIMIT}, got {v}", param=name)
+    if req.n is not None and req.n != 1:
+        raise APIError(400, f"n must be 1 (hoprank returns one answer per request), got {req.n}", param="n")
+    if req.temperature is not None and not (0.0 <= req.temperature <= 2.0):
+        raise APIError(400, f"temperature must be between 0 and 2, got {req.temperature}", param="temperature")
+    if req.top_p is not None and not (0.0 <= req.top_p <= 1.0):
+        raise APIError(400, f"top_p must be between 0 and 1, got {req.top_p}", param="top_p")
+    if len(req.messages) > settings.max_messages:
+        raise APIError(400, f"at most {settings.max_messages} messages per request, got {len(req.messages)}", param="messages")
+    for name in ("conversation_id", "thread_id", "user"):
+        v = getattr(req, name)
+        if v is not None and len(v) > 256:
+            raise APIError(400, f"{name} is longer than 256 characters", param=name)
+    last = req.messages[-1]
+    if last.role != "user":
+        raise APIError(400, f"the last message must come from the user (it is the question), got role {last.role!r}", param="messages")
+    question = _text_of(last.content).strip()
+    if not question:
+        raise APIError(400, "the last user message is empty; send a question", param="messages")
+    if len(question) > settings.max_question_chars:
+        raise APIError(400, f"the question is {len(question):,} characters long; the limit is {settings.max_question_chars:,}", param="messages")
+    return question
+
+
+class ThreadMap:
+    """Maps a stateless OpenAI-style history onto the agent's checkpointed threads.
+
+    Clients such as the ``openai`` SDK resend the whole history each turn. After each answer
+    we remember ``hash(user, history + answer) -> thread``; the next turn's prior messages
+    hash to the same key and continue that thread, so the agent sees its own history and
+    never another conversation's. ``conversation_id`` (or ``thread_id``) is the explicit,
+    preferred way. Bounded LRU so a long-running server does not grow without limit.
+    """
+
+    def __init__(self, capacity: int = 10_000):
+        self.capacity = capacity
+        self._map: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(user: str | None, messages: list[dict[str, str]]) -> str:
+        h = hashlib.sha256(json.dumps([user or "", messages], ensure_ascii=False).encode("utf-8"))
+        return h.hexdigest()[:32]
+
+    def resolve(self, req: ChatRequest) -> str:
+        explicit = req.conversation_id or req.thread_id
+        if explicit:
+            return explicit
+        prior = _plain(req.messages[:-1])
+        if not [m for m in prior if m["role"] != "system"]:
+            return f"chat-{uuid.uuid4().hex}"  # a new conversation
+        k = self.key(req.user, prior)
+        with self._lock:
+            if k in self._map:
+                self._map.move_to_end(k)
+                return self._map[k]
+        return f"chat-{k}"  # unknown history (e.g. server restarted): deterministic thread
+
+    def remember(self, req: ChatRequest, answer_text: str, thread_id: str) -> None:
+        if req.conversation_id or req.thread_id:
+            return
+        msgs = _plain(req.messages) + [{"role": "assistant", "content": answer_text}]
+        k = self.key(req.user, msgs)
+        with self._lock:
+            self._map[k] = thread_id
+            self._map.move_to_end(k)
+            while len(self._map) > self.capacity:
+                self._map.popitem(last=False)
+
+
+def _plain(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": _text_of(m.content)} for m in messages]
+
+
+# ---------------------------------------------------------------------------- middleware
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI: 413 before reading an oversized body (Content-Length) or while streaming it."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        cl = headers.get(b"content-length")
+        if cl is not None:
+            try:
+                too_big = int(cl) > self.max_bytes
+            except ValueError:
+                await _send_json(send, 400, APIError(400, "invalid Content-Length header").body())
+                return
+            if too_big:
+                await _send_json(send, 413, self._body())
+                return
+        received = 0
+        started = False
+        rejected = False
+
+        async def limited_receive() -> dict:
+            # FastAPI turns any exception while reading the body into a 400, so instead of
+            # raising we answer 413 here and tell the app the client went away.
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.max_bytes:
+                    rejected = True
+                    if not started:
+                        await _send_json(send, 413, self._body())
+                    return {"type": "http.disconnect"}
+            return msg
+
+        async def guarded_send(msg: dict) -> None:
+            nonlocal started
+            if rejected:
+                return  # the 413 already went out; drop whatever the app answers
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+    def _body(self) -> dict:
+        return APIError(413, f"request body is larger than the limit of {self.max_bytes:,} bytes", code="request_too_large").body()
+
+
+class AuthMiddleware:
+    """Pure ASGI bearer-token check for ``/v1/*`` (the page and /health stay open).
+
+    Constant-time comparison so the key cannot be guessed byte by byte from timings."""
+
+    def __init__(self, app: Any, api_key: str | None):
+        self.app, self.api_key = app, api_key
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.api_key and scope.get("path", "").startswith("/v1/"):
+            headers = dict(scope.get("headers") or [])
+            scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+            ok = scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("utf-8"), self.api_key.encode("utf-8"))
+            if not ok:
+                body = APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'", "authentication_error", code="invalid_api_key").body()
+                await _send_json(send, 401, body, extra_headers=[(b"www-authenticate", b"Bearer")])
+                return
+        await self.app(scope, receive, send)
+
+
+async def _send_json(send: Any, status: int, body: dict, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = json.dumps(body).encode("utf-8")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())] + (extra_headers or [])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+# ---------------------------------------------------------------------------- app
+
+
+def create_app(agent: Any, settings: ServerSettings | None = None) -> FastAPI:
+    """The FastAPI app around one loaded agent (anything with ``astream``/``aask``/``add_documents``)."""
+    settings = settings or ServerSettings()
+    app = FastAPI(title="hoprank", version=_version(), docs_url="/docs", redoc_url=None)
+    app.state.agent = agent
+    app.state.settings = settings
+    threads = ThreadMap()
+    docs_lock = asyncio.Lock()
+    # outermost last: the body limit runs before auth so a huge body never gets read
+    app.add_middleware(AuthMiddleware, api_key=settings.api_key)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, e: APIError) -> JSONResponse:
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in e.errors()[:5]:
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{loc or 'body'}: {err.get('msg')}")
+        return _error(400, "invalid request: " + "; ".join(parts))
+
+    # ---- pages and metadata ----------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    async def index_page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    @app.get("/web/{name}", include_in_schema=False)
+    async def web_asset(name: str) -> Any:
+        path = (WEB_DIR / name).resolve()
+        if path.parent != WEB_DIR or not path.is_file():
+            return _error(404, f"no such asset: {name}", type_="not_found")
+        return FileResponse(path)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        index = getattr(agent, "index", None)
+        return {"status": "ok", "model": settings.model_id, "chunks": len(index) if index is not None else None, "auth": bool(settings.api_key), "version": _version()}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": settings.model_id, "object": "model", "created": 0, "owned_by": "hoprank"}]}
+
+    # ---- documents -------------------------------------------------------------------
+    @app.post("/v1/documents")
+    async def add_documents(request: Request) -> JSONResponse:
+        try:
+            payload = json.loads(await request.body() or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise APIError(400, f"body is not valid JSON: {e}") from None
+        documents = parse_documents(payload, settings.max_documents)
+        async with docs_lock:  # one re-index at a time; readers keep the previous generation
+            try:
+                stats = await asyncio.to_thread(agent.add_documents, documents)
+            except HoprankError as e:
+                raise APIError(400, str(e)) from None
+        index = getattr(agent, "index", None)
+        return JSONResponse({"added": len(documents), "ids": [d.id for d in documents], "chunks": len(index) if index is not None else None, "stats": to_jsonable(stats)})
+
+    # ---- chat ------------------------------------------------------------------------
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request, body: ChatRequest) -> Any:
+        question = validate_chat(body, settings)
+        thread_id = threads.resolve(body)
+        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        if body.stream:
+            gen = _stream(agent, question, thread_id, body, cid, created, settings, threads)
+            return StreamingResponse(gen, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        answer = await _ask_with_disconnect(request, agent, question, thread_id, settings.request_timeout_s)
+        extra = answer_extra(answer)
+        if getattr(answer, "status", "") == "failed":
+            return JSONResponse({"error": {"message": f"the agent failed: {answer.error or 'unknown error'}", "type": "upstream_error", "param": None, "code": "agent_failed"}, "hoprank": extra}, status_code=502)
+        threads.remember(body, answer.answer, thread_id)
+        usage = _usage(answer)
+        return {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": settings.model_id,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer}, "finish_reason": "stop", "logprobs": None}],
+            "usage": usage,
+            "hoprank": extra,
+        }
+
+    return app
+
+
+def parse_documents(payload: Any, max_documents: int = 10_000) -> list[Document]:
+    """``[{id, title, text, metadata}]`` or ``{"documents": [...]}`` -> Documents, or a 400."""
+    if isinstance(payload, dict) and "documents" in payload:
+        payload = payload["documents"]
+    elif isinstance(payload, dict):
+        payload = [payload]
+    if not isinstance(payload, list) or not payload:
+        raise APIError(400, "send a JSON list of documents: [{\"id\": ..., \"title\": ..., \"text\": ..., \"metadata\": {...}}]")
+    if len(payload) > max_documents:
+        raise APIError(400, f"at most {max_documents} documents per request, got {len(payload)}")
+    out: list[Document] = []
+    seen: set[str] = set()
+    for i, rec in enumerate(payload):
+        if not isinstance(rec, dict):
+            raise APIError(400, f"documents[{i}] must be an object, got {type(rec).__name__}")
+        text = rec.get("text", rec.get("contents", rec.get("body")))
+        if not isinstance(text, str) or not text.strip():
+            raise APIError(400, f"documents[{i}] has no non-empty 'text' string")
+        doc_id = rec.get("id") or f"upload-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:12]}"
+        if not isinstance(doc_id, str):
+            doc_id = str(doc_id)
+        if doc_id in seen:
+            raise APIError(400, f"documents[{i}]: duplicate id {doc_id!r}")
+        seen.add(doc_id)
+        meta = rec.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise APIError(400, f"documents[{i}].metadata must be an object")
+        title = rec.get("title") or ""
+        out.append(Document(id=doc_id, text=text, title=str(title), source=str(rec.get("source", "upload")), metadata=meta))
+    return out
+
+
+async def _ask_with_disconnect(request: Request, agent: Any, question: str, thread_id: str, timeout_s: float) -> Any:
+    """Run the agent; cancel it when the client goes away or the deadline passes."""
+    task = asyncio.ensure_future(agent.aask(question, thread_id=thread_id))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+            if done:
+                break
+            if await request.is_disconnected():
+                task.cancel()
+                raise APIError(499, "client disconnected", code="client_closed")
+            if time.monotonic() >= deadline:
+                task.cancel()
+                raise APIError(504, f"the agent did not answer within {timeout_s:g} s", type_="timeout_error", code="timeout")
+        return task.result()
+    except InvalidQueryError as e:
+        raise APIError(400, str(e), param="messages") from None
+    except APIError:
+        raise
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    except Exception as e:  # an LLM or backend failure: a clear 5xx, never a hang
+        log.exception("agent failed")
+        raise APIError(502, f"the agent failed: {type(e).__name__}: {e}", type_="upstream_error", code="agent_failed") from None
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def _sse(obj: Any) -> bytes:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode("utf-8")
+
+
+def _chunk(cid: str, created: int, model: str, delta: dict, finish: str | None = None, extra: dict | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    if extra is not None:
+        d["hoprank"] = extra
+    return d
+
+
+def _pieces(text: str, size: int = 24) -> Iterator[str]:
+    """Split a finished answer into word groups so clients render it progressively."""
+    words = text.split(" ")
+    for i in range(0, len(words), size):
+        piece = " ".join(words[i : i + size])
+        yield piece if i + size >= len(words) else piece + " "
+
+
+async def _stream(agent: Any, question: str, thread_id: str, req: ChatRequest, cid: str, created: int, settings: ServerSettings, threads: ThreadMap) -> AsyncIterator[bytes]:
+    """OpenAI chunk stream: role, step chunks (empty delta + ``hoprank.step``), the answer
+    text, a final chunk with ``hoprank`` (citations, evidence, trace), then ``[DONE]``.
+
+    Starlette cancels this generator when the client disconnects; cancellation propagates
+    into ``agent.astream`` and stops the graph. Keep-alive comments every few seconds."""
+    model = settings.model_id
+    yield _sse(_chunk(cid, created, model, {"role": "assistant", "content": ""}, extra={"thread_id": thread_id}))
+    queue: asyncio.Queue = asyncio.Queue()
+    sentinel = object()
+
+    async def pump() -> None:
+        try:
+            async for ev in agent.astream(question, thread_id=thread_id):
+                await queue.put(ev)
+        except asyncio.CancelledError:
+            raise
+        except InvalidQueryError as e:
+            await queue.put({"type": "error", "error": str(e), "status": 400})
+        except Exception as e:  # noqa: BLE001 - becomes an error event, never a hung stream
+            log.exception("agent stream failed")
+            await queue.put({"type": "error", "error": f"{type(e).__name__}: {e}"})
+        finally:
+            await queue.put(sentinel)
+
+    task = asyncio.ensure_future(pump())
+    deadline = time.monotonic() + settings.request_timeout_s
+    got_answer = False
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                yield _sse(APIError(504, f"the agent did not answer within {settings.request_timeout_s:g} s", "timeout_error", code="timeout").body())
+                break
+            try:
+                ev = await asyncio.wait_for(queue.get(), timeout=min(settings.keepalive_s, remaining))
+            except asyncio.TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if ev is sentinel:
+                if not got_answer:
+                    yield _sse(APIError(502, "the agent ended without an answer", "upstream_error", code="agent_failed").body())
+                break
+            etype = ev.get("type") if isinstance(ev, dict) else None
+            if etype == "step":
+                step = to_jsonable({k: v for k, v in ev.items() if k != "type"})
+                yield _sse(_chunk(cid, created, model, {}, extra={"step": step, "thread_id": thread_id}))
+            elif etype == "answer":
+                got_answer = True
+                answer = ev["answer"]
+                extra = answer_extra(answer)
+                if getattr(answer, "status", "") == "failed":
+                    err = APIError(502, f"the agent failed: {answer.error or 'unknown error'}", "upstream_error", code="agent_failed").body()
+                    err["hoprank"] = extra
+                    yield _sse(err)
+                    break
+                for piece in _pieces(answer.answer or ""):
+                    yield _sse(_chunk(cid, created, model, {"content": piece}))
+                final = _chunk(cid, created, model, {}, finish="stop", extra=extra)
+                if req.stream_options and req.stream_options.get("include_usage"):
+                    final["usage"] = _usage(answer)
+                yield _sse(final)
+                threads.remember(req, answer.answer or "", thread_id)
+            elif etype == "error":
+                got_answer = True
+                status = int(ev.get("status", 502))
+                kind = "invalid_request_error" if status == 400 else "upstream_error"
+                yield _sse(APIError(status, f"the agent failed: {ev.get('error')}", kind, code="agent_failed").body())
+                break
+        yield b"data: [DONE]\n\n"
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _usage(answer: Any) -> dict[str, int]:
+    u = (getattr(answer, "trace", None) or {}).get("usage") or {}
+    p, c = int(u.get("prompt_tokens", 0) or 0), int(u.get("completion_tokens", 0) or 0)
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def _version() -> str:
+    try:
+        from hoprank import __version__
+
+        return __version__
+    except Exception:  # pragma: no cover
+        return "0"
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening socket bound now, so a test can use port 0 without a race."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, graceful_s: float = 5.0) -> Iterator[str]:
+    """Run ``app`` under a real uvicorn server in a background thread; yields the base URL.
+
+    For tests, benchmarks and notebooks: the same server stack as ``hoprank serve``."""
+    import uvicorn
+
+    sock = bind_socket(host, port)
+    real_port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=graceful_s, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="hoprank-server")
+    thread.start()
+    t0 = time.monotonic()
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() - t0 > 30:
+            raise RuntimeError("the hoprank server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{real_port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=graceful_s + 5)
+        sock.close()
+
+
+def run_server(agent: Any, host: str = "127.0.0.1", port: int = 8000, settings: ServerSettings | None = None, graceful_s: float = 30.0) -> None:
+    """Blocking: serve until SIGINT/SIGTERM; in-flight requests get ``graceful_s`` to finish."""
+    import uvicorn
+
+    app = create_app(agent, settings)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=graceful_s)
+
+
+__all__ = ["APIError", "ServerSettings", "ThreadMap", "create_app", "parse_documents", "run_server", "serve_in_thread", "to_jsonable", "validate_chat"]
+
