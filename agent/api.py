@@ -147,7 +147,7 @@ class Agent:
         final: dict[str, Any] = {}
         try:
             for update in self._graph.stream(self._inputs(q), self._run_config(tid), context=self._context(), stream_mode="updates"):
-                for node, delta in update.items():
+                for delta in update.values():
                     if not isinstance(delta, dict):
                         continue
                     for entry in delta.get("trace") or []:

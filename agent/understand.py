@@ -47,8 +47,9 @@ def stems(text: str) -> set[str]:
 def entities(text: str) -> list[str]:
     """Capitalised spans (names, titles), without a sentence-initial question word."""
     out: list[str] = []
-    for m in _ENTITY.finditer(text):
-        span = m.group(0).strip(" .,'’")
+    spans = [part for m in _ENTITY.finditer(text) for part in re.split(r"[.!?]\s+", m.group(0))]
+    for span in spans:
+        span = span.strip(" .,'’")
         words = span.split()
         while words and words[0].lower() in _QWORDS | {"the", "a", "an", "in", "on", "of"}:
             words = words[1:]

@@ -1,5 +1,14 @@
 """LLM clients behind one chat interface (embedded llama.cpp, OpenAI-compatible, vLLM)."""
 
-from hoprank.tools.llm.base import ChatLLM, LLMResponse, ScriptedLLM, Usage
+from hoprank.tools.llm.base import (
+    ChatLLM,
+    LLMResponse,
+    ScriptedLLM,
+    TransientLLMError,
+    Usage,
+    extract_json,
+    is_transient,
+)
+from hoprank.tools.llm.factory import make_llm
 
-__all__ = ["ChatLLM", "LLMResponse", "ScriptedLLM", "Usage"]
+__all__ = ["ChatLLM", "LLMResponse", "ScriptedLLM", "TransientLLMError", "Usage", "extract_json", "is_transient", "make_llm"]

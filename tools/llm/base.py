@@ -11,24 +11,33 @@ Contract (kept stable for rerankers, the agent, the evals and the server):
   ``default`` so callers always get a usable value from a weak model.
 * ``llm.usage``: calls, prompt/completion tokens, cache hits, for the trace and the benchmarks.
 
-Backends subclass :class:`ChatLLM` and implement ``_complete`` (one uncached call).
+Backends subclass :class:`ChatLLM` and implement ``_complete`` (one uncached call), and
+optionally ``_acomplete`` (a native async call). Everything a backend should not have to
+repeat lives here, in ``chat``: the persistent cache, retries with exponential backoff and
+jitter on transient errors only, and the final :class:`LLMError` that says what failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from concurrent.futures import TimeoutError as FuturesTimeout
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from hoprank.tools.errors import LLMError
 from pydantic import BaseModel, ValidationError
 
-Messages = list[dict[str, str]]
+if TYPE_CHECKING:  # pragma: no cover
+    from hoprank.tools.llm.cache import ResponseCache
+
+Messages = list[dict[str, Any]]
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -43,6 +52,25 @@ class LLMResponse:
     # per generated token: {"token": str, "logprob": float, "top": {token: logprob}}
     logprobs: list[dict[str, Any]] | None = None
     finish_reason: str | None = None
+    # native tool calls (OpenAI-compatible servers): [{"id", "name", "arguments": dict}]
+    tool_calls: list[dict[str, Any]] | None = None
+    # things the caller should know, e.g. that the prompt was truncated to fit the context
+    warnings: tuple[str, ...] = ()
+
+    def to_record(self) -> dict[str, Any]:
+        """What the cache stores: everything but the per-call facts (cached, latency)."""
+        d = asdict(self)
+        d.pop("cached", None)
+        d.pop("latency_s", None)
+        d["warnings"] = list(self.warnings)
+        return d
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], **overrides: Any) -> LLMResponse:
+        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        known["warnings"] = tuple(known.get("warnings") or ())
+        known.update(overrides)
+        return cls(**known)
 
 
 @dataclass
@@ -54,6 +82,8 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    retries: int = 0
+    failures: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, r: LLMResponse) -> None:
@@ -66,6 +96,14 @@ class Usage:
                 self.completion_tokens += r.completion_tokens
                 self.seconds += r.latency_s
 
+    def add_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def add_failure(self) -> None:
+        with self._lock:
+            self.failures += 1
+
     def snapshot(self) -> dict[str, float]:
         with self._lock:
             return {
@@ -74,6 +112,8 @@ class Usage:
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "seconds": round(self.seconds, 3),
+                "retries": self.retries,
+                "failures": self.failures,
             }
 
     @staticmethod
@@ -107,45 +147,234 @@ def extract_json(text: str) -> Any:
     raise ValueError("no parseable JSON in output")
 
 
+# ---- error classification ------------------------------------------------------------
+
+
+class TransientLLMError(LLMError):
+    """A failure worth retrying (5xx, 429, timeout, dropped connection). Backends raise it
+    (or let such errors through) and :meth:`ChatLLM.chat` retries; everything else is final."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_TRANSIENT_NAMES = {"APITimeoutError", "APIConnectionError", "ReadTimeout", "ConnectTimeout", "RemoteProtocolError", "ConnectError"}
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status carried by an exception from openai/httpx, if any."""
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Retry only what can succeed on a second try: never a 4xx (a bad request stays bad)."""
+    if isinstance(exc, TransientLLMError):
+        return True
+    if isinstance(exc, LLMError):
+        return False
+    status = status_of(exc)
+    if status is not None:
+        return status in (408, 429) or status >= 500
+    if isinstance(exc, (TimeoutError, ConnectionError, FuturesTimeout)):
+        return True
+    return any(c.__name__ in _TRANSIENT_NAMES for c in type(exc).__mro__)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    ra = getattr(exc, "retry_after", None)
+    if ra is None:
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+        try:
+            ra = float(headers.get("retry-after")) if headers.get("retry-after") else None
+        except (TypeError, ValueError):
+            ra = None
+    return ra
+
+
+def _describe(exc: BaseException) -> str:
+    status = status_of(exc)
+    prefix = f"HTTP {status} " if status else ""
+    msg = str(exc).strip().replace("\n", " ")
+    return f"{prefix}{type(exc).__name__}: {msg[:500]}"
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise LLMError(f"messages must be a non-empty list of {{'role', 'content'}} dicts, got {type(messages).__name__} {str(messages)[:80]!r}")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m:
+            raise LLMError(f"message {i} must be a dict with 'role' and 'content', got {str(m)[:80]!r}")
+        c = m.get("content")
+        if c is not None and not isinstance(c, str):
+            raise LLMError(f"message {i} ({m['role']}): content must be a string, got {type(c).__name__}")
+
+
+# call options that cannot change the output, so they stay out of the cache key
+_NOT_IN_CACHE_KEY = frozenset({"timeout_s"})
+
+
+# ---- the base class ------------------------------------------------------------------
+
+
 class ChatLLM:
     """Base class: caching, retries and accounting wrap ``_complete`` of a backend."""
 
     model_name: str = "unknown"
+    backend_name: str = "base"
     max_concurrency: int = 4
+    # reliability knobs (``configure`` sets them from an LLMConfig)
+    max_retries: int = 0
+    timeout_s: float | None = None
+    backoff_s: float = 0.5  # first retry waits about this long, doubling each time
+    backoff_max_s: float = 20.0
+    cache: ResponseCache | None = None
 
     def __init__(self) -> None:
         self.usage = Usage()
+        self.defaults: dict[str, Any] = {}
 
-    # ---- backend hook --------------------------------------------------------------
+    def configure(self, cfg: Any) -> ChatLLM:
+        """Take retries, timeout, concurrency and cache from an ``LLMConfig``."""
+        from hoprank.tools.llm.cache import ResponseCache
+
+        self.max_retries = int(cfg.max_retries)
+        self.timeout_s = float(cfg.timeout_s)
+        self.max_concurrency = int(cfg.concurrency)
+        self.cache = ResponseCache(cfg.cache_dir) if cfg.cache else None
+        return self
+
+    # ---- backend hooks -------------------------------------------------------------
     def _complete(self, messages: Messages, **params: Any) -> LLMResponse:  # pragma: no cover
         raise NotImplementedError
 
+    # A backend with a native async client overrides this; the default runs _complete
+    # in a worker thread.
+    _acomplete: Callable[..., Any] | None = None
+
+    def _effective_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Backend defaults (from the config) overlaid with the call's non-None params:
+        the exact generation parameters, used both for the call and for the cache key."""
+        out = dict(self.defaults)
+        out.update({k: v for k, v in params.items() if v is not None})
+        return out
+
+    def _cache_key(self, messages: Messages, params: dict[str, Any]) -> str:
+        from hoprank.tools.llm.cache import cache_key
+
+        keyed = {k: v for k, v in params.items() if k not in _NOT_IN_CACHE_KEY}
+        return cache_key(self.backend_name, self.model_name, messages, keyed)
+
+    def _cache_get(self, key: str | None) -> LLMResponse | None:
+        if key is None or self.cache is None:
+            return None
+        rec = self.cache.get(key)
+        return LLMResponse.from_record(rec, cached=True, latency_s=0.0) if rec else None
+
+    def _cache_put(self, key: str | None, r: LLMResponse) -> None:
+        if key is not None and self.cache is not None:
+            self.cache.put(key, r.to_record())
+
+    def _backoff(self, attempt: int, exc: BaseException) -> float:
+        delay = min(self.backoff_max_s, self.backoff_s * (2**attempt))
+        delay *= 0.5 + random.random() / 2  # jitter: concurrent callers do not retry in lockstep
+        ra = _retry_after(exc)
+        if ra is not None:
+            delay = max(delay, min(ra, self.backoff_max_s))
+        return delay
+
+    def _fail(self, attempts: int, exc: BaseException) -> LLMError:
+        self.usage.add_failure()
+        what = f"{self.backend_name} model {self.model_name!r}"
+        if is_transient(exc):
+            return LLMError(f"LLM call to {what} failed after {attempts} attempt(s) (max_retries={self.max_retries}): {_describe(exc)}")
+        if isinstance(exc, LLMError):
+            return exc
+        return LLMError(f"LLM call to {what} failed (not retried, the error is not transient): {_describe(exc)}")
+
     # ---- public API ----------------------------------------------------------------
     def chat(self, messages: Messages, **params: Any) -> LLMResponse:
+        _check_messages(messages)
+        eff = self._effective_params(params)
+        key = self._cache_key(messages, eff) if self.cache is not None else None
+        hit = self._cache_get(key)
+        if hit is not None:
+            self.usage.add(hit)
+            return hit
         t0 = time.perf_counter()
-        r = self._complete(messages, **params)
-        if not r.latency_s and not r.cached:
-            r = LLMResponse(**{**r.__dict__, "latency_s": time.perf_counter() - t0})
+        attempt = 0
+        while True:
+            try:
+                r = self._complete(messages, **eff)
+                break
+            except Exception as e:  # classified below: retry, or fail with a clear LLMError
+                if not is_transient(e) or attempt >= self.max_retries:
+                    raise self._fail(attempt + 1, e) from e
+                self.usage.add_retry()
+                time.sleep(self._backoff(attempt, e))
+                attempt += 1
+        if not r.latency_s:
+            r = replace(r, latency_s=time.perf_counter() - t0)
+        self._cache_put(key, r)
         self.usage.add(r)
         return r
 
     async def achat(self, messages: Messages, **params: Any) -> LLMResponse:
-        return await asyncio.to_thread(self.chat, messages, **params)
+        if self._acomplete is None:
+            return await asyncio.to_thread(self.chat, messages, **params)
+        _check_messages(messages)
+        eff = self._effective_params(params)
+        key = self._cache_key(messages, eff) if self.cache is not None else None
+        hit = self._cache_get(key)
+        if hit is not None:
+            self.usage.add(hit)
+            return hit
+        t0 = time.perf_counter()
+        attempt = 0
+        while True:
+            try:
+                r = await self._acomplete(messages, **eff)
+                break
+            except Exception as e:
+                if not is_transient(e) or attempt >= self.max_retries:
+                    raise self._fail(attempt + 1, e) from e
+                self.usage.add_retry()
+                await asyncio.sleep(self._backoff(attempt, e))
+                attempt += 1
+        if not r.latency_s:
+            r = replace(r, latency_s=time.perf_counter() - t0)
+        self._cache_put(key, r)
+        self.usage.add(r)
+        return r
 
-    def chat_many(self, batch: Sequence[Messages], **params: Any) -> list[LLMResponse]:
+    def chat_many(self, batch: Sequence[Messages], *, return_exceptions: bool = False, **params: Any) -> list[Any]:
+        """Results in input order. With ``return_exceptions=True`` a failed call yields its
+        LLMError in place, so one bad prompt does not lose a whole rerank batch."""
+
+        def one(m: Messages) -> Any:
+            if not return_exceptions:
+                return self.chat(m, **params)
+            try:
+                return self.chat(m, **params)
+            except Exception as e:  # handed back to the caller, by request
+                return e
+
         if len(batch) <= 1 or self.max_concurrency <= 1:
-            return [self.chat(m, **params) for m in batch]
+            return [one(m) for m in batch]
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(batch))) as ex:
-            return list(ex.map(lambda m: self.chat(m, **params), batch))
+            return list(ex.map(one, batch))
 
-    async def achat_many(self, batch: Sequence[Messages], **params: Any) -> list[LLMResponse]:
+    async def achat_many(self, batch: Sequence[Messages], *, return_exceptions: bool = False, **params: Any) -> list[Any]:
         sem = asyncio.Semaphore(max(1, self.max_concurrency))
 
         async def one(m: Messages) -> LLMResponse:
             async with sem:
                 return await self.achat(m, **params)
 
-        return list(await asyncio.gather(*(one(m) for m in batch)))
+        return list(await asyncio.gather(*(one(m) for m in batch), return_exceptions=return_exceptions))
 
     def structured(self, messages: Messages, schema: type[T], default: T | None = None, **params: Any) -> tuple[T | None, LLMResponse | None]:
         """Ask for JSON matching ``schema``; validate; one repair attempt; else ``default``."""
@@ -168,6 +397,27 @@ class ChatLLM:
         return default, last
 
 
+def parse_openai_logprobs(block: Any) -> list[dict[str, Any]] | None:
+    """OpenAI-style ``choice.logprobs`` (dict or SDK object) -> our per-token list."""
+    if block is None:
+        return None
+    content = block.get("content") if isinstance(block, dict) else getattr(block, "content", None)
+    if not content:
+        return None
+    out: list[dict[str, Any]] = []
+    for item in content:
+        get = item.get if isinstance(item, dict) else lambda k, _i=item: getattr(_i, k, None)
+        top: dict[str, float] = {}
+        for t in get("top_logprobs") or []:
+            tg = t.get if isinstance(t, dict) else lambda k, _t=t: getattr(_t, k, None)
+            tok = tg("token")
+            if tok is not None and tg("logprob") is not None:
+                top[str(tok)] = float(tg("logprob"))
+        lp = get("logprob")
+        out.append({"token": str(get("token") or ""), "logprob": float(lp) if lp is not None else float("-inf"), "top": top})
+    return out
+
+
 class ScriptedLLM(ChatLLM):
     """A deterministic fake for unit tests of parsing and routing (never for end-to-end).
 
@@ -175,22 +425,25 @@ class ScriptedLLM(ChatLLM):
     ``(messages) -> str`` that can look at the prompt to decide."""
 
     model_name = "scripted"
+    backend_name = "scripted"
 
     def __init__(self, script: Sequence[str] | Callable[[Messages], str], max_concurrency: int = 1):
         super().__init__()
         self.script = script
         self.max_concurrency = max_concurrency
         self.calls: list[Messages] = []
+        self.params: list[dict[str, Any]] = []
         self._i = 0
         self._lock = threading.Lock()
 
     def _complete(self, messages: Messages, **params: Any) -> LLMResponse:
         with self._lock:
             self.calls.append(messages)
+            self.params.append(params)
             if callable(self.script):
                 text = self.script(messages)
             else:
                 text = self.script[min(self._i, len(self.script) - 1)] if self.script else ""
                 self._i += 1
-        prompt_tokens = sum(len(m.get("content", "").split()) for m in messages)
+        prompt_tokens = sum(len((m.get("content") or "").split()) for m in messages)
         return LLMResponse(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(text.split()), model=self.model_name)
