@@ -1,0 +1,533 @@
+"""The run manager: answer every gold question, score it, and write one JSONL row per question.
+
+Reliability rules (DESIGN.md): a question that raises or times out becomes a row with status
+``failed`` and zero scores -- counted, never dropped; rows are appended with flush + fsync
+so a killed run loses at most the row being written; a restart with the same output folder
+keeps the rows already written, skips their ids, tolerates a torn last line, and produces
+the same ``summary.json`` as an uninterrupted run (the summary is computed from the rows in
+dataset order, never from completion order, and uses each answer's own timing).
+
+Run folder layout::
+
+    results.jsonl   one row per question (see ``score_row``)
+    summary.json    every aggregate under a registered metric name, plus ``by_type``
+    run.json        dataset path + sha256, config, preset, package versions, setting
+    index/          the pooled index (reused on resume)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from hoprank.evals import metrics as M
+from hoprank.evals.datasets import QAExample, example_corpus, pooled_corpus
+from hoprank.tools.errors import HoprankError
+from hoprank.tools.types import Answer
+
+AnswerFn = Callable[[str], Answer] | Callable[[str], Awaitable[Answer]]
+
+RESULTS = "results.jsonl"
+SUMMARY = "summary.json"
+RUN_INFO = "run.json"
+DEFAULT_KS = (1, 2, 5, 10)
+PACKAGES = (
+    "hoprank", "numpy", "torch", "sentence-transformers", "llama-cpp-python", "bm25s", "rank-bm25",
+    "qdrant-client", "langgraph", "langchain-core", "openai", "ragas", "pydantic",
+)
+
+
+class RunMismatchError(HoprankError, ValueError):
+    """Resuming into a run folder made with another dataset, setting or configuration."""
+
+
+@dataclass
+class RunSpec:
+    """What identifies a run; a resume must match it exactly (or rows would mix)."""
+
+    dataset: str
+    dataset_path: str | None = None
+    dataset_sha256: str | None = None
+    setting: str = "pooled"
+    preset: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "dataset_sha256": self.dataset_sha256, "setting": self.setting, "preset": self.preset, "config": self.config}
+
+
+def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+# --------------------------------------------------------------------------- scoring one row
+
+
+def _doc_of(hit_id: str, doc_id: str | None) -> str:
+    if doc_id:
+        return doc_id
+    return hit_id.rsplit("#", 1)[0] if "#" in hit_id else hit_id
+
+
+def _usage(trace: dict[str, Any]) -> dict[str, float]:
+    u = trace.get("usage") if isinstance(trace, dict) else None
+    u = u if isinstance(u, dict) else {}
+    return {
+        "llm_calls": float(u.get("calls", 0) or 0),
+        "prompt_tokens": float(u.get("prompt_tokens", 0) or 0),
+        "completion_tokens": float(u.get("completion_tokens", 0) or 0),
+    }
+
+
+def _sub_queries(trace: dict[str, Any]) -> list[str]:
+    for key in ("sub_queries", "subqueries", "decomposition", "sub_questions"):
+        v = trace.get(key) if isinstance(trace, dict) else None
+        if isinstance(v, list):
+            return [x if isinstance(x, str) else str(x.get("query", x.get("question", ""))) if isinstance(x, dict) else str(x) for x in v]
+    return []
+
+
+def retrieval_scores(example: QAExample, answer: Answer | None, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float] | None:
+    """Scores of the evidence ranking; None when the example has no gold evidence
+    (MultiHop-RAG null_query, or a JSONL record without gold ids): it is then left out of
+    retrieval aggregates instead of counted as a zero."""
+    has_docs = bool(example.gold_doc_ids)
+    facts = [f for f in example.supporting_facts if isinstance(f, str)]
+    is_mhr = example.metadata.get("dataset") == "multihop-rag"
+    if not has_docs and not (is_mhr and facts):
+        return None
+    evidence = list(answer.evidence) if answer is not None else []
+    ranked_docs = M.dedup_keep_order(_doc_of(h.id, h.doc_id) for h in evidence)
+    out: dict[str, float] = {}
+    if has_docs:
+        gold = example.gold_doc_ids
+        for k in ks:
+            out[f"recall@{k}"] = M.recall_at_k(ranked_docs, gold, k)
+            out[f"both_gold@{k}"] = M.both_gold_at_k(ranked_docs, gold, k)
+            out[f"hits@{k}"] = M.hits_at_k(ranked_docs, gold, k)
+            out[f"mrr@{k}"] = M.mrr_at_k(ranked_docs, gold, k)
+            out[f"ndcg@{k}"] = M.ndcg_at_k(ranked_docs, gold, k)
+            out[f"map@{k}"] = M.map_at_k(ranked_docs, gold, k)
+        out["sp_recall"] = M.recall_at_k(ranked_docs, gold, max(len(ranked_docs), 1))
+        by_id = {h.id: _doc_of(h.id, h.doc_id) for h in evidence}
+        cited = {by_id.get(c.chunk_id, _doc_of(c.chunk_id, None)) for c in (answer.citations if answer else [])}
+        sp = M.supporting_paragraph_scores(cited, gold)
+        out["sp_em"], out["sp_f1"] = sp["em"], sp["f1"]
+    if is_mhr and facts:
+        out.update(M.mhr_retrieval_scores([h.text for h in evidence], facts))
+    return out
+
+
+def answer_scores(example: QAExample, prediction: str) -> dict[str, float]:
+    f1, p, r = M.f1_precision_recall(prediction, example.answer)
+    return {
+        "em": M.exact_match(prediction, example.answer),
+        "f1": f1,
+        "precision": p,
+        "recall": r,
+        "word_overlap": M.word_overlap_correct(prediction, example.answer),
+    }
+
+
+def score_row(example: QAExample, answer: Answer | None, seconds: float, error: str | None = None, ks: Sequence[int] = DEFAULT_KS) -> dict[str, Any]:
+    """One results.jsonl row. A failed question has zero answer scores (and zero retrieval
+    scores when it has gold evidence), so it pulls the means down instead of vanishing."""
+    failed = answer is None or answer.status == "failed"
+    status = "failed" if answer is None else answer.status
+    prediction = "" if answer is None else (answer.answer or "")
+    err = error if answer is None else answer.error
+    scores = answer_scores(example, prediction)
+    retr = retrieval_scores(example, answer, ks)
+    if failed:
+        scores = {k: 0.0 for k in scores}
+        retr = None if retr is None else {k: 0.0 for k in retr}
+    trace = answer.trace if answer is not None and isinstance(answer.trace, dict) else {}
+    t = trace.get("seconds")
+    row = {
+        "id": example.id,
+        "question": example.question,
+        "type": example.type,
+        "level": example.level,
+        "gold": example.answer,
+        "gold_doc_ids": list(example.gold_doc_ids),
+        "prediction": prediction,
+        "status": status,
+        "error": err,
+        "citations": [c.chunk_id for c in answer.citations] if answer else [],
+        "evidence": [h.id for h in answer.evidence] if answer else [],
+        "evidence_docs": M.dedup_keep_order(_doc_of(h.id, h.doc_id) for h in answer.evidence) if answer else [],
+        "answer": scores,
+        "retrieval": retr,
+        "tokens": _usage(trace),
+        "seconds": round(float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else seconds, 4),
+    }
+    human = example.metadata.get("decomposition")
+    if human:
+        subs = _sub_queries(trace)
+        row["decomposition"] = {"predicted": subs, **M.decomposition_match(subs, [s.question for s in human])}
+    return row
+
+
+# --------------------------------------------------------------------------- the results file
+
+
+def read_rows(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """Rows of a results file. A torn last line (the process died mid-write) is ignored,
+    and with ``repair`` cut off the file so later appends start on a clean line. A complete
+    last row that only lacks its newline is kept (and the newline added)."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    rows: list[dict[str, Any]] = []
+    lines = data.split(b"\n")  # the last element is what follows the final newline
+    pos = 0
+    good_end = 0
+    tail_ok = False
+    for n, line in enumerate(lines):
+        last = n == len(lines) - 1
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+                tail_ok = last
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                if not last:
+                    raise HoprankError(f"{path}: corrupt row on line {n + 1} (not the last line); fix or remove it") from None
+        pos += len(line) + (0 if last else 1)
+        if not last:
+            good_end = pos
+    if repair and good_end < len(data):
+        with open(path, "r+b") as f:
+            if tail_ok:
+                f.seek(0, os.SEEK_END)
+                f.write(b"\n")
+            else:
+                f.truncate(good_end)
+            f.flush()
+            os.fsync(f.fileno())
+    return rows
+
+
+class RowWriter:
+    """Append-only, one fsync per row: a SIGKILL loses at most the row being written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._f = open(path, "a", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return float(sum(xs) / len(xs)) if xs else 0.0
+
+
+def _p95(xs: Sequence[float]) -> float:
+    if not xs:
+        return 0.0
+    s = sorted(xs)
+    return float(s[min(len(s) - 1, max(0, math.ceil(0.95 * len(s)) - 1))])
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Flat ``{registered name: value}`` over rows; retrieval means only over rows with gold."""
+    out: dict[str, float] = {}
+    n = len(rows)
+    out["n.total"] = float(n)
+    for st in ("failed", "answered", "not_found", "partial"):
+        out[f"n.{st}"] = float(sum(1 for r in rows if r.get("status") == st))
+    for key in ("em", "f1", "precision", "recall", "word_overlap"):
+        out[f"answer.{key}"] = _mean([r["answer"][key] for r in rows])
+    out["answer.answered"] = out["n.answered"] / n if n else 0.0
+    scored = [r["retrieval"] for r in rows if r.get("retrieval")]
+    out["n.retrieval_scored"] = float(len(scored))
+    keys = sorted({k for s in scored for k in s})
+    for k in keys:
+        out[f"retrieval.{k}"] = _mean([s.get(k, 0.0) for s in scored])
+    dec = [r["decomposition"]["f1"] for r in rows if r.get("decomposition")]
+    if dec:
+        out["decomposition.f1"] = _mean(dec)
+    out["cost.llm_calls_per_q"] = _mean([r["tokens"]["llm_calls"] for r in rows])
+    out["cost.prompt_tokens_per_q"] = _mean([r["tokens"]["prompt_tokens"] for r in rows])
+    out["cost.completion_tokens_per_q"] = _mean([r["tokens"]["completion_tokens"] for r in rows])
+    secs = [float(r["seconds"]) for r in rows]
+    out["cost.seconds_per_q"] = _mean(secs)
+    out["cost.seconds_p95"] = _p95(secs)
+    return {k: round(v, 6) for k, v in out.items()}
+
+
+def summarize(rows: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> dict[str, Any]:
+    """``summary.json``: overall metrics, then the same per question type."""
+    if order is not None:
+        pos = {i: n for n, i in enumerate(order)}
+        rows = sorted(rows, key=lambda r: pos.get(r["id"], len(pos)))
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_type.setdefault(r.get("type") or "all", []).append(r)
+    return {
+        "metrics": aggregate(rows),
+        "by_type": {t: aggregate(rs) for t, rs in sorted(by_type.items())},
+        "metric_descriptions": {k: M.describe(k).description for k in aggregate(rows) if _known(k)},
+    }
+
+
+def _known(name: str) -> bool:
+    try:
+        M.describe(name)
+        return True
+    except KeyError:
+        return False
+
+
+# --------------------------------------------------------------------------- running
+
+
+async def _call(answer_fn: AnswerFn, question: str, timeout_s: float | None) -> Answer:
+    if inspect.iscoroutinefunction(answer_fn):
+        coro = answer_fn(question)
+    else:
+        coro = asyncio.to_thread(answer_fn, question)
+    result = await (asyncio.wait_for(coro, timeout_s) if timeout_s else coro)
+    if inspect.isawaitable(result):  # a sync wrapper that returned a coroutine
+        result = await (asyncio.wait_for(result, timeout_s) if timeout_s else result)
+    if not isinstance(result, Answer):
+        raise HoprankError(f"answer_fn returned {type(result).__name__}, expected hoprank.tools.types.Answer")
+    return result
+
+
+async def _answer_one(example: QAExample, answer_fn: AnswerFn, timeout_s: float | None, ks: Sequence[int]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    try:
+        ans = await _call(answer_fn, example.question, timeout_s)
+        return score_row(example, ans, time.perf_counter() - t0, ks=ks)
+    except asyncio.TimeoutError:
+        return score_row(example, None, time.perf_counter() - t0, error=f"timeout after {timeout_s:g}s", ks=ks)
+    except Exception as e:  # every question ends answered or explicitly failed
+        return score_row(example, None, time.perf_counter() - t0, error=f"{type(e).__name__}: {e}", ks=ks)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="eval", unit="q", dynamic_ncols=True)
+
+
+def _check_resume(out: Path, spec: RunSpec | None) -> None:
+    info = out / RUN_INFO
+    if spec is None or not info.exists():
+        return
+    try:
+        old = json.loads(info.read_text("utf-8")).get("identity")
+    except json.JSONDecodeError:
+        return
+    new = json.loads(json.dumps(spec.identity(), default=str))
+    if old and old != new:
+        diff = [k for k in new if old.get(k) != new.get(k)]
+        raise RunMismatchError(
+            f"{out} holds a run with a different {', '.join(diff)}; resume with the same settings or choose another --out"
+        )
+
+
+def run_eval(
+    examples: Sequence[QAExample],
+    answer_fn: AnswerFn | Callable[[QAExample], AnswerFn],
+    out: str | Path,
+    *,
+    spec: RunSpec | None = None,
+    concurrency: int = 1,
+    timeout_s: float | None = None,
+    per_example: bool = False,
+    show_progress: bool = True,
+    retry_failed: bool = False,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict[str, Any]:
+    """Answer and score every example, resuming from ``out/results.jsonl`` if present.
+
+    ``per_example=True`` means ``answer_fn(example)`` returns the answer function for that
+    example (the distractor setting builds one small index per question).
+    Returns the summary (also written to ``out/summary.json``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_resume(out, spec)
+    ids = [e.id for e in examples]
+    if len(set(ids)) != len(ids):
+        raise HoprankError("example ids must be unique (they key the resume)")
+    results = out / RESULTS
+    rows = read_rows(results, repair=True)
+    wanted = set(ids)
+    rows = [r for r in rows if r.get("id") in wanted]
+    if retry_failed and any(r.get("status") == "failed" for r in rows):
+        rows = [r for r in rows if r.get("status") != "failed"]
+        _rewrite(results, rows)
+    done = {r["id"] for r in rows}
+    if spec is not None:
+        _write_json(out / RUN_INFO, {
+            "identity": json.loads(json.dumps(spec.identity(), default=str)),
+            "dataset_path": spec.dataset_path,
+            "limit": spec.limit,
+            "packages": package_versions(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+        })
+    todo = [e for e in examples if e.id not in done]
+    writer = RowWriter(results)
+    bar = _progress(len(examples), len(examples) - len(todo), show_progress)
+    try:
+        asyncio.run(_run_all(todo, answer_fn, per_example, writer, bar, max(1, concurrency), timeout_s, ks))
+    finally:
+        writer.close()
+        bar.close()
+    final = read_rows(results)
+    seen: dict[str, dict[str, Any]] = {}
+    for r in final:
+        seen.setdefault(r["id"], r)  # never count a row twice
+    summary = summarize([seen[i] for i in ids if i in seen], order=ids)
+    summary["run"] = {"dataset": spec.dataset if spec else None, "setting": spec.setting if spec else None, "preset": spec.preset if spec else None, "n_expected": len(ids)}
+    _write_json(out / SUMMARY, summary)
+    return summary
+
+
+async def _run_all(todo, answer_fn, per_example, writer, bar, concurrency, timeout_s, ks) -> None:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(ex: QAExample) -> None:
+        async with sem:
+            if per_example:
+                try:
+                    fn = await asyncio.to_thread(answer_fn, ex)
+                except Exception as e:
+                    row = score_row(ex, None, 0.0, error=f"setup: {type(e).__name__}: {e}", ks=ks)
+                    writer.write(row)
+                    bar.update(1)
+                    return
+            else:
+                fn = answer_fn
+            row = await _answer_one(ex, fn, timeout_s, ks)
+            writer.write(row)  # single event loop thread: writes never interleave
+            bar.update(1)
+
+    await asyncio.gather(*(one(ex) for ex in todo))
+
+
+def _rewrite(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- indexes and agents
+
+
+def build_pooled_index(examples: Sequence[QAExample], out: Path, *, qdrant: bool = False, chunking: Any = None, documents: Sequence[Any] | None = None, sources: Sequence[Any] | None = None, show_progress: bool = True):
+    """One shared index in the run folder; a resumed run reopens it instead of re-embedding."""
+    from hoprank.tools.ingest.index import Index
+
+    path = Path(out) / "index"
+    if Index.exists(path) and (path / ".complete").exists():
+        return Index.open(path), path
+    kwargs: dict[str, Any] = {"qdrant": qdrant, "show_progress": show_progress}
+    if sources:
+        kwargs["sources"] = list(sources)
+    else:
+        docs = list(documents) if documents is not None else pooled_corpus(examples)
+        if not docs:
+            raise HoprankError("the dataset has no documents to index (pass a corpus, or use a closed-book run)")
+        kwargs["documents"] = docs
+    if chunking is not None:
+        kwargs["chunking"] = chunking
+    idx, _ = Index.build(path, **kwargs)
+    (path / ".complete").write_text("ok\n")
+    return idx, path
+
+
+def build_example_index(example: QAExample, root: Path, *, qdrant: bool = False):
+    """The distractor setting: a small index over the question's own paragraphs."""
+    import hashlib
+
+    from hoprank.tools.ingest.index import Index
+
+    safe = hashlib.sha1(example.id.encode("utf-8")).hexdigest()[:16]
+    path = Path(root) / "indexes" / safe
+    if Index.exists(path) and (path / ".complete").exists():
+        return Index.open(path), path
+    idx, _ = Index.build(path, documents=example_corpus(example), qdrant=qdrant, show_progress=False)
+    (path / ".complete").write_text("ok\n")
+    return idx, path
+
+
+def agent_answer_fn(config: Any, index: Any) -> Callable[[str], Answer]:
+    """The default answer function: the real agent (``hoprank.agent.api.Agent``)."""
+    try:
+        from hoprank.agent.api import Agent
+    except ImportError as e:
+        raise HoprankError(f"the hoprank agent is not available ({e}); pass an answer_fn") from None
+    agent = Agent.from_config(config, index=index)
+    return agent.ask
+
+
+def make_llm(llm_cfg: Any):
+    """An LLM client from an ``LLMConfig`` (the project factory when present)."""
+    for mod, name in (("hoprank.tools.llm.factory", "make_llm"), ("hoprank.tools.llm.factory", "create_llm"), ("hoprank.tools.llm", "make_llm")):
+        try:
+            module = __import__(mod, fromlist=[name])
+            fn = getattr(module, name, None)
+            if fn is not None:
+                return fn(llm_cfg)
+        except ImportError:
+            continue
+    if llm_cfg.backend == "llamacpp":
+        from hoprank.tools.llm.llamacpp import LlamaCppLLM
+
+        return LlamaCppLLM.from_config(llm_cfg)
+    raise HoprankError(f"no LLM factory for backend {llm_cfg.backend!r} yet")
+
+
+def closed_book_answer_fn(llm: Any, max_tokens: int = 32) -> Callable[[str], Answer]:
+    """Answer from the LLM's own knowledge (no retrieval): MultiHop-RAG without its corpus."""
+    from hoprank.prompts import chat
+
+    def answer(question: str) -> Answer:
+        t0 = time.perf_counter()
+        r = llm.chat(chat("closed_book", question=question), max_tokens=max_tokens)
+        text = (r.text or "").strip().splitlines()[0].strip() if (r.text or "").strip() else ""
+        usage = {"calls": 0 if r.cached else 1, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens}
+        return Answer(question=question, answer=text, status="answered" if text else "not_found", trace={"usage": usage, "seconds": time.perf_counter() - t0, "mode": "closed_book"})
+
+    return answer
