@@ -60,9 +60,18 @@ def run_from_cli(
         if not any(e.documents for e in examples):
             raise HoprankError(f"--setting distractor needs per-question documents; {dataset} has none (use pooled with --corpus, or closed-book)")
 
+        import threading
+
+        shared: dict[str, Any] = {}
+        lock = threading.Lock()
+
         def per_example(ex):
+            # one small index per question, one LLM shared by all of them
             _, ipath = R.build_example_index(ex, out, qdrant=qdrant)
-            return R.agent_answer_fn(cfg, ipath)
+            with lock:
+                if "llm" not in shared:
+                    shared["llm"] = R.make_llm(cfg.llm)
+            return R.agent_answer_fn(cfg, ipath, llm=shared["llm"])
 
         return R.run_eval(examples, per_example, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, per_example=True, show_progress=show_progress, retry_failed=retry_failed)
 

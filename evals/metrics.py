@@ -101,6 +101,7 @@ register_metric("decomposition.f1", "FanOutQA: best-match token F1 between gener
 register_metric("cost.llm_calls_per_q", "mean LLM calls per question", higher_is_better=False, kind="cost")
 register_metric("cost.prompt_tokens_per_q", "mean prompt tokens per question", higher_is_better=False, kind="cost")
 register_metric("cost.completion_tokens_per_q", "mean completion tokens per question", higher_is_better=False, kind="cost")
+register_metric("cost.tokens_per_q", "mean LLM tokens (prompt + completion) per question", higher_is_better=False, kind="cost")
 register_metric("cost.seconds_per_q", "mean wall-clock seconds per question", higher_is_better=False, kind="cost")
 register_metric("cost.seconds_p95", "95th percentile of wall-clock seconds per question", higher_is_better=False, kind="cost")
 register_metric("n.total", "questions in the run (every gold question, failed ones included)", kind="count")

@@ -86,14 +86,22 @@ def _doc_of(hit_id: str, doc_id: str | None) -> str:
     return hit_id.rsplit("#", 1)[0] if "#" in hit_id else hit_id
 
 
+def _num(d: dict[str, Any], *keys: str) -> float:
+    for k in keys:
+        v = d.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v)
+    return 0.0
+
+
 def _usage(trace: dict[str, Any]) -> dict[str, float]:
+    """LLM accounting from an answer trace (``calls`` or ``llm_calls``; split or total tokens)."""
     u = trace.get("usage") if isinstance(trace, dict) else None
     u = u if isinstance(u, dict) else {}
-    return {
-        "llm_calls": float(u.get("calls", 0) or 0),
-        "prompt_tokens": float(u.get("prompt_tokens", 0) or 0),
-        "completion_tokens": float(u.get("completion_tokens", 0) or 0),
-    }
+    prompt = _num(u, "prompt_tokens")
+    completion = _num(u, "completion_tokens")
+    total = _num(u, "total_tokens", "tokens") or prompt + completion
+    return {"llm_calls": _num(u, "calls", "llm_calls"), "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
 
 def _sub_queries(trace: dict[str, Any]) -> list[str]:
@@ -275,6 +283,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     out["cost.llm_calls_per_q"] = _mean([r["tokens"]["llm_calls"] for r in rows])
     out["cost.prompt_tokens_per_q"] = _mean([r["tokens"]["prompt_tokens"] for r in rows])
     out["cost.completion_tokens_per_q"] = _mean([r["tokens"]["completion_tokens"] for r in rows])
+    out["cost.tokens_per_q"] = _mean([r["tokens"].get("total_tokens", 0.0) for r in rows])
     secs = [float(r["seconds"]) for r in rows]
     out["cost.seconds_per_q"] = _mean(secs)
     out["cost.seconds_p95"] = _p95(secs)
@@ -492,19 +501,21 @@ def build_example_index(example: QAExample, root: Path, *, qdrant: bool = False)
     return idx, path
 
 
-def agent_answer_fn(config: Any, index: Any) -> Callable[[str], Answer]:
-    """The default answer function: the real agent (``hoprank.agent.api.Agent``)."""
+def agent_answer_fn(config: Any, index: Any, llm: Any = None) -> Callable[[str], Answer]:
+    """The default answer function: the real agent (``hoprank.agent.api.Agent``).
+
+    Pass ``llm`` to share one loaded model between many agents (distractor setting)."""
     try:
         from hoprank.agent.api import Agent
     except ImportError as e:
         raise HoprankError(f"the hoprank agent is not available ({e}); pass an answer_fn") from None
-    agent = Agent.from_config(config, index=index)
+    agent = Agent.from_config(config, index=index, llm=llm)
     return agent.ask
 
 
 def make_llm(llm_cfg: Any):
     """An LLM client from an ``LLMConfig`` (the project factory when present)."""
-    for mod, name in (("hoprank.tools.llm.factory", "make_llm"), ("hoprank.tools.llm.factory", "create_llm"), ("hoprank.tools.llm", "make_llm")):
+    for mod, name in (("hoprank.tools.llm", "make_llm"), ("hoprank.tools.llm.factory", "make_llm")):
         try:
             module = __import__(mod, fromlist=[name])
             fn = getattr(module, name, None)
