@@ -74,12 +74,14 @@ class HoprankTools:
         return {"query": query, "retriever": retriever, "method": method, "hits": [_hit(h) for h in hits[:k]]}
 
     def _reranker(self, method: str) -> Any:
+        if method == self.config.rerank.method:
+            return self.agent.reranker  # the agent's own, already configured
+        llm = self.agent.llm if method in ("setwise", "rebel", "listwise", "pointwise") else None
         with self._lock:
             if method not in self._rerankers:
                 from hoprank.tools.rerank import make_reranker
 
-                opts = dict(self.config.rerank.options)
-                self._rerankers[method] = make_reranker(method, llm_config=self.config.llm, embedder=self.index.embedder, **opts)
+                self._rerankers[method] = make_reranker(method, llm=llm, llm_config=self.config.llm, embedder=self.index.embedder)
             return self._rerankers[method]
 
     async def ask(self, question: str, thread_id: str | None = None) -> dict[str, Any]:
