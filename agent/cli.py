@@ -26,7 +26,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 # modules that define ``register(app)``; each stage owns its commands
-_COMMAND_MODULES: list[str] = ["hoprank.agent.serve_cli", "hoprank.evals.cli"]
+_COMMAND_MODULES: list[str] = ["hoprank.agent.ask_cli", "hoprank.agent.serve_cli", "hoprank.evals.cli"]
 
 
 @app.command("index")

@@ -24,7 +24,7 @@ def bridge_entities(question: str, hits: list[Hit], max_entities: int = 3) -> li
     (the sentence that answers the first hop) and when it recurs across hits."""
     q_low = question.lower()
     q_terms = stems(question)
-    q_entity_words = {w.lower() for e in entities(question) for w in e.split()}
+    q_entities = [e.lower() for e in entities(question)]
     scores: Counter[str] = Counter()
     for rank, h in enumerate(hits, 1):
         for sent in _SENT.findall(h.text):
@@ -35,7 +35,7 @@ def bridge_entities(question: str, hits: list[Hit], max_entities: int = 3) -> li
                 el = e.lower()
                 if el in q_low or el == h.title.lower() or e.isdigit() or len(e) < 3:
                     continue
-                if {w.lower() for w in e.split()} & q_entity_words:  # a variant of a name the question already has
+                if any(qe in el or el in qe for qe in q_entities):  # a variant of a name the question has
                     continue
                 scores[e] += overlap / rank
     return [e for e, _ in scores.most_common(max_entities)]
