@@ -1,0 +1,30 @@
+"""Rerankers behind one interface: ``make_reranker(name, ...).rerank(query, hits, top_k)``.
+
+LLM rerankers: ``setwise`` (Rank-R1), ``rebel`` (multi-criteria), ``listwise`` (RankGPT),
+``pointwise``; model rerankers: ``cross-encoder`` (user-given model), ``embedding``
+(bundled MiniLM, the cheap default); ``none`` keeps the retrieval order.
+"""
+
+from hoprank.tools.rerank.base import Reranker, RerankError
+from hoprank.tools.rerank.cross_encoder import CrossEncoderReranker
+from hoprank.tools.rerank.embedding import EmbeddingReranker
+from hoprank.tools.rerank.factory import RERANKERS, IdentityReranker, make_reranker, reranker_names
+from hoprank.tools.rerank.listwise import ListwiseReranker
+from hoprank.tools.rerank.pointwise import PointwiseReranker
+from hoprank.tools.rerank.rebel import RebelReranker
+from hoprank.tools.rerank.setwise import SetwiseReranker
+
+__all__ = [
+    "RERANKERS",
+    "CrossEncoderReranker",
+    "EmbeddingReranker",
+    "IdentityReranker",
+    "ListwiseReranker",
+    "PointwiseReranker",
+    "RebelReranker",
+    "RerankError",
+    "Reranker",
+    "SetwiseReranker",
+    "make_reranker",
+    "reranker_names",
+]

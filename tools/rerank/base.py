@@ -1,0 +1,232 @@
+"""The one reranker interface (answerdotai/rerankers style) and the plumbing every method shares.
+
+A reranker only decides an *order* (plus a score and, when it has one, a reasoning text per
+hit); this base class turns that decision into renumbered :class:`Hit` records, applies
+``top_k``, and records what the call cost in ``last_trace`` so the agent's trace (and the
+benchmarks) can show LLM calls, tokens and seconds per rerank.
+
+Each call gets its own :class:`CallRecorder`, so two reranks running at once on the same
+reranker do not mix their usage; ``last_trace`` is simply the trace of the call that finished
+last (use :meth:`Reranker.rerank_with_trace` when calls overlap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hoprank.tools.errors import HoprankError, validate_query
+from hoprank.tools.types import Hit
+
+RAW_CHARS = 4000  # raw LLM output kept per call in the trace (a runaway generation is cut)
+
+
+class RerankError(HoprankError, ValueError):
+    """A reranker was asked for something it cannot do (bad name, option, top_k, model)."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One method's verdict on one input hit: its position in the input, score, reasoning."""
+
+    index: int
+    score: float
+    rationale: str | None = None
+
+
+@dataclass
+class CallRecorder:
+    """Usage of one rerank call, counted from the responses themselves (not a global diff)."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_seconds: float = 0.0
+    raw: list[dict[str, Any]] = field(default_factory=list)
+    parse: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def chat_many(self, llm: Any, batch: Sequence[list[dict[str, str]]], kind: str, **params: Any) -> list[Any]:
+        """Run independent prompts concurrently through ``llm.chat_many`` and count them."""
+        if not batch:
+            return []
+        responses = llm.chat_many(list(batch), **params)
+        with self._lock:
+            for r in responses:
+                if getattr(r, "cached", False):
+                    self.cache_hits += 1
+                else:
+                    self.calls += 1
+                    self.prompt_tokens += int(r.prompt_tokens or 0)
+                    self.completion_tokens += int(r.completion_tokens or 0)
+                    self.llm_seconds += float(r.latency_s or 0.0)
+                self.raw.append({"kind": kind, "text": (r.text or "")[:RAW_CHARS]})
+        return responses
+
+    def chat(self, llm: Any, messages: list[dict[str, str]], kind: str, **params: Any) -> Any:
+        return self.chat_many(llm, [messages], kind, **params)[0]
+
+    def count(self, outcome: str) -> None:
+        """Tally parse outcomes (``ok`` / ``lenient`` / ``failed``...) for honest reporting."""
+        with self._lock:
+            self.parse[outcome] = self.parse.get(outcome, 0) + 1
+
+
+class Reranker:
+    """Reorder hits for a query. Subclasses implement :meth:`_score`.
+
+    ``rerank`` returns the kept hits in their new order with ``score``, ``rank`` (1..n),
+    ``rationale`` and ``retriever`` set to the reranker name; the retrieval score and rank
+    are kept in ``metadata`` (``retrieval_score``, ``retrieval_rank``). Hits outside
+    ``top_k`` are not returned; ``top_k=None`` keeps all.
+    """
+
+    name: str = "base"
+    description: str = "Rerank retrieved passages by relevance to the query."
+    uses_llm: bool = False
+
+    def __init__(self) -> None:
+        self.last_trace: dict[str, Any] = {}
+
+    # ---- subclass hook ----------------------------------------------------------------
+    def _score(self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder) -> list[Scored]:
+        """Return every input index exactly once, best first."""
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        """The settings that shaped this reranker's decisions (shown in the trace)."""
+        return {}
+
+    # ---- public API -------------------------------------------------------------------
+    def rerank(self, query: str, hits: list[Hit], top_k: int | None = None, subqueries: list[str] | None = None) -> list[Hit]:
+        return self.rerank_with_trace(query, hits, top_k=top_k, subqueries=subqueries)[0]
+
+    async def arerank(self, query: str, hits: list[Hit], top_k: int | None = None, subqueries: list[str] | None = None) -> list[Hit]:
+        # the LLM work inside already runs concurrently (chat_many); a thread keeps the loop free
+        return await asyncio.to_thread(self.rerank, query, hits, top_k, subqueries)
+
+    def rerank_with_trace(self, query: str, hits: list[Hit], top_k: int | None = None, subqueries: list[str] | None = None) -> tuple[list[Hit], dict[str, Any]]:
+        query = validate_query(query)
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+            raise RerankError(f"top_k must be a positive integer or None, got {top_k!r}")
+        subs = [s.strip() for s in (subqueries or []) if isinstance(s, str) and s.strip()]
+        hits = list(hits)
+        rec = CallRecorder()
+        t0 = time.perf_counter()
+        order = self._score(query, hits, top_k, subs, rec) if hits else []
+        order = _complete_order(order, len(hits))
+        kept = order if top_k is None else order[:top_k]
+        out = [
+            replace(
+                hits[s.index],
+                score=float(s.score),
+                rank=i + 1,
+                retriever=self.name,
+                rationale=s.rationale if s.rationale else None,
+                metadata={**hits[s.index].metadata, "retrieval_score": hits[s.index].score, "retrieval_rank": hits[s.index].rank or s.index + 1},
+            )
+            for i, s in enumerate(kept)
+        ]
+        trace = {
+            "reranker": self.name,
+            "options": self.options(),
+            "n_in": len(hits),
+            "n_out": len(out),
+            "top_k": top_k,
+            "llm_calls": rec.calls,
+            "cache_hits": rec.cache_hits,
+            "prompt_tokens": rec.prompt_tokens,
+            "completion_tokens": rec.completion_tokens,
+            "llm_seconds": round(rec.llm_seconds, 3),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "parse": dict(rec.parse),
+            "order": [h.id for h in out],
+            "raw": rec.raw,
+            **rec.extra,
+        }
+        self.last_trace = trace
+        return out, trace
+
+    def as_tool_spec(self) -> dict[str, Any]:
+        """A tool description (OpenAI function style) so an agent can call this reranker."""
+        return {
+            "name": f"rerank_{re.sub(r'[^a-z0-9]+', '_', self.name.lower())}",
+            "description": self.description,
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "The question to rank the passages against."},
+                    "hit_ids": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "Ids of already retrieved passages to rerank (default: all current evidence).",
+                    },
+                    "top_k": {"type": "integer", "minimum": 1, "description": "How many passages to keep (default: all)."},
+                    "subqueries": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "Sub-questions of a multi-hop question (used by the embedding reranker).",
+                    },
+                },
+                "required": ["query"],
+                "additionalProperties": False,
+            },
+        }
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({opts})"
+
+
+def _complete_order(order: list[Scored], n: int) -> list[Scored]:
+    """Guard against a method bug: drop duplicates / out-of-range, append any missing index."""
+    seen: set[int] = set()
+    out: list[Scored] = []
+    for s in order:
+        if 0 <= s.index < n and s.index not in seen:
+            seen.add(s.index)
+            out.append(s)
+    floor = min((s.score for s in out), default=0.0)
+    for i in range(n):
+        if i not in seen:
+            out.append(Scored(i, floor - 1.0))
+    return out
+
+
+_WS = re.compile(r"\s+")
+
+
+def doc_text(hit: Hit, max_words: int | None) -> str:
+    """The text an LLM sees for a hit: title + text on one line, cut to ``max_words`` words.
+
+    One line per document keeps the ``[i] text`` layout unambiguous; small models lose the
+    thread on long prompts, so documents are truncated (the title is kept, it often carries
+    the entity a multi-hop question needs)."""
+    text = _WS.sub(" ", hit.text or "").strip()
+    title = _WS.sub(" ", hit.title or "").strip()
+    if title and not text.lower().startswith(title.lower()):
+        text = f"{title}: {text}"
+    if max_words is not None and max_words > 0:
+        words = text.split(" ")
+        if len(words) > max_words:
+            text = " ".join(words[:max_words]) + " ..."
+    return text
+
+
+def numbered(texts: Sequence[str]) -> str:
+    """``[1] text`` lines, the layout every LLM prompt here uses."""
+    return "\n".join(f"[{i + 1}] {t}" for i, t in enumerate(texts))
+
+
+def positional_scores(order: Sequence[int], rationales: dict[int, str] | None = None) -> list[Scored]:
+    """Scores for methods that only produce an order: n, n-1, ..., 1."""
+    n = len(order)
+    rationales = rationales or {}
+    return [Scored(idx, float(n - pos), rationales.get(idx)) for pos, idx in enumerate(order)]
