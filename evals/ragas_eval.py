@@ -380,7 +380,7 @@ async def _score_one(
     except ValueError as e:  # ragas' own input validation
         return float("nan"), f"invalid_input: {str(e)[:120]}", raw()
     except Exception as e:  # endpoint failure, timeout: undetermined, counted, not fatal
-        return float("nan"), f"llm_error: {type(e).__name__}", raw()
+        return float("nan"), f"llm_error: {type(e).__name__}: {str(e)[:160]}", raw()
     value = result.value
     try:
         value = float(value)
