@@ -306,3 +306,20 @@ def test_generation_params_and_tools_are_sent(server, tmp_path):
     assert req["logprobs"] is True and req["top_logprobs"] == 5 and req["tools"] == tools
     assert r.tool_calls == [{"id": "call_1", "name": "search", "arguments": {"query": "ada"}}]
     assert r.logprobs[0]["token"] == "Yes" and r.logprobs[0]["top"]["No"] == pytest.approx(-2.3)
+
+
+def test_langchain_adapter_passes_tools_natively_to_the_server(server, tmp_path):
+    from hoprank.tools.llm.langchain_adapter import HoprankChatModel
+    from langchain_core.tools import tool
+
+    @tool
+    def lookup(query: str) -> str:
+        """Search the index."""
+        return query
+
+    tc = [{"id": "call_srv", "type": "function", "function": {"name": "lookup", "arguments": '{"query": "ada"}'}}]
+    server.default = ("ok", completion("", tool_calls=tc))
+    msg = HoprankChatModel(llm=make(server, tmp_path)).bind_tools([lookup]).invoke("find ada")
+    assert msg.tool_calls == [{"name": "lookup", "args": {"query": "ada"}, "id": "call_srv", "type": "tool_call"}]
+    assert server.requests[-1]["tools"][0]["function"]["name"] == "lookup"
+    assert msg.usage_metadata == {"input_tokens": 7, "output_tokens": 2, "total_tokens": 9}

@@ -226,6 +226,7 @@ class ChatLLM:
     model_name: str = "unknown"
     backend_name: str = "base"
     max_concurrency: int = 4
+    supports_tools: bool = False  # native tool calling (``tools=`` param, ``tool_calls`` out)
     # reliability knobs (``configure`` sets them from an LLMConfig)
     max_retries: int = 0
     timeout_s: float | None = None

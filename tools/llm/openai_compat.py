@@ -42,6 +42,7 @@ class OpenAICompatLLM(ChatLLM):
     """Chat completions over HTTP with sync and native async clients."""
 
     backend_name = "openai"
+    supports_tools = True
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None, timeout_s: float = 120.0, max_tokens: int = 512, temperature: float = 0.0, seed: int | None = None):
         super().__init__()
