@@ -1,0 +1,124 @@
+"""MCP server, driven by the ``mcp`` SDK's own client: stdio (a spawned subprocess, as a
+desktop client would run it) and streamable HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def mcp_index(tmp_path_factory, corpus_dir) -> Path:
+    from hoprank.tools.ingest.index import Index
+
+    path = tmp_path_factory.mktemp("mcp-index")
+    Index.build(path, sources=[corpus_dir], qdrant=False, show_progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fast_config(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("mcp-cfg") / "hoprank.yaml"
+    p.write_text("agent:\n  decompose: rules\n  max_hops: 1\nllm:\n  max_tokens: 48\n  cache: false\nrerank:\n  method: embedding\n")
+    return p
+
+
+def _params(index: Path, config: Path) -> StdioServerParameters:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return StdioServerParameters(command=sys.executable, args=["-m", "hoprank.agent.mcp_server", "--index", str(index), "--config", str(config)], env=env)
+
+
+async def _call(session: ClientSession, tool: str, **args) -> tuple[bool, str]:
+    res = await session.call_tool(tool, args)
+    return bool(res.isError), "".join(getattr(c, "text", "") for c in res.content)
+
+
+async def test_stdio_search_rerank_and_errors(mcp_index, fast_config):
+    async with stdio_client(_params(mcp_index, fast_config)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            tools = {t.name: t for t in (await session.list_tools()).tools}
+            assert set(tools) == {"search", "rerank", "ask"}
+            assert "k" in tools["search"].inputSchema["properties"]
+
+            err, text = await _call(session, "search", query="Where was Ada Quill born?", k=3, retriever="bm25")
+            assert not err, text
+            out = json.loads(text)
+            assert out["retriever"] == "bm25" and len(out["hits"]) == 3
+            assert out["hits"][0]["id"].startswith("ada.md")
+
+            err, text = await _call(session, "rerank", query="Which river flows into the Grey Sound?", k=2, method="embedding")
+            assert not err, text
+            out = json.loads(text)
+            assert out["method"] == "embedding" and len(out["hits"]) == 2
+            assert out["hits"][0]["id"].startswith("seren.md")
+
+            err, text = await _call(session, "search", query="x", retriever="grep")
+            assert err and "unknown retriever 'grep'" in text
+            err, text = await _call(session, "search", query="   ")
+            assert err and "empty" in text
+            err, text = await _call(session, "search", query="x", k=0)
+            assert err and "k must be" in text
+
+
+@pytest.mark.slow
+async def test_stdio_ask_with_embedded_model(mcp_index, fast_config):
+    async with stdio_client(_params(mcp_index, fast_config)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            err, text = await _call(session, "ask", question="Where was Ada Quill born?", thread_id="mcp-1")
+            assert not err, text
+            out = json.loads(text)
+            assert out["thread_id"] == "mcp-1"
+            assert out["status"] in ("answered", "not_found", "partial")
+            evidence = {h["id"] for h in out["evidence"]}
+            assert evidence and all(c["chunk_id"] in evidence for c in out["citations"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_streamable_http_search(mcp_index, fast_config):
+    from mcp.client.streamable_http import streamablehttp_client
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "hoprank.agent.mcp_server", "--index", str(mcp_index), "--config", str(fast_config), "--transport", "http", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"MCP HTTP server exited: {proc.stderr.read()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("MCP HTTP server did not open its port")
+                time.sleep(0.2)
+        async with streamablehttp_client(f"http://127.0.0.1:{port}/mcp") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                err, text = await _call(session, "search", query="clock tower village", k=2, retriever="hybrid")
+                assert not err, text
+                assert json.loads(text)["hits"][0]["id"].startswith("hollin.md")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
