@@ -55,7 +55,7 @@ def run_from_cli(
 
     if setting == "closed-book":
         fn = R.closed_book_answer_fn(R.make_llm(cfg.llm))
-        return R.run_eval(examples, fn, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, show_progress=show_progress, retry_failed=retry_failed)
+        return R.run_eval(examples, fn, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, show_progress=show_progress, retry_failed=retry_failed, score_retrieval=False)
     if setting == "distractor":
         if not any(e.documents for e in examples):
             raise HoprankError(f"--setting distractor needs per-question documents; {dataset} has none (use pooled with --corpus, or closed-book)")

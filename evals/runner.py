@@ -154,7 +154,7 @@ def answer_scores(example: QAExample, prediction: str) -> dict[str, float]:
     }
 
 
-def score_row(example: QAExample, answer: Answer | None, seconds: float, error: str | None = None, ks: Sequence[int] = DEFAULT_KS) -> dict[str, Any]:
+def score_row(example: QAExample, answer: Answer | None, seconds: float, error: str | None = None, ks: Sequence[int] = DEFAULT_KS, score_retrieval: bool = True) -> dict[str, Any]:
     """One results.jsonl row. A failed question has zero answer scores (and zero retrieval
     scores when it has gold evidence), so it pulls the means down instead of vanishing."""
     failed = answer is None or answer.status == "failed"
@@ -162,7 +162,7 @@ def score_row(example: QAExample, answer: Answer | None, seconds: float, error: 
     prediction = "" if answer is None else (answer.answer or "")
     err = error if answer is None else answer.error
     scores = answer_scores(example, prediction)
-    retr = retrieval_scores(example, answer, ks)
+    retr = retrieval_scores(example, answer, ks) if score_retrieval else None
     if failed:
         scores = {k: 0.0 for k in scores}
         retr = None if retr is None else {k: 0.0 for k in retr}
@@ -329,15 +329,15 @@ async def _call(answer_fn: AnswerFn, question: str, timeout_s: float | None) -> 
     return result
 
 
-async def _answer_one(example: QAExample, answer_fn: AnswerFn, timeout_s: float | None, ks: Sequence[int]) -> dict[str, Any]:
+async def _answer_one(example: QAExample, answer_fn: AnswerFn, timeout_s: float | None, ks: Sequence[int], score_retrieval: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         ans = await _call(answer_fn, example.question, timeout_s)
-        return score_row(example, ans, time.perf_counter() - t0, ks=ks)
+        return score_row(example, ans, time.perf_counter() - t0, ks=ks, score_retrieval=score_retrieval)
     except asyncio.TimeoutError:
-        return score_row(example, None, time.perf_counter() - t0, error=f"timeout after {timeout_s:g}s", ks=ks)
+        return score_row(example, None, time.perf_counter() - t0, error=f"timeout after {timeout_s:g}s", ks=ks, score_retrieval=score_retrieval)
     except Exception as e:  # every question ends answered or explicitly failed
-        return score_row(example, None, time.perf_counter() - t0, error=f"{type(e).__name__}: {e}", ks=ks)
+        return score_row(example, None, time.perf_counter() - t0, error=f"{type(e).__name__}: {e}", ks=ks, score_retrieval=score_retrieval)
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -374,11 +374,14 @@ def run_eval(
     show_progress: bool = True,
     retry_failed: bool = False,
     ks: Sequence[int] = DEFAULT_KS,
+    score_retrieval: bool = True,
 ) -> dict[str, Any]:
     """Answer and score every example, resuming from ``out/results.jsonl`` if present.
 
     ``per_example=True`` means ``answer_fn(example)`` returns the answer function for that
     example (the distractor setting builds one small index per question).
+    ``score_retrieval=False`` (closed-book runs) leaves retrieval metrics out entirely
+    rather than reporting zeros for a retriever that never ran.
     Returns the summary (also written to ``out/summary.json``).
     """
     out = Path(out)
@@ -409,7 +412,7 @@ def run_eval(
     writer = RowWriter(results)
     bar = _progress(len(examples), len(examples) - len(todo), show_progress)
     try:
-        asyncio.run(_run_all(todo, answer_fn, per_example, writer, bar, max(1, concurrency), timeout_s, ks))
+        asyncio.run(_run_all(todo, answer_fn, per_example, writer, bar, max(1, concurrency), timeout_s, ks, score_retrieval))
     finally:
         writer.close()
         bar.close()
@@ -423,7 +426,7 @@ def run_eval(
     return summary
 
 
-async def _run_all(todo, answer_fn, per_example, writer, bar, concurrency, timeout_s, ks) -> None:
+async def _run_all(todo, answer_fn, per_example, writer, bar, concurrency, timeout_s, ks, score_retrieval=True) -> None:
     sem = asyncio.Semaphore(concurrency)
 
     async def one(ex: QAExample) -> None:
@@ -432,13 +435,13 @@ async def _run_all(todo, answer_fn, per_example, writer, bar, concurrency, timeo
                 try:
                     fn = await asyncio.to_thread(answer_fn, ex)
                 except Exception as e:
-                    row = score_row(ex, None, 0.0, error=f"setup: {type(e).__name__}: {e}", ks=ks)
+                    row = score_row(ex, None, 0.0, error=f"setup: {type(e).__name__}: {e}", ks=ks, score_retrieval=score_retrieval)
                     writer.write(row)
                     bar.update(1)
                     return
             else:
                 fn = answer_fn
-            row = await _answer_one(ex, fn, timeout_s, ks)
+            row = await _answer_one(ex, fn, timeout_s, ks, score_retrieval)
             writer.write(row)  # single event loop thread: writes never interleave
             bar.update(1)
 

@@ -115,6 +115,26 @@ def test_async_answer_fn_and_retry_failed(tmp_path):
     assert len(R.read_rows(tmp_path / R.RESULTS)) == 1
 
 
+def test_multihop_rag_rows_skip_null_queries_in_retrieval(tmp_path):
+    facts = ["Lumen shipped its first lamp on Monday.", "The new Lumen lamp is bright."]
+    exs = [
+        QAExample("m1", "Did both report the lamp?", "Yes", "comparison_query", gold_doc_ids=["A", "B"], supporting_facts=facts, metadata={"dataset": "multihop-rag"}),
+        QAExample("m2", "Who won the 2031 cup?", "Insufficient information.", "null_query", metadata={"dataset": "multihop-rag"}),
+    ]
+    hits = [Hit("B#0", 1.0, "Review: The new Lumen\nlamp is bright. Really.", doc_id="B", rank=1), Hit("A#3", 0.5, "unrelated", doc_id="A", rank=2)]
+
+    def fn(q: str) -> Answer:
+        return Answer(q, "yes, both did" if "both" in q else "insufficient information", evidence=hits, trace={"seconds": 1.0})
+
+    s = R.run_eval(exs, fn, tmp_path, show_progress=False)
+    m = s["metrics"]
+    assert m["n.total"] == 2 and m["n.retrieval_scored"] == 1
+    assert m["retrieval.mhr_hits@4"] == 1.0 and m["retrieval.mhr_mrr@10"] == 1.0 and m["retrieval.mhr_map@10"] == 0.5
+    assert m["answer.word_overlap"] == 1.0 and s["by_type"]["null_query"]["answer.word_overlap"] == 1.0
+    s2 = R.run_eval(exs, fn, tmp_path / "cb", show_progress=False, score_retrieval=False)
+    assert s2["metrics"]["n.retrieval_scored"] == 0
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     exs = tiny_examples()[:1]
     R.run_eval(exs, _async_fn, tmp_path, spec=R.RunSpec("jsonl", config={"a": 1}), show_progress=False)
