@@ -63,7 +63,12 @@ class Agent:
         self._reranker = reranker
         self._lock = threading.Lock()
         self._checkpointer = make_checkpointer(checkpoint)
-        self._graph = build_graph(verify=config.agent.verify, checkpointer=self._checkpointer)
+        if config.agent.mode == "agentic":
+            from hoprank.agent.agentic import build_agentic_graph, make_tools
+
+            self._graph = build_agentic_graph(make_tools(lambda: self.index), checkpointer=self._checkpointer)
+        else:
+            self._graph = build_graph(verify=config.agent.verify, checkpointer=self._checkpointer)
 
     # ---- construction --------------------------------------------------------------
     @classmethod
@@ -111,6 +116,23 @@ class Agent:
 
     # ---- asking ----------------------------------------------------------------------
     def _inputs(self, question: str) -> dict[str, Any]:
+        if self.config.agent.mode == "agentic":
+            from langchain_core.messages import RemoveMessage
+            from langgraph.graph.message import REMOVE_ALL_MESSAGES
+
+            return {
+                "question": question,
+                "messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)],
+                "evidence": RESET,
+                "ranked": [],
+                "steps": -1,
+                "tokens": -1,
+                "stop_reason": None,
+                "answer": "",
+                "citations": [],
+                "status": "answered",
+                "trace": RESET,
+            }
         return {
             "question": question,
             "standalone": question,
@@ -203,6 +225,7 @@ class Agent:
         steps = [e for e in (s.get("trace") or []) if isinstance(e, dict) and "node" in e]
         evidence: list[Hit] = (s.get("ranked") or [])[: self.config.agent.evidence_k]
         trace = {
+            "mode": self.config.agent.mode,
             "qtype": s.get("qtype"),
             "standalone": s.get("standalone"),
             "subqueries": s.get("subqueries") or [],

@@ -88,6 +88,7 @@ class LlamaCppLLM(ChatLLM):
         self.seed = seed
         self.max_concurrency = 1  # the lock serialises anyway; threads would only wait
         self.defaults = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        self.constrained_json = os.environ.get("HOPRANK_LLAMACPP_GRAMMAR", "") == "1"
         self._llama, self._lock = load_llama(self.model_path, n_ctx, n_threads, seed)
 
     @classmethod
@@ -147,7 +148,10 @@ class LlamaCppLLM(ChatLLM):
         }
         if params.get("stop"):
             kwargs["stop"] = params["stop"] if isinstance(params["stop"], list) else [params["stop"]]
-        if params.get("json_schema"):
+        if params.get("json_schema") and self.constrained_json:
+            # opt-in only: llama.cpp's grammar sampler aborts the whole process
+            # (llama-grammar.cpp "fatal error", SIGABRT) on some SmolLM2 outputs, which no
+            # Python code can catch; unconstrained JSON + extract_json + one repair is safe
             kwargs["response_format"] = {"type": "json_object", "schema": params["json_schema"]}
         llama, lock = self._llama, self._lock
         if params.get("logprobs"):

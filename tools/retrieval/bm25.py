@@ -31,6 +31,8 @@ class BM25SRetriever(Retriever):
         import bm25s
         from bm25s.tokenization import Tokenized
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s resets it on import
+
         self.tokenizer = tokenizer or Tokenizer()
         docs = [chunk_terms(c, self.tokenizer) for c in chunks]
         vocab: dict[str, int] = {}
