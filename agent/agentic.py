@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from hoprank.agent import generate as gen
-from hoprank.agent.context import AgentContext, hit_brief, step
+from hoprank.agent.context import AgentContext, hit_brief, step, usage_of
 from hoprank.agent.state import count_or_reset, extend_or_reset
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.retrieval.fusion import rrf
@@ -120,7 +120,7 @@ def build_agentic_graph(ctx_tools: list[StructuredTool], checkpointer=None):
         elif (state.get("tokens") or 0) + tokens >= cfg.max_tokens_budget:
             stop = f"token budget reached ({cfg.max_tokens_budget})"
         summary = ", ".join(f"{c['name']}({c.get('args', {})})" for c in calls) or "no tool call"
-        return {"messages": new_msgs + [ai], "steps": 1, "tokens": tokens, "stop_reason": stop, "trace": [step("agent", summary + (f"; {fallback}" if fallback else ""), t0, tokens, raw=str(ai.content)[:500])]}
+        return {"messages": new_msgs + [ai], "steps": 1, "tokens": tokens, "stop_reason": stop, "trace": [step("agent", summary + (f"; {fallback}" if fallback else ""), t0, llm={"calls": 1, "prompt_tokens": int((ai.usage_metadata or {}).get("input_tokens", 0)) if getattr(ai, "usage_metadata", None) else 0, "completion_tokens": int((ai.usage_metadata or {}).get("output_tokens", 0)) if getattr(ai, "usage_metadata", None) else 0}, raw=str(ai.content)[:500])]}
 
     def route(state: AgenticState) -> Literal["tools", "answer"]:
         last = (state.get("messages") or [None])[-1]
@@ -138,8 +138,9 @@ def build_agentic_graph(ctx_tools: list[StructuredTool], checkpointer=None):
         evidence = ranked[: ctx.config.agent.evidence_k]
         g = gen.generate(state["question"], evidence, ctx.llm, style=ctx.config.agent.answer_style)
         status = "partial" if g.status == "answered" and state.get("stop_reason") else g.status
-        tokens = sum(r.prompt_tokens + r.completion_tokens for r in g.responses if not r.cached)
-        return {"answer": g.answer, "citations": g.citations, "status": status, "tokens": tokens, "steps": 1, "trace": [step("generate", f"{status}; {len(g.citations)} citations", t0, tokens, evidence=[hit_brief(h) for h in evidence], raw=g.raw[:1000], fallback=g.fallback)], "ranked": evidence}
+        usage = usage_of(*g.responses)
+        tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+        return {"answer": g.answer, "citations": g.citations, "status": status, "tokens": tokens, "steps": 1, "trace": [step("generate", f"{status}; {len(g.citations)} citations", t0, llm=usage, evidence=[hit_brief(h) for h in evidence], raw=g.raw[:1000], fallback=g.fallback)], "ranked": evidence}
 
     g = StateGraph(AgenticState, context_schema=AgentContext)
     g.add_node("agent", agent)

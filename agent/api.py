@@ -235,7 +235,7 @@ class Agent:
             "stop_reason": s.get("stop_reason"),
             "steps": steps,
             "n_steps": s.get("steps", 0),
-            "usage": {"tokens": s.get("tokens", 0), "llm_calls": sum(1 for e in steps if e.get("tokens"))},
+            "usage": _sum_usage(steps),
             "seconds": round(seconds, 3),
         }
         citations: list[Citation] = s.get("citations") or []
@@ -269,6 +269,15 @@ class Agent:
             name=name,
             description=description or "Answer a question from the indexed documents, with cited sources. Input: a full question.",
         )
+
+
+def _sum_usage(steps: list[dict[str, Any]]) -> dict[str, int]:
+    u = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cache_hits": 0}
+    for s in steps:
+        for k in u:
+            u[k] += int((s.get("llm") or {}).get(k, 0) or 0)
+    u["tokens"] = u["prompt_tokens"] + u["completion_tokens"]
+    return u
 
 
 def answer_summary(a: Answer) -> dict[str, Any]:

@@ -46,5 +46,19 @@ def hit_brief(h: Hit) -> dict[str, Any]:
     return d
 
 
-def step(node: str, summary: str, t0: float, tokens: int = 0, **data: Any) -> dict[str, Any]:
-    return {"node": node, "summary": summary, "elapsed_s": round(time.perf_counter() - t0, 4), "tokens": tokens, "data": data}
+def usage_of(*responses: Any) -> dict[str, int]:
+    """LLM accounting of the calls a node made (cache hits cost nothing and are not calls)."""
+    paid = [r for r in responses if r is not None and not getattr(r, "cached", False)]
+    return {
+        "calls": len(paid),
+        "prompt_tokens": sum(r.prompt_tokens for r in paid),
+        "completion_tokens": sum(r.completion_tokens for r in paid),
+        "cache_hits": sum(1 for r in responses if r is not None and getattr(r, "cached", False)),
+    }
+
+
+def step(node: str, summary: str, t0: float, tokens: int = 0, llm: dict[str, int] | None = None, **data: Any) -> dict[str, Any]:
+    """One trace entry. ``llm`` carries the node's LLM usage (see :func:`usage_of`)."""
+    llm = llm or {}
+    tokens = tokens or int(llm.get("prompt_tokens", 0)) + int(llm.get("completion_tokens", 0))
+    return {"node": node, "summary": summary, "elapsed_s": round(time.perf_counter() - t0, 4), "tokens": tokens, "llm": llm, "data": data}

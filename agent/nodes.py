@@ -9,7 +9,7 @@ from typing import Any
 
 from hoprank.agent import generate as gen
 from hoprank.agent.assess import assess as assess_evidence
-from hoprank.agent.context import AgentContext, hit_brief, step
+from hoprank.agent.context import AgentContext, hit_brief, step, usage_of
 from hoprank.agent.hop import hop_queries
 from hoprank.agent.state import AgentState, SearchTask
 from hoprank.agent.understand import content_terms, entities, understand
@@ -25,7 +25,8 @@ POOL_SIZE = 50
 
 
 def _tokens(*responses: Any) -> int:
-    return sum((r.prompt_tokens + r.completion_tokens) for r in responses if r is not None and not r.cached)
+    u = usage_of(*responses)
+    return u["prompt_tokens"] + u["completion_tokens"]
 
 
 def contextualize(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -51,7 +52,7 @@ def contextualize(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         how = "rules"
         ent = next((e for e in prev_entities if e.lower() not in q.lower()), None)
         rewritten = f"{q.rstrip('?')} ({ent})?" if ent else q
-    return {"standalone": rewritten, "steps": 1, "tokens": _tokens(resp), "trace": [step("contextualize", f"follow-up rewritten ({how}): {rewritten}", t0, _tokens(resp), standalone=rewritten, method=how)]}
+    return {"standalone": rewritten, "steps": 1, "tokens": _tokens(resp), "trace": [step("contextualize", f"follow-up rewritten ({how}): {rewritten}", t0, llm=usage_of(resp), standalone=rewritten, method=how)]}
 
 
 def understand_node(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -69,7 +70,7 @@ def understand_node(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         "pending": pending,
         "steps": 1,
         "tokens": _tokens(resp),
-        "trace": [step("understand", summary, t0, _tokens(resp), qtype=u.qtype, subquestions=u.subquestions, source=u.source, rejected=u.rejected, raw=(u.raw or "")[:500] or None)],
+        "trace": [step("understand", summary, t0, llm=usage_of(resp), qtype=u.qtype, subquestions=u.subquestions, source=u.source, rejected=u.rejected, raw=(u.raw or "")[:500] or None)],
     }
 
 
@@ -109,9 +110,14 @@ def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     seen = {h.id for h in ranked}
     ranked = ranked + [h for h in pool if h.id not in seen]
     info = dict(getattr(reranker, "last_trace", {}) or {})
-    tokens = int(info.get("prompt_tokens", 0) or 0) + int(info.get("completion_tokens", 0) or 0)
     info.pop("raw", None)
-    return {"ranked": ranked, "steps": 1, "tokens": tokens, "trace": [step("rerank", f"{reranker.name}: {min(len(pool), depth)} candidates -> top {keep}", t0, tokens, method=reranker.name, ranked=[hit_brief(h) for h in ranked[:keep]], usage=info)]}
+    usage = {
+        "calls": int(info.get("llm_calls", info.get("calls", 0)) or 0),
+        "prompt_tokens": int(info.get("prompt_tokens", 0) or 0),
+        "completion_tokens": int(info.get("completion_tokens", 0) or 0),
+    }
+    tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {"ranked": ranked, "steps": 1, "tokens": tokens, "trace": [step("rerank", f"{reranker.name}: {min(len(pool), depth)} candidates -> top {keep}", t0, llm=usage, method=reranker.name, ranked=[hit_brief(h) for h in ranked[:keep]], usage=info)]}
 
 
 ROUND_STEPS = 8  # nodes one more hop round costs at most (hop, searches, fuse, rerank, assess)
@@ -154,14 +160,14 @@ def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     status = g.status
     if status == "answered" and state.get("stop_reason"):
         status = "partial"
-    return {"answer": g.answer, "citations": g.citations, "status": status, "steps": 1, "tokens": tokens, "trace": [step("generate", f"{status}; {len(g.citations)} citations" + (f"; fallback: {g.fallback}" if g.fallback else ""), t0, tokens, raw=g.raw[:1000], fallback=g.fallback, evidence=[hit_brief(h) for h in evidence])]}
+    return {"answer": g.answer, "citations": g.citations, "status": status, "steps": 1, "tokens": tokens, "trace": [step("generate", f"{status}; {len(g.citations)} citations" + (f"; fallback: {g.fallback}" if g.fallback else ""), t0, llm=usage_of(*g.responses), raw=g.raw[:1000], fallback=g.fallback, evidence=[hit_brief(h) for h in evidence])]}
 
 
 def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     """Check each cited claim against its chunk; one revision pass if some fail."""
     t0 = time.perf_counter()
     cites, unsupported = gen.verify(state["answer"], state.get("citations") or [])
-    answer, tokens, revised = state["answer"], 0, False
+    answer, tokens, revised, resp = state["answer"], 0, False, None
     if unsupported and state.get("status") in ("answered", "partial"):
         evidence = (state.get("ranked") or [])[: runtime.context.config.agent.evidence_k]
         try:
@@ -172,7 +178,7 @@ def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
                 answer, cites, unsupported, revised = text, v_cites, v_unsup, True
         except HoprankError:
             pass
-    return {"answer": answer, "citations": cites, "steps": 1, "tokens": tokens, "trace": [step("verify", f"{len(unsupported)} unsupported claim(s); revised: {revised}", t0, tokens, unsupported=unsupported, revised=revised)]}
+    return {"answer": answer, "citations": cites, "steps": 1, "tokens": tokens, "trace": [step("verify", f"{len(unsupported)} unsupported claim(s); revised: {revised}", t0, llm=usage_of(resp), unsupported=unsupported, revised=revised)]}
 
 
 def finalize(state: AgentState) -> dict:
