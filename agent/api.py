@@ -223,7 +223,8 @@ class Agent:
     # ---- results ---------------------------------------------------------------------
     def _answer(self, q: str, tid: str, s: dict[str, Any], seconds: float) -> Answer:
         steps = [e for e in (s.get("trace") or []) if isinstance(e, dict) and "node" in e]
-        evidence: list[Hit] = (s.get("ranked") or [])[: self.config.agent.evidence_k]
+        # the generator read the first evidence_k; up to 10 are returned so recall@10 can be audited
+        evidence: list[Hit] = (s.get("ranked") or [])[: max(self.config.agent.evidence_k, 10)]
         trace = {
             "mode": self.config.agent.mode,
             "qtype": s.get("qtype"),
@@ -231,6 +232,7 @@ class Agent:
             "subqueries": s.get("subqueries") or [],
             "decomposer": s.get("decomposer"),
             "queries": s.get("asked") or [],
+            "evidence_k": self.config.agent.evidence_k,
             "hops": s.get("hop", 0),
             "stop_reason": s.get("stop_reason"),
             "steps": steps,
