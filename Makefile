@@ -23,7 +23,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/hoprank index agent/sample_corpus --index $(DEMO_INDEX)
-	$(VENV)/bin/hoprank search "$(DEMO_QUESTION)" --index $(DEMO_INDEX) -k 5
+	$(VENV)/bin/hoprank search "$(DEMO_QUESTION)" --index $(DEMO_INDEX) -k 3
+	$(VENV)/bin/hoprank ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX) --trace
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra --timeout=900

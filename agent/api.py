@@ -194,7 +194,11 @@ class Agent:
         return ans
 
     async def aask(self, question: str, thread_id: str | None = None) -> Answer:
-        return await asyncio.to_thread(self.ask, question, thread_id)
+        """Async ask; cancelling the awaiting task stops the graph at the next node."""
+        async for ev in self.astream(question, thread_id):
+            if ev["type"] == "answer":
+                return ev["answer"]
+        raise HoprankError("the agent ended without an answer")  # pragma: no cover
 
     async def astream(self, question: str, thread_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """Async version of :meth:`stream` (the graph runs in a worker thread)."""
@@ -203,22 +207,42 @@ class Agent:
         loop = asyncio.get_running_loop()
         done = object()
 
+        cancel = threading.Event()
+
+        def put(item: object) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
         def run() -> None:
+            gen = self.stream(q, thread_id)
             try:
-                for ev in self.stream(q, thread_id):
-                    loop.call_soon_threadsafe(queue.put_nowait, ev)
+                for ev in gen:
+                    if cancel.is_set():
+                        break
+                    put(ev)
             except Exception as e:  # pragma: no cover - stream() already turns errors into events
-                loop.call_soon_threadsafe(queue.put_nowait, {"type": "error", "error": str(e)})
+                put({"type": "error", "error": str(e)})
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, done)
+                gen.close()
+                put(done)
 
         task = loop.run_in_executor(None, run)
-        while True:
-            ev = await queue.get()
-            if ev is done:
-                break
-            yield ev
+        try:
+            while True:
+                ev = await queue.get()
+                if ev is done:
+                    break
+                yield ev
+        finally:
+            # the consumer went away (client disconnect, cancellation): stop the graph at
+            # the next node boundary instead of running the remaining LLM calls for nobody
+            cancel.set()
         await task
+
+    def history(self, thread_id: str) -> list[dict[str, str]]:
+        """The chat turns kept for a thread (user and assistant messages, oldest first)."""
+        state = self._graph.get_state(self._run_config(thread_id))
+        return list((state.values or {}).get("history") or []) if state else []
 
     # ---- results ---------------------------------------------------------------------
     def _answer(self, q: str, tid: str, s: dict[str, Any], seconds: float) -> Answer:

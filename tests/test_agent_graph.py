@@ -239,3 +239,29 @@ def test_as_tool_called_from_a_minimal_langgraph_agent(built_index):
     out = g.compile().invoke({"messages": [HumanMessage(content="go")]})
     final = out["messages"][-1].content
     assert final.startswith("done: The Seren River is 212 kilometres long") and "Sources:" in final
+
+
+async def test_astream_consumer_leaving_stops_the_graph(built_index):
+    import asyncio
+
+    calls: list[str] = []
+
+    def script(msgs):
+        calls.append(msgs[-1]["content"][:20])
+        return "answer [1]"
+
+    agent = Agent.from_config({"rerank": {"method": "none"}, "agent": {"decompose": "rules"}}, index=built_index, llm=ScriptedLLM(script))
+    stream = agent.astream("How long is the Seren River?")
+    first = await stream.__anext__()
+    assert first["type"] == "step"
+    await stream.aclose()  # what a disconnecting HTTP client causes
+    await asyncio.sleep(3)
+    assert calls == []  # generate never ran
+
+
+async def test_aask_and_history(built_index):
+    agent = _agent(built_index, answer_with("212 kilometres [1]."))
+    a = await agent.aask("How long is the Seren River?", thread_id="h1")
+    assert a.status == "answered"
+    assert agent.history("h1") == [{"role": "user", "content": "How long is the Seren River?"}, {"role": "assistant", "content": a.answer}]
+    assert agent.history("nobody") == []
