@@ -49,8 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir: Path = args.runs_dir
     runs_dir.mkdir(parents=True, exist_ok=True)
     # a cache of our own: no answer comes for free from another run's cache
-    cfg_path = runs_dir / "config.yaml"
-    cfg_path.write_text(yaml.safe_dump({"llm": {"cache_dir": str(runs_dir / "llm-cache"), "n_threads": 2}}))
+    def cfg_for(name: str) -> Path:
+        # one response cache per preset: a preset must not get another preset's calls for free
+        path = runs_dir / f"config-{name}.yaml"
+        path.write_text(yaml.safe_dump({"llm": {"cache_dir": str(runs_dir / "llm-cache" / name), "n_threads": 2}}))
+        return path
 
     t0 = time.perf_counter()
     all_examples = load_hotpotqa(hotpot)
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in presets:
         print(f"== preset {name}: {args.limit} questions", file=sys.stderr, flush=True)
         t = time.perf_counter()
-        run_from_cli("hotpotqa", hotpot, "pooled", cfg_path, name, args.limit, 1, runs_dir / name, index=index_path, timeout_s=args.timeout)
+        run_from_cli("hotpotqa", hotpot, "pooled", cfg_for(name), name, args.limit, 1, runs_dir / name, index=index_path, timeout_s=args.timeout)
         wall[name] = round(time.perf_counter() - t, 1)
         runs.append(load_run(runs_dir / name, name))
 
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         data.append(mhr)
         print(f"== multihop-rag closed-book: {args.mhr_limit} queries", file=sys.stderr, flush=True)
         t = time.perf_counter()
-        s = run_from_cli("multihop-rag", mhr, "closed-book", cfg_path, None, args.mhr_limit, 1, runs_dir / "mhr-closed-book", timeout_s=args.timeout)
+        s = run_from_cli("multihop-rag", mhr, "closed-book", cfg_for("mhr-closed-book"), None, args.mhr_limit, 1, runs_dir / "mhr-closed-book", timeout_s=args.timeout)
         wall["mhr-closed-book"] = round(time.perf_counter() - t, 1)
         by_type = s["by_type"]
         mrows = [[t, int(m["n.total"]), m["answer.word_overlap"], m["answer.em"]] for t, m in by_type.items()]
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         results["multihop_rag_closed_book"] = {"metrics": s["metrics"], "by_type": by_type}
 
     notes = [
-        "LLM: SmolLM2-135M-Instruct Q4_1 through llama.cpp (n_threads=2), fresh response cache per benchmark run; embeddings: MiniLM-L6.",
+        "LLM: SmolLM2-135M-Instruct Q4_1 through llama.cpp (n_threads=2), a fresh response cache per preset; embeddings: MiniLM-L6.",
         "The 2 CPU cores were shared with other work during the run (see load averages): seconds per question are upper bounds.",
         "MultiHop-RAG word-overlap accuracy is lenient (one shared word counts); closed-book 'yes/no' guesses score well on comparison queries.",
         f"Wall seconds per preset: {wall}",
