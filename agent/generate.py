@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from hoprank.agent.understand import content_terms
+from hoprank.agent.understand import content_terms, entities
 from hoprank.tools.llm.base import ChatLLM, LLMResponse
 from hoprank.tools.types import Citation, Hit
 
@@ -69,6 +69,34 @@ def _clean_short(text: str) -> str:
     return " ".join(line.split()[:20])
 
 
+_YESNO = re.compile(r"^\s*(yes|no)\b", re.I)
+_NUMBER = re.compile(r"\b\d[\d,.]*\b")
+
+
+def shorten(answer: str, question: str, evidence: list[Hit]) -> tuple[str, str | None]:
+    """Cut a sentence-long "short" answer down to the span it states.
+
+    Small models answer "Ingrid Holloway was born in Saltmere." when asked for a span. The
+    span is taken only from the model's own words: a yes/no lead, or the last name or
+    number of the answer that occurs in the evidence and not in the question (the new
+    information usually ends the sentence). Returns (answer, how) with ``how`` None when
+    nothing was cut."""
+    words = answer.split()
+    if len(words) <= 4:
+        return answer, None
+    m = _YESNO.match(answer)
+    if m and re.match(r"^(is|are|was|were|do|does|did|has|have|can|could|will|would)\b", question.strip(), re.I):
+        return m.group(1).lower(), "yes/no lead of a sentence answer"
+    blob = " ".join(h.title + " " + h.text for h in evidence).lower()
+    q_low = question.lower()
+    candidates = [e for e in entities(answer) if e.lower() in blob and e.lower() not in q_low]
+    candidates += [n for n in _NUMBER.findall(answer) if n in blob and n not in q_low]
+    if not candidates:
+        return answer, None
+    last = max(candidates, key=lambda c: answer.rfind(c))
+    return last, "span cut from a sentence answer"
+
+
 def best_sentence(question: str, evidence: list[Hit]) -> tuple[str, int] | None:
     """The evidence sentence sharing most words with the question (extractive fallback)."""
     q = set(content_terms(question))
@@ -97,10 +125,11 @@ def generate(question: str, evidence: list[Hit], llm: ChatLLM, style: str = "ful
         ans = _clean_short(raw)
         if not ans or not re.search(r"\w", ans):
             return Generated(NOT_FOUND_TEXT, [], "not_found", fallback="empty model output", raw=raw, responses=[resp])
+        ans, how = shorten(ans, question, evidence)
         # a short answer cites the chunk that contains it, when one does
         n = next((i for i, h in enumerate(evidence, 1) if ans.lower() in h.text.lower()), None)
         cites = [Citation(marker=n, chunk_id=evidence[n - 1].id, title=evidence[n - 1].title, text=evidence[n - 1].text, score=evidence[n - 1].score)] if n else []
-        return Generated(ans, cites, "answered", raw=raw, responses=[resp])
+        return Generated(ans, cites, "answered", fallback=how, raw=raw, responses=[resp])
     text, cites = parse_citations(raw.strip(), evidence)
     if not re.search(r"\w{2,}", text):
         picked = best_sentence(question, evidence)

@@ -265,3 +265,15 @@ async def test_aask_and_history(built_index):
     assert a.status == "answered"
     assert agent.history("h1") == [{"role": "user", "content": "How long is the Seren River?"}, {"role": "assistant", "content": a.answer}]
     assert agent.history("nobody") == []
+
+
+def test_shorten_sentence_answers_to_the_stated_span():
+    from hoprank.agent.generate import shorten
+
+    ev = [Hit(id="a", score=1, text="Ada Quill (born 1871). She was born in Marrow Bay.", title="Ada Quill"), Hit(id="b", score=1, text="The Seren River is 212 kilometres long.", title="Seren River")]
+    assert shorten("Ada Quill was born in Marrow Bay", "In which town was the founder of Quill Lamp Works born?", ev)[0] == "Marrow Bay"
+    assert shorten("The Seren River is 212 kilometres long", "How long is the Seren River?", ev)[0] == "212"
+    assert shorten("Yes, both lie on rivers", "Are Hollin and Marrow Bay both on rivers?", ev)[0] == "yes"
+    # nothing from the evidence in the sentence: keep the model's words (no invented span)
+    assert shorten("The river is about 148 km in length", "How long is the Seren River?", ev) == ("The river is about 148 km in length", None)
+    assert shorten("Marrow Bay", "q", ev) == ("Marrow Bay", None)
