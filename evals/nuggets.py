@@ -512,6 +512,7 @@ def build_nugget_set(
     gold_answer: str | None = None,
     cache: NuggetCache | None = None,
     calls: Counter | None = None,
+    score_kwargs: dict[str, Any] | None = None,
     **kw: Any,
 ) -> NuggetSet:
     """Create + score (or load from cache) the nuggets of one question."""
@@ -525,7 +526,9 @@ def build_nugget_set(
     texts, used_fallback, failed_c = create_nuggets(
         question, documents, llm, gold_answer, fallbacks=fb, trace=trace, calls=calls, **kw
     )
-    scored, failed_s = score_nuggets(question, texts, llm, fallbacks=fb, trace=trace, calls=calls)
+    scored, failed_s = score_nuggets(
+        question, texts, llm, fallbacks=fb, trace=trace, calls=calls, **(score_kwargs or {})
+    )
     ns = NuggetSet(
         qid=qid,
         question=question,
@@ -553,11 +556,17 @@ def nugget_eval(
     *,
     show_progress: bool = False,
     create_kwargs: dict[str, Any] | None = None,
+    max_tokens: int | None = None,
 ) -> NuggetResult:
     """Score responses with nuggets. Several items may share a question (several runs):
     the nuggets of a question are built once and reused (and reused across runs through
     ``cache_dir``)."""
     items = [items] if isinstance(items, NuggetItem) else list(items)
+    create_kwargs = dict(create_kwargs or {})
+    stage_kw: dict[str, Any] = {}
+    if max_tokens is not None:  # one cap for every stage (small models ramble)
+        create_kwargs.setdefault("max_tokens", max_tokens)
+        stage_kw["max_tokens"] = max_tokens
     cache = NuggetCache(cache_dir) if cache_dir is not None else None
     calls: Counter = Counter()
     fallbacks: Counter = Counter()
@@ -580,7 +589,8 @@ def nugget_eval(
                 it.gold_answer,
                 cache=cache,
                 calls=calls,
-                **(create_kwargs or {}),
+                score_kwargs=stage_kw,
+                **create_kwargs,
             )
             sets[key] = ns
             if not ns.cached:  # fallbacks of a cached set were counted in the run that built it
@@ -589,7 +599,13 @@ def nugget_eval(
             fallbacks["responses_on_fallback_nuggets"] += 1
         try:
             assigned = assign_nuggets(
-                it.question, it.response or "", ns.nuggets, llm, fallbacks=fallbacks, calls=calls
+                it.question,
+                it.response or "",
+                ns.nuggets,
+                llm,
+                fallbacks=fallbacks,
+                calls=calls,
+                **stage_kw,
             )
         except Exception as e:
             nan = float("nan")
