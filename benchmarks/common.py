@@ -121,7 +121,17 @@ def hardware_line(env: dict[str, Any]) -> str:
 
 # ---- measuring -----------------------------------------------------------------------
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
+    """Peak resident memory of this process so far.
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this process's own memory
+    map. ``getrusage().ru_maxrss`` is NOT used there because Linux carries it across
+    fork+exec: a subprocess started by a 1 GB parent reports at least 1 GB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kb / 1024 if sys.platform != "darwin" else kb / 1024 / 1024, 1)
 
@@ -215,8 +225,8 @@ def write_results(
     results_dir.mkdir(parents=True, exist_ok=True)
     env = dict(env)
     if hasattr(os, "getloadavg"):
-        env["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    data_rel = [_display_path(p) for p in data]
+        env.setdefault("load_average_at_end", [round(x, 2) for x in os.getloadavg()])  # kept on a re-render
+    data_rel = [_display_path(p) if isinstance(p, Path) else p for p in data]
     meta = {"benchmark": name, "command": command, "runs": runs, "data": data_rel, **env, "notes": list(notes)}
     jpath = results_dir / f"{name}.json"
     jpath.write_text(json.dumps({"metadata": meta, "results": results}, indent=1, default=_json_default) + "\n", encoding="utf-8")
