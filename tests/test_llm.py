@@ -305,12 +305,33 @@ def test_context_overflow_truncates_from_the_middle(smol):
 
 
 @pytest.mark.slow
-def test_real_smollm2_chat_and_json_schema(smol):
-    r = smol.chat([{"role": "user", "content": "Name one colour."}], max_tokens=12)
-    assert r.text.strip() and 0 < r.completion_tokens <= 12 and r.prompt_tokens > 0
+def test_real_smollm2_chat(smol):
+    r = smol.chat([{"role": "user", "content": "Name one colour."}], max_tokens=8)
+    assert r.text.strip() and 0 < r.completion_tokens <= 8 and r.prompt_tokens > 0
     assert r.model.endswith(".gguf") and not r.cached
 
-    schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}}, "required": ["city", "population"]}
-    r = smol.chat([{"role": "user", "content": "Give the largest city in France and its population as JSON."}], json_schema=schema, max_tokens=40)
-    data = json.loads(r.text)
+
+_CONSTRAINED = """
+import json
+from hoprank.tools.llm.llamacpp import LlamaCppLLM
+llm = LlamaCppLLM(n_ctx=512)
+assert llm.constrained_json
+schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}}, "required": ["city", "population"]}
+r = llm.chat([{"role": "user", "content": "Give the largest city in France and its population as JSON."}], json_schema=schema, max_tokens=24)
+print(json.dumps({"text": r.text, "finish": r.finish_reason}))
+"""
+
+
+@pytest.mark.slow
+def test_real_smollm2_json_schema_constrained_output_parses(tmp_path):
+    """Grammar-constrained JSON is opt-in (HOPRANK_LLAMACPP_GRAMMAR=1) because llama.cpp's
+    grammar sampler can abort the process on some outputs; a subprocess keeps such an
+    abort from taking the test run down and still checks that the output parses."""
+    import os
+
+    env = {**os.environ, "HOPRANK_LLAMACPP_GRAMMAR": "1"}
+    proc = subprocess.run([sys.executable, "-c", _CONSTRAINED], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    data = json.loads(out["text"])
     assert isinstance(data["city"], str) and isinstance(data["population"], int)

@@ -98,6 +98,12 @@ class LlamaCppLLM(ChatLLM):
         llm.max_concurrency = 1
         return llm
 
+    def _cache_key(self, messages: Messages, params: dict[str, Any]) -> str:
+        # constrained and unconstrained JSON are different outputs for the same request
+        if params.get("json_schema"):
+            params = {**params, "_grammar": self.constrained_json}
+        return super()._cache_key(messages, params)
+
     # ---- context-window fitting ----------------------------------------------------
     def _ntok(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -164,7 +170,9 @@ class LlamaCppLLM(ChatLLM):
         with lock:
             msgs, max_tokens, warnings = self.fit_to_context(msgs, max_tokens)
             timed_out = threading.Event()
-            if timeout:
+            # not under a grammar: forcing end-of-sequence where the grammar forbids it is
+            # one way to make llama.cpp's grammar sampler abort the process
+            if timeout and "response_format" not in kwargs:
                 deadline = t0 + float(timeout)
                 eos = llama.token_eos()
 
