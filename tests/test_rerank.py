@@ -62,6 +62,7 @@ def judge(hidden: list[int], style: str = "r1"):
         ("<think>cut off before closing</think> <answer>[2", 2, "lenient"),
         ("<think>never finished thinking about [1] and [2]", None, "failed"),
         ("The most relevant document is [3] because it names the founder.", 3, "lenient"),
+        ("[1] Edward Davis Wood Jr. was an American filmmaker, actor, writer, producer, and director.", None, "failed"),
         ("I think [1] or maybe [2] is relevant", None, "failed"),
         ("", None, "failed"),
         ("<think>x</think><answer>[9]</answer>", None, "failed"),  # out of range
@@ -454,3 +455,36 @@ def test_embedding_reranker_uses_subquestions():
     assert sub[0].score != out[0].score and "Seren" in sub[1].rationale + sub[0].rationale
     assert sub.index(next(h for h in sub if h.id == "river")) < out.index(next(h for h in out if h.id == "river"))
     assert rr.last_trace["llm_calls"] == 0
+
+
+def test_llm_failure_falls_back_to_current_order_and_is_traced():
+    from hoprank.tools.errors import LLMError
+
+    class Flaky(ScriptedLLM):
+        def _complete(self, messages, **params):
+            if "DOC01" in messages[-1]["content"]:
+                raise LLMError("endpoint returned 500 three times")
+            return super()._complete(messages, **params)
+
+    rr = make_reranker("pointwise", llm=Flaky(["Rating: 9"], max_concurrency=2), mode="rating")
+    out = rr.rerank("q", make_hits(3))
+    assert [h.id for h in out] == ["d0", "d2", "d1"]  # the failed one gets the neutral rating
+    assert rr.last_trace["errors"] and "500" in rr.last_trace["errors"][0]
+    assert rr.last_trace["failed_calls"] == 1 and rr.last_trace["llm_calls"] == 2
+
+
+# ---- end to end on the real embedded model --------------------------------------------------
+
+
+@pytest.mark.slow
+def test_listwise_end_to_end_on_embedded_smollm2():
+    from hoprank.agent.config import LLMConfig
+
+    hits = make_hits(4)
+    rr = make_reranker("listwise", llm_config=LLMConfig(cache=False, max_tokens=64, timeout_s=900), max_tokens=40)
+    out = rr.rerank("Which passage is about DOC02?", hits)
+    assert sorted(h.id for h in out) == sorted(h.id for h in hits)  # a valid permutation
+    assert [h.rank for h in out] == [1, 2, 3, 4] and all(h.retriever == "listwise" for h in out)
+    t = rr.last_trace
+    assert t["llm_calls"] == 1 and t["prompt_tokens"] > 50 and t["completion_tokens"] > 0 and t["seconds"] > 0
+    assert len(t["raw"]) == 1 and sum(t["parse"].values()) == 1 and t["errors"] == []

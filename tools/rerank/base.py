@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hoprank.tools.errors import HoprankError, validate_query
+from hoprank.tools.llm.base import LLMResponse
 from hoprank.tools.types import Hit
 
 RAW_CHARS = 4000  # raw LLM output kept per call in the trace (a runaway generation is cut)
@@ -48,19 +49,38 @@ class CallRecorder:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     llm_seconds: float = 0.0
+    failed_calls: int = 0
     raw: list[dict[str, Any]] = field(default_factory=list)
     parse: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def chat_many(self, llm: Any, batch: Sequence[list[dict[str, str]]], kind: str, **params: Any) -> list[Any]:
         """Run independent prompts concurrently through ``llm.chat_many`` and count them."""
         if not batch:
             return []
-        responses = llm.chat_many(list(batch), **params)
+        try:
+            responses = llm.chat_many(list(batch), **params)
+        except Exception as e:  # noqa: BLE001 - an LLM failure must not take the rerank down
+            # one prompt failed after its retries: ask one by one (finished ones come from the
+            # cache) and give the failures an empty reply, which every parser maps to its
+            # fallback (the current order)
+            self.errors.append(f"{kind}: {type(e).__name__}: {str(e)[:300]}")
+            if len(batch) == 1:  # the LLM layer already retried what was worth retrying
+                batch = []
+            responses = [] if batch else [LLMResponse(text="", finish_reason="error")]
+            for m in batch:
+                try:
+                    responses.append(llm.chat(m, **params))
+                except Exception as e1:  # noqa: BLE001
+                    self.errors.append(f"{kind}: {type(e1).__name__}: {str(e1)[:300]}")
+                    responses.append(LLMResponse(text="", finish_reason="error"))
         with self._lock:
             for r in responses:
-                if getattr(r, "cached", False):
+                if r.finish_reason == "error" and not r.text:
+                    self.failed_calls += 1  # the placeholder of a failed call: no usage to count
+                elif getattr(r, "cached", False):
                     self.cache_hits += 1
                 else:
                     self.calls += 1
@@ -142,11 +162,13 @@ class Reranker:
             "top_k": top_k,
             "llm_calls": rec.calls,
             "cache_hits": rec.cache_hits,
+            "failed_calls": rec.failed_calls,
             "prompt_tokens": rec.prompt_tokens,
             "completion_tokens": rec.completion_tokens,
             "llm_seconds": round(rec.llm_seconds, 3),
             "seconds": round(time.perf_counter() - t0, 3),
             "parse": dict(rec.parse),
+            "errors": list(rec.errors),
             "order": [h.id for h in out],
             "raw": rec.raw,
             **rec.extra,

@@ -20,6 +20,9 @@ _LABEL = re.compile(r"\[\s*(\d+)\s*\]")
 _INT = re.compile(r"(?<![\d.])(\d{1,3})(?![\d.])")
 
 
+LENIENT_MAX_WORDS = 12
+
+
 @dataclass(frozen=True)
 class SetwiseAnswer:
     label: int | None  # 1-based label of the chosen document, None when unparseable
@@ -31,7 +34,7 @@ def parse_setwise(text: str | None, n_docs: int) -> SetwiseAnswer:
     """Rank-R1 answer: ``<think>...</think> <answer>[3]</answer>`` (lower-cased first).
 
     Fallbacks, in order, for models that do not follow the format: an ``<answer>`` whose
-    closing tag was cut off; a text that names exactly one distinct valid ``[n]`` label.
+    closing tag was cut off; a short text (at most 12 words) naming exactly one valid ``[n]``.
     Anything else is ``failed`` (label None): the caller keeps the current order."""
     raw = (text or "").strip()
     low = raw.lower()
@@ -49,8 +52,10 @@ def parse_setwise(text: str | None, n_docs: int) -> SetwiseAnswer:
         label = _first_label(a.group(1)[:40], n_docs)
         if label is not None:
             return SetwiseAnswer(label, reasoning, "lenient")
+    # a short reply naming one label ("[3]", "The answer is [3].") counts; a long one that
+    # merely echoes "[1] <document text>" (what a 135M model often does) does not
     labels = {int(x) for x in _LABEL.findall(low) if 1 <= int(x) <= n_docs}
-    if len(labels) == 1:
+    if len(labels) == 1 and len(low.split()) <= LENIENT_MAX_WORDS:
         return SetwiseAnswer(labels.pop(), reasoning or raw[:500], "lenient")
     return SetwiseAnswer(None, reasoning or raw[:500], "failed")
 

@@ -44,7 +44,7 @@ class PointwiseReranker(Reranker):
 
     def _yesno(self, query: str, texts: list[str], rec: CallRecorder) -> tuple[list[float | None], bool]:
         msgs = [prompts.chat("rerank_pointwise_yesno", query=query, document=t) for t in texts]
-        rs = rec.chat_many(self.llm, msgs, "pointwise_yesno", max_tokens=3, temperature=0, logprobs=self.top_logprobs)
+        rs = rec.chat_many(self.llm, msgs, "pointwise_yesno", max_tokens=3, temperature=0, logprobs=True, top_logprobs=self.top_logprobs)
         has_lp = any(r.logprobs for r in rs)
         out: list[float | None] = []
         for r in rs:
