@@ -33,7 +33,7 @@ def test_qdrant_sparse_and_server_side_hybrid(qindex):
     assert sparse.search("zzzunknown", 3) == []
     hybrid = qindex.retriever("qdrant-hybrid")
     hits = hybrid.search("Which river is 212 kilometres long?", 3)
-    assert hits[0].doc_id == "seren.md" and hits[0].retriever == "qdrant"
+    assert hits[0].doc_id == "seren.md" and hits[0].retriever == "qdrant-hybrid"
 
 
 def test_qdrant_resyncs_after_update_and_survives_interrupted_sync(qindex, tmp_path):
@@ -70,3 +70,12 @@ def test_second_process_gets_a_clear_lock_error(qindex):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert "LOCKED:" in out.stdout and "--qdrant-url" in out.stdout, out.stderr[-2000:]
     assert issubclass(IndexLockedError, RuntimeError)
+
+
+def test_switching_the_tokenizer_rewrites_sparse_vectors(qindex):
+    plain = qindex.retriever("qdrant-sparse")
+    assert plain.search("clockmakers", 3) == []  # no stemming: "clockmakers" != "clockmaker"
+    plain.close()
+    qindex._retrievers.clear()
+    stemmed = qindex.retriever("qdrant-sparse", stem=True)
+    assert stemmed.search("clockmakers", 3)[0].doc_id == "otto.md"

@@ -117,6 +117,7 @@ class QdrantRetriever(Retriever):
             raise ValueError(f"qdrant mode must be dense, sparse or hybrid, got {mode!r}")
         self.index = index
         self.mode = mode
+        self.name = {"dense": "qdrant", "sparse": "qdrant-sparse", "hybrid": "qdrant-hybrid"}[mode]
         self.collection = collection
         self.tokenizer = tokenizer or Tokenizer()
         self.depth = depth
@@ -151,7 +152,7 @@ class QdrantRetriever(Retriever):
         state_file = self._state_file()
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
         exists = self.client.collection_exists(self.collection)
-        if exists and state.get("generation") == self.index.generation:
+        if exists and state.get("generation") == self.index.generation and state.get("tokenizer", self.tokenizer.config()) == self.tokenizer.config():
             return 0
         dim = int(self.index.embeddings.shape[1]) if len(self.index) else self.index.manifest.get("dim", 384)
         if not exists:
@@ -173,9 +174,13 @@ class QdrantRetriever(Retriever):
         stale = [pid for pid in present if pid not in wanted]
         if stale:
             self.client.delete(self.collection, points_selector=models.PointIdsList(points=stale))
-        todo = [(i, c) for i, c in enumerate(self.index.chunks) if present.get(point_id(c.id), "\x00") != c.metadata.get("text_hash")]
         terms = [chunk_terms(c, self.tokenizer) for c in self.index.chunks]
         avgdl = float(np.mean([len(t) for t in terms])) if terms else 1.0
+        # sparse weights depend on the tokeniser and on the corpus' mean length: when either
+        # moved (stemming switched on, the corpus grew a lot), every point is rewritten
+        tok = self.tokenizer.config()
+        stale_all = state.get("tokenizer") not in (None, tok) or abs(avgdl - float(state.get("avgdl", avgdl))) > 0.1 * max(avgdl, 1.0)
+        todo = [(i, c) for i, c in enumerate(self.index.chunks) if stale_all or present.get(point_id(c.id), "\x00") != c.metadata.get("text_hash")]
         for s in range(0, len(todo), batch_size):
             batch = []
             for i, c in todo[s : s + batch_size]:
@@ -188,7 +193,7 @@ class QdrantRetriever(Retriever):
                     )
                 )
             self.client.upsert(self.collection, points=batch, wait=True)
-        state_file.write_text(json.dumps({"generation": self.index.generation, "points": len(wanted)}))
+        state_file.write_text(json.dumps({"generation": self.index.generation, "points": len(wanted), "tokenizer": tok, "avgdl": avgdl}))
         return len(todo)
 
     # ---- searching -----------------------------------------------------------------
