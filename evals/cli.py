@@ -9,6 +9,12 @@ from typing import Any, Optional
 import typer
 
 SETTINGS = ("pooled", "distractor", "closed-book")
+JUDGE_HELP = (
+    "Also score the run with LLM judges: ragas, nuggets or ragas,nuggets (off by default; many LLM calls per question). "
+    "The judge is the run's LLM unless --judge-base-url is given: the embedded 135M model is a useless judge "
+    "(undetermined RAGAS scores, fallback nuggets), so point it at a capable OpenAI-compatible endpoint."
+)
+JUDGE_URL_HELP = "OpenAI-compatible endpoint for the judge (vLLM, OpenAI, llama.cpp server); strongly advised over the embedded 135M model."
 
 
 def _redacted(cfg: Any) -> dict[str, Any]:
@@ -33,8 +39,27 @@ def run_from_cli(
     answer_style: str | None = "short",
     retry_failed: bool = False,
     show_progress: bool = True,
+    judge: str | None = None,
+    judge_base_url: str | None = None,
+    judge_model: str | None = None,
+    judge_api_key: str | None = None,
+    ragas_metrics: str | None = None,
+    nugget_cache: Path | None = None,
 ) -> dict[str, Any]:
-    """Everything ``hoprank eval`` does, callable from Python (benchmarks use it)."""
+    """Everything ``hoprank eval`` does, callable from Python (benchmarks use it).
+
+    ``judge="ragas,nuggets"`` then scores the run with LLM judges (see :func:`judge_from_cli`)."""
+    from hoprank.evals.judge import parse_judges
+
+    parse_judges(judge)  # a typo must fail before the long run, not after it
+    summary, ipath = _answer_run(dataset, path, setting, config, preset_name, limit, concurrency, out, corpus, index, timeout_s, answer_style, retry_failed, show_progress)
+    if judge:
+        summary = judge_from_cli(out, judge, dataset, path, limit, config, ipath, judge_base_url, judge_model, judge_api_key, ragas_metrics, nugget_cache, show_progress=show_progress)
+    return summary
+
+
+def _answer_run(dataset, path, setting, config, preset_name, limit, concurrency, out, corpus, index, timeout_s, answer_style, retry_failed, show_progress) -> tuple[dict[str, Any], Path | None]:
+    """Answer and score the questions; returns the summary and the pooled index path."""
     from hoprank.agent.config import Config
     from hoprank.evals import runner as R
     from hoprank.evals.datasets import file_sha256, load_dataset, load_multihop_rag_corpus
@@ -55,7 +80,7 @@ def run_from_cli(
 
     if setting == "closed-book":
         fn = R.closed_book_answer_fn(R.make_llm(cfg.llm))
-        return R.run_eval(examples, fn, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, show_progress=show_progress, retry_failed=retry_failed, score_retrieval=False)
+        return R.run_eval(examples, fn, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, show_progress=show_progress, retry_failed=retry_failed, score_retrieval=False), None
     if setting == "distractor":
         if not any(e.documents for e in examples):
             raise HoprankError(f"--setting distractor needs per-question documents; {dataset} has none (use pooled with --corpus, or closed-book)")
@@ -73,7 +98,7 @@ def run_from_cli(
                     shared["llm"] = R.make_llm(cfg.llm)
             return R.agent_answer_fn(cfg, ipath, llm=shared["llm"])
 
-        return R.run_eval(examples, per_example, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, per_example=True, show_progress=show_progress, retry_failed=retry_failed)
+        return R.run_eval(examples, per_example, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, per_example=True, show_progress=show_progress, retry_failed=retry_failed), None
 
     # pooled: one shared index in the run folder, reused on resume
     if index is not None:
@@ -93,7 +118,68 @@ def run_from_cli(
     else:
         raise HoprankError(f"{dataset} has no documents of its own: pass --corpus FILES or --index PATH, or use --setting closed-book")
     fn = R.agent_answer_fn(cfg, ipath)
-    return R.run_eval(examples, fn, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, show_progress=show_progress, retry_failed=retry_failed)
+    return R.run_eval(examples, fn, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, show_progress=show_progress, retry_failed=retry_failed), Path(ipath)
+
+
+def _run_config(run_dir: Path, config: Path | None):
+    """The config to judge with: ``--config``, else the run's own config.json (API key
+    redacted there: it then comes from the environment or ``--judge-api-key``)."""
+    from hoprank.agent.config import Config
+
+    if config is not None:
+        return Config.load(config)
+    saved = run_dir / "config.json"
+    if saved.exists():
+        return Config.model_validate(json.loads(saved.read_text("utf-8")))
+    return Config.load(None)
+
+
+def judge_from_cli(
+    run_dir: Path,
+    judge: str = "ragas,nuggets",
+    dataset: str | None = None,
+    path: Path | None = None,
+    limit: int | None = None,
+    config: Path | None = None,
+    index: Path | None = None,
+    judge_base_url: str | None = None,
+    judge_model: str | None = None,
+    judge_api_key: str | None = None,
+    ragas_metrics: str | None = None,
+    nugget_cache: Path | None = None,
+    force: bool = False,
+    show_progress: bool = True,
+    llm: Any = None,
+) -> dict[str, Any]:
+    """Score an existing run with RAGAS and/or nuggets (``hoprank judge``, ``eval --judge``).
+
+    Dataset and path default to the ones recorded in the run's run.json (the gold
+    paragraphs feed the nuggets). ``llm`` overrides the judge (tests pass a ScriptedLLM)."""
+    from hoprank.evals import judge as J
+    from hoprank.evals.datasets import load_dataset
+    from hoprank.tools.errors import HoprankError
+
+    do_ragas, do_nuggets = J.parse_judges(judge)
+    if not (do_ragas or do_nuggets):
+        raise HoprankError("--judge: name at least one of ragas, nuggets")
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    info = json.loads(info_path.read_text("utf-8")) if info_path.exists() else {}
+    dataset = dataset or (info.get("identity") or {}).get("dataset")
+    if path is None and info.get("dataset_path"):
+        path = Path(info["dataset_path"])
+    if limit is None:
+        limit = info.get("limit")
+    examples = load_dataset(dataset, path, limit) if dataset else []
+    if llm is None:
+        llm = J.make_judge_llm(_run_config(run_dir, config).llm, judge_base_url, judge_model, judge_api_key)
+    embedder = None
+    names = [m.strip() for m in (ragas_metrics or ",".join(J.RAGAS_METRICS)).split(",") if m.strip()]
+    if do_ragas and any(m in ("answer_relevancy", "response_relevancy") for m in names):
+        from hoprank.tools.embeddings import Embedder
+
+        embedder = Embedder()
+    return J.judge_run(run_dir, examples, index, llm, embedder, ragas=do_ragas, nuggets=do_nuggets, ragas_metrics=names, nugget_cache=nugget_cache, force=force, show_progress=show_progress)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -105,7 +191,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in m.items():
-        table.add_row(k, f"{v:.4f}" if not k.startswith("n.") else f"{int(v)}")
+        count = k.startswith("n.") or k.endswith(".undetermined") or k in ("nuggets.fallbacks", "nuggets.fallback_nuggets")
+        table.add_row(k, f"{int(v)}" if count else f"{v:.4f}")
     Console().print(table)
 
 
@@ -127,14 +214,48 @@ def register(app: typer.Typer) -> None:
         retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, answer the failed questions again."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        judge: Optional[str] = typer.Option(None, "--judge", help=JUDGE_HELP),
+        judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help=JUDGE_URL_HELP),
+        judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model name at --judge-base-url (or a .gguf path for the embedded backend)."),
+        judge_api_key: Optional[str] = typer.Option(None, "--judge-api-key", envvar="HOPRANK_JUDGE_API_KEY", help="API key of the judge endpoint (env HOPRANK_JUDGE_API_KEY)."),
+        ragas_metrics: Optional[str] = typer.Option(None, "--ragas-metrics", help="Comma-separated RAGAS metrics (default: faithfulness,answer_relevancy,context_precision,context_recall,factual_correctness)."),
+        nugget_cache: Optional[Path] = typer.Option(None, "--nugget-cache", help="Nugget cache folder (default <out>/nugget_cache); share it between runs of the same questions."),
     ) -> None:
         """Run an evaluation; writes results.jsonl, summary.json and run.json into --out."""
-        summary = run_from_cli(dataset, path, setting, config, preset, limit, concurrency, out, corpus, index, timeout, answer_style, retry_failed, not quiet)
+        summary = run_from_cli(dataset, path, setting, config, preset, limit, concurrency, out, corpus, index, timeout, answer_style, retry_failed, not quiet,
+                               judge=judge, judge_base_url=judge_base_url, judge_model=judge_model, judge_api_key=judge_api_key, ragas_metrics=ragas_metrics, nugget_cache=nugget_cache)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         else:
             print_summary(summary)
             typer.echo(f"results in {out}")
+
+    @app.command("judge")
+    def judge_cmd(
+        run: Path = typer.Argument(..., help="Run folder written by `hoprank eval`."),
+        dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset of the run (default: the one in run.json)."),
+        path: Optional[Path] = typer.Option(None, "--path", help="Dataset file (default: the one in run.json); its gold paragraphs feed the nuggets."),
+        index: Optional[Path] = typer.Option(None, "--index", help="Index holding the evidence chunks (default: the run's own index/ or per-question indexes)."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose llm section is the judge (default: the run's config.json)."),
+        judge: str = typer.Option("ragas,nuggets", "--judge", help="ragas, nuggets or both (comma-separated)."),
+        judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help=JUDGE_URL_HELP),
+        judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model name at --judge-base-url."),
+        judge_api_key: Optional[str] = typer.Option(None, "--judge-api-key", envvar="HOPRANK_JUDGE_API_KEY", help="API key of the judge endpoint (env HOPRANK_JUDGE_API_KEY)."),
+        ragas_metrics: Optional[str] = typer.Option(None, "--ragas-metrics", help="Comma-separated RAGAS metrics (default: all five)."),
+        nugget_cache: Optional[Path] = typer.Option(None, "--nugget-cache", help="Nugget cache folder (default <run>/nugget_cache)."),
+        force: bool = typer.Option(False, "--force", help="Re-judge even when ragas.json / nuggets.json match the rows."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    ) -> None:
+        """Score an existing run with LLM judges (RAGAS, nuggets); merges into its summary.json.
+
+        A 135M model is a useless judge: use --judge-base-url with a capable model."""
+        summary = judge_from_cli(run, judge, dataset, path, None, config, index, judge_base_url, judge_model, judge_api_key, ragas_metrics, nugget_cache, force=force, show_progress=not quiet)
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+        else:
+            print_summary({"metrics": {k: v for k, v in summary["metrics"].items() if k.startswith(("ragas.", "nuggets."))}})
+            typer.echo(f"judged scores in {run}/ragas.json, {run}/nuggets.json and summary.json")
 
     @app.command("report")
     def report_cmd(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hoprank.evals import judge as _judge  # noqa: F401  (registers ragas.* / nuggets.* metric names)
 from hoprank.evals import metrics as M
 from hoprank.evals.runner import RESULTS, RUN_INFO, SUMMARY, read_rows, summarize
 from hoprank.tools.errors import HoprankError
@@ -196,10 +197,30 @@ def _headline(runs: Sequence[Run]) -> list[str]:
     return present + ["cost.llm_calls_per_q", "cost.seconds_per_q", "n.total", "n.failed"]
 
 
+def judged_rows(runs: Sequence[Run]) -> list[list[Any]]:
+    """One row per judged metric present: the mean and how many questions were undetermined
+    (a mean over 3 of 50 questions must not read like a mean over 50)."""
+    out: list[list[Any]] = []
+    for r in runs:
+        m = r.metrics
+        names = [f"ragas.{x}" for x in _judge.RAGAS_METRICS] + [f"nuggets.{x}" for x in _judge.NUGGET_METRICS]
+        for name in names:
+            und = m.get(f"{name}.undetermined")
+            if name in m or und is not None:
+                out.append([r.name, name, m.get(name, "n/a (none determined)"), int(und) if und is not None else ""])
+        for name in ("nuggets.fallbacks", "nuggets.fallback_nuggets"):
+            if name in m:
+                out.append([r.name, name, int(m[name]), ""])
+    return out
+
+
 def build_sections(runs: Sequence[Run], resamples: int = 2000, seed: int = 0) -> list[tuple[str, list[str], list[list[Any]]]]:
     """(title, header, rows) tables shared by the markdown and the HTML outputs."""
     cols = _headline(runs)
     sections = [("Overall", ["run", *cols], [[r.name, *[r.metrics.get(c, float("nan")) for c in cols]] for r in runs])]
+    judged = judged_rows(runs)
+    if judged:
+        sections.append(("LLM-judged (RAGAS, nuggets; means over determined questions)", ["run", "metric", "score", "undetermined"], judged))
     type_cols = [c for c in ("answer.em", "answer.f1", "answer.word_overlap", "retrieval.both_gold@5", "retrieval.mhr_hits@10") if any(c in r.metrics for r in runs)]
     trows = []
     for r in runs:

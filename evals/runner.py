@@ -422,8 +422,19 @@ def run_eval(
         seen.setdefault(r["id"], r)  # never count a row twice
     summary = summarize([seen[i] for i in ids if i in seen], order=ids)
     summary["run"] = {"dataset": spec.dataset if spec else None, "setting": spec.setting if spec else None, "preset": spec.preset if spec else None, "n_expected": len(ids)}
+    summary = _merge_judged(out, summary, [seen[i] for i in ids if i in seen])
     _write_json(out / SUMMARY, summary)
     return summary
+
+
+def _merge_judged(out: Path, summary: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A resumed run rewrites summary.json: keep the LLM-judged scores (``hoprank judge``)
+    whose files still match the rows, so they do not silently vanish. No LLM calls."""
+    if not ((out / "ragas.json").exists() or (out / "nuggets.json").exists()):
+        return summary
+    from hoprank.evals.judge import merge_cached
+
+    return merge_cached(out, summary, rows)
 
 
 async def _run_all(todo, answer_fn, per_example, writer, bar, concurrency, timeout_s, ks, score_retrieval=True) -> None:
