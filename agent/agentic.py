@@ -13,12 +13,6 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from hoprank.agent import generate as gen
-from hoprank.agent.context import AgentContext, hit_brief, step, usage_of
-from hoprank.agent.state import count_or_reset, extend_or_reset
-from hoprank.tools.ingest.index import Index
-from hoprank.tools.retrieval.fusion import rrf
-from hoprank.tools.types import Hit
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import InjectedToolCallId, StructuredTool
 from langgraph.graph import END, START, StateGraph
@@ -29,6 +23,12 @@ from langgraph.types import Command
 from typing_extensions import TypedDict
 
 from hoprank import prompts
+from hoprank.agent import generate as gen
+from hoprank.agent.context import AgentContext, hit_brief, step, usage_of
+from hoprank.agent.state import count_or_reset, extend_or_reset
+from hoprank.tools.ingest.index import Index
+from hoprank.tools.retrieval.fusion import rrf
+from hoprank.tools.types import Hit
 
 
 def _keep_best(old: list[Hit] | None, new: list[Hit] | None) -> list[Hit]:

@@ -21,6 +21,10 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.errors import GraphRecursionError
+
 from hoprank.agent.config import Config
 from hoprank.agent.context import AgentContext, hit_brief
 from hoprank.agent.graph import build_graph
@@ -29,9 +33,6 @@ from hoprank.tools.errors import HoprankError, InvalidQueryError, validate_query
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.llm.base import ChatLLM
 from hoprank.tools.types import Answer, Citation, Document, Hit
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from langgraph.errors import GraphRecursionError
 
 log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 4000

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from hoprank.tools.errors import HoprankError
 from rich.console import Console
 from rich.table import Table
+
+from hoprank.tools.errors import HoprankError
 
 app = typer.Typer(
     name="hoprank",

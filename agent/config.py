@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from hoprank.tools.errors import HoprankError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hoprank.tools.errors import HoprankError
 
 
 class ConfigError(HoprankError, ValueError):

@@ -12,11 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from hoprank import prompts
 from hoprank.agent.understand import content_terms, entities
 from hoprank.tools.llm.base import ChatLLM, LLMResponse
 from hoprank.tools.types import Citation, Hit
-
-from hoprank import prompts
 
 _MARK = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _NOT_FOUND = re.compile(r"\bNOT[_ ]?FOUND\b", re.I)

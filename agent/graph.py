@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+
 from hoprank.agent import nodes
 from hoprank.agent.context import AgentContext
 from hoprank.agent.state import AgentState
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
 
 
 def fan_out(state: AgentState) -> list[Send] | Literal["generate"]:

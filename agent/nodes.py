@@ -7,6 +7,9 @@ import re
 import time
 from typing import Any
 
+from langgraph.runtime import Runtime
+
+from hoprank import prompts
 from hoprank.agent import generate as gen
 from hoprank.agent.assess import assess as assess_evidence
 from hoprank.agent.context import AgentContext, hit_brief, step, usage_of
@@ -16,9 +19,6 @@ from hoprank.agent.understand import content_terms, entities, understand
 from hoprank.tools.errors import HoprankError
 from hoprank.tools.retrieval.fusion import rrf
 from hoprank.tools.types import Hit
-from langgraph.runtime import Runtime
-
-from hoprank import prompts
 
 _FOLLOW_UP = re.compile(r"\b(he|she|it|they|him|her|his|hers|its|their|them|this|that|these|those|there|then|the same|what about|how about)\b", re.I)
 POOL_SIZE = 50

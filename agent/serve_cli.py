@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
 from hoprank.tools.errors import HoprankError
 
 
 def _load_agent(index: Path, config: Optional[Path]):
-    from hoprank.tools.ingest.index import Index
-
     from hoprank import Agent
+    from hoprank.tools.ingest.index import Index
 
     if not Index.exists(index):
         raise HoprankError(f"no hoprank index in {index}; build one first: hoprank index DOCS --index {index}")

@@ -32,9 +32,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
 from hoprank.tools.errors import HoprankError, InvalidQueryError
 from hoprank.tools.types import Document
-from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 

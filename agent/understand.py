@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hoprank.tools.llm.base import ChatLLM, LLMResponse
-from hoprank.tools.retrieval.tokenize import ENGLISH_STOPWORDS
 from pydantic import BaseModel, Field
 
 from hoprank import prompts
+from hoprank.tools.llm.base import ChatLLM, LLMResponse
+from hoprank.tools.retrieval.tokenize import ENGLISH_STOPWORDS
 
 QType = Literal["single-hop", "bridge", "comparison", "aggregation"]
 QTYPES = ("single-hop", "bridge", "comparison", "aggregation")

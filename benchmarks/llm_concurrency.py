@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+
 from hoprank.agent.config import LLMConfig  # noqa: E402
 from hoprank.tools.llm import make_llm  # noqa: E402
 from hoprank.tools.llm.llamacpp import bundled_model_path  # noqa: E402

@@ -152,10 +152,9 @@ def main() -> None:
     people = PEOPLE[: max(1, min(a.conversations, len(PEOPLE)))]
     turns = max(1, min(a.turns, 4))
 
+    from hoprank import Agent
     from hoprank.agent.server import create_app, serve_in_thread
     from hoprank.tools.ingest.index import Index
-
-    from hoprank import Agent
 
     env = common.environment()
     with tempfile.TemporaryDirectory() as tmp:

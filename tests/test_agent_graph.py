@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hoprank.agent.api import Agent, answer_summary
 from hoprank.agent.assess import assess
 from hoprank.agent.generate import parse_citations, verify

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from hoprank.agent.cli import app
-from hoprank.evals.runner import RESULTS, read_rows
 from test_eval_datasets import MHR_QUERIES, hf_record, official_record
 from typer.testing import CliRunner
+
+from hoprank.agent.cli import app
+from hoprank.evals.runner import RESULTS, read_rows
 
 
 def _hotpot_file(tmp_path):

@@ -7,6 +7,7 @@ import sys
 import types
 
 import pytest
+
 from hoprank.evals import datasets as D
 from hoprank.tools.errors import DatasetFormatError, MissingExtraError, OfflineError
 

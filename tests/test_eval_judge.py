@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from hoprank.evals.datasets import QAExample
 from hoprank.evals.judge import gold_documents, judge_run, parse_judges
 from hoprank.evals.runner import SUMMARY, run_eval
@@ -167,9 +168,10 @@ def test_gold_documents_and_judge_names():
 
 
 def test_cli_judge_and_report(run_dir, index, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
     from hoprank.agent.cli import app
     from hoprank.evals import judge as J
-    from typer.testing import CliRunner
 
     monkeypatch.setattr(J, "make_judge_llm", lambda *a, **k: ScriptedLLM(judge_reply))
     res = CliRunner().invoke(app, ["judge", str(run_dir), "--index", str(index.path), "--ragas-metrics", "faithfulness,context_recall", "--quiet", "--json"])

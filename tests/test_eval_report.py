@@ -6,10 +6,11 @@ import base64
 import re
 
 import pytest
+from test_eval_runner import deterministic_answer, deterministic_examples
+
 from hoprank.evals import report as Rep
 from hoprank.evals.runner import RunSpec, run_eval
 from hoprank.tools.types import Answer
-from test_eval_runner import deterministic_answer, deterministic_examples
 
 
 def _better(question: str) -> Answer:
@@ -57,8 +58,9 @@ def test_report_markdown_and_html(tmp_path):
 
 
 def test_report_cli(tmp_path):
-    from hoprank.agent.cli import app
     from typer.testing import CliRunner
+
+    from hoprank.agent.cli import app
 
     run_eval(deterministic_examples()[:4], deterministic_answer, tmp_path / "a", show_progress=False)
     res = CliRunner().invoke(app, ["report", str(tmp_path / "a"), "--out", str(tmp_path / "r"), "--resamples", "200"])

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from hoprank.evals import runner as R
 from hoprank.evals.datasets import QAExample
 from hoprank.tools.errors import HoprankError

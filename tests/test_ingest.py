@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURE_DOCS, write_corpus
+
 from hoprank.tools.errors import IndexNotFoundError
 from hoprank.tools.ingest.chunking import ChunkingConfig, chunk_document
 from hoprank.tools.ingest.index import Index

@@ -11,6 +11,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
+
 from hoprank.agent.config import LLMConfig
 from hoprank.tools.errors import LLMError, MissingExtraError
 from hoprank.tools.llm import (
@@ -22,7 +24,6 @@ from hoprank.tools.llm import (
     make_llm,
 )
 from hoprank.tools.llm.cache import ResponseCache, cache_key, default_cache_dir
-from pydantic import BaseModel
 
 
 class Flaky(ChatLLM):

@@ -15,11 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
+
 from hoprank.agent.config import LLMConfig
 from hoprank.tools.errors import LLMError
 from hoprank.tools.llm import make_llm
 from hoprank.tools.llm.openai_compat import PLACEHOLDER_API_KEY, OpenAICompatLLM
-from pydantic import BaseModel
 
 
 def completion(text: str = "hello", tool_calls: list[dict[str, Any]] | None = None, logprobs: Any = None) -> dict[str, Any]:
@@ -309,8 +310,9 @@ def test_generation_params_and_tools_are_sent(server, tmp_path):
 
 
 def test_langchain_adapter_passes_tools_natively_to_the_server(server, tmp_path):
-    from hoprank.tools.llm.langchain_adapter import HoprankChatModel
     from langchain_core.tools import tool
+
+    from hoprank.tools.llm.langchain_adapter import HoprankChatModel
 
     @tool
     def lookup(query: str) -> str:

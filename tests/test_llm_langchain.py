@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from hoprank.tools.llm import ScriptedLLM
-from hoprank.tools.llm.langchain_adapter import HoprankChatModel, parse_tool_calls
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
+
+from hoprank.tools.llm import ScriptedLLM
+from hoprank.tools.llm.langchain_adapter import HoprankChatModel, parse_tool_calls
 
 BIRTHPLACES = {"ada quill": "Marrow Bay", "otto brenn": "Hollin"}
 

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+
 from hoprank.evals.nuggets import (
     AssignedNugget,
     NuggetItem,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from hoprank.evals.nuggets import METRICS, NuggetItem, nugget_eval
 
 pytestmark = pytest.mark.slow

@@ -8,6 +8,7 @@ import socket
 
 import pytest
 from conftest import write_corpus
+
 from hoprank.tools.ingest.index import Index
 
 

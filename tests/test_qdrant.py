@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 from conftest import write_corpus
+
 from hoprank.tools.errors import IndexLockedError
 from hoprank.tools.ingest.index import Index
 

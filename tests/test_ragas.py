@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import pytest
+
 from hoprank.evals.ragas_eval import (
     RagasSample,
     aragas_scores,

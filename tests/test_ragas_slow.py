@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from hoprank.evals.ragas_eval import RagasSample, ragas_scores
 
 pytestmark = pytest.mark.slow

@@ -8,6 +8,7 @@ import re
 from dataclasses import replace
 
 import pytest
+
 from hoprank.tools.llm.base import LLMResponse, ScriptedLLM
 from hoprank.tools.rerank import RerankError, make_reranker, reranker_names
 from hoprank.tools.rerank.listwise import sliding_windows

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hoprank.tools.errors import InvalidQueryError
 from hoprank.tools.retrieval.fusion import rrf, weighted_fusion
 from hoprank.tools.retrieval.tokenize import Tokenizer

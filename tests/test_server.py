@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+
 from hoprank.agent.server import (
     ServerSettings,
     ThreadMap,

@@ -10,11 +10,11 @@ import httpx
 import openai
 import pytest
 from conftest import write_corpus
+
+from hoprank import Agent
 from hoprank.agent.server import ServerSettings, create_app, serve_in_thread
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.llm.base import ScriptedLLM
-
-from hoprank import Agent
 
 FAST_CONFIG = {"agent": {"decompose": "rules", "max_hops": 1}, "rerank": {"method": "embedding"}, "llm": {"cache": False}}
 

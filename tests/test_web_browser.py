@@ -24,10 +24,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory):
+    from hoprank import Agent
     from hoprank.agent.server import create_app, serve_in_thread
     from hoprank.tools.ingest.index import Index
-
-    from hoprank import Agent
 
     idx, _ = Index.build(tmp_path_factory.mktemp("web-index"), sources=[SAMPLE], qdrant=False, show_progress=False)
     agent = Agent.from_config({"llm": {"max_tokens": 160, "cache": False}, "agent": {"max_hops": 1}}, index=idx)

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+
 from hoprank.tools.errors import MissingExtraError, OfflineError
 
 DEFAULT_EMBEDDING_MODEL = "bundled:all-MiniLM-L6-v2"

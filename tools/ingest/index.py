@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from hoprank.tools.embeddings import DEFAULT_EMBEDDING_MODEL, Embedder
 from hoprank.tools.errors import IndexNotFoundError
 from hoprank.tools.ingest.chunking import ChunkingConfig, chunk_document

@@ -31,8 +31,9 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hoprank.tools.errors import LLMError
 from pydantic import BaseModel, ValidationError
+
+from hoprank.tools.errors import LLMError
 
 if TYPE_CHECKING:  # pragma: no cover
     from hoprank.tools.llm.cache import ResponseCache

@@ -21,8 +21,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from hoprank.prompts import render
-from hoprank.tools.llm.base import ChatLLM, LLMResponse, extract_json
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
@@ -34,6 +32,9 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict
+
+from hoprank.prompts import render
+from hoprank.tools.llm.base import ChatLLM, LLMResponse, extract_json
 
 _NAME_KEYS = ("tool", "name", "tool_name", "function")
 _ARG_KEYS = ("arguments", "args", "parameters", "input")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+
 from hoprank.tools.rerank.base import CallRecorder, Reranker, RerankError, Scored, doc_text
 from hoprank.tools.types import Hit
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hoprank import prompts
 from hoprank.tools.rerank.base import (
     CallRecorder,
     Reranker,
@@ -21,8 +22,6 @@ from hoprank.tools.rerank.base import (
 )
 from hoprank.tools.rerank.parsing import parse_permutation
 from hoprank.tools.types import Hit
-
-from hoprank import prompts
 
 
 def sliding_windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:

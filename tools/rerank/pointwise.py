@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from hoprank import prompts
 from hoprank.tools.rerank.base import CallRecorder, Reranker, RerankError, Scored, doc_text
 from hoprank.tools.rerank.parsing import parse_rating, parse_yes_no, yes_probability
 from hoprank.tools.types import Hit
-
-from hoprank import prompts
 
 NEUTRAL_RATING = 5.0
 NEUTRAL_YES = 0.5

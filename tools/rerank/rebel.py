@@ -25,6 +25,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Literal
 
+from hoprank import prompts
 from hoprank.tools.rerank.base import (
     CallRecorder,
     Reranker,
@@ -35,8 +36,6 @@ from hoprank.tools.rerank.base import (
 )
 from hoprank.tools.rerank.parsing import RebelLine, parse_rebel
 from hoprank.tools.types import Hit
-
-from hoprank import prompts
 
 UNMENTIONED_SCORE = -1.0
 

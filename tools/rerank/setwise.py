@@ -17,6 +17,7 @@ import zlib
 from collections import Counter
 from typing import Any, Literal
 
+from hoprank import prompts
 from hoprank.tools.rerank.base import (
     CallRecorder,
     Reranker,
@@ -27,8 +28,6 @@ from hoprank.tools.rerank.base import (
 )
 from hoprank.tools.rerank.parsing import parse_setwise
 from hoprank.tools.types import Hit
-
-from hoprank import prompts
 
 
 class SetwiseReranker(Reranker):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from hoprank.tools.errors import validate_query
 from hoprank.tools.types import Chunk, Hit
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
+
 from hoprank.tools.retrieval.base import Retriever
 from hoprank.tools.retrieval.tokenize import Tokenizer
 from hoprank.tools.types import Chunk

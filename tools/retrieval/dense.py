@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from hoprank.tools.embeddings import Embedder
 from hoprank.tools.errors import validate_query
 from hoprank.tools.retrieval.base import Retriever

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
 from hoprank.tools.errors import IndexLockedError, MissingExtraError, validate_query
 from hoprank.tools.retrieval.base import Retriever
 from hoprank.tools.retrieval.bm25 import chunk_terms
