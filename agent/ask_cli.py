@@ -40,7 +40,7 @@ def _overrides(llm_base_url, llm_model, retriever, rerank, mode, max_hops, short
 
 def _print_answer(a, show_trace: bool) -> None:
     style = {"answered": "green", "not_found": "yellow", "partial": "yellow", "failed": "red"}.get(a.status, "white")
-    console.print(Panel(Markdown(a.answer or "(no answer)"), title=f"answer [{a.status}]", border_style=style))
+    console.print(Panel(Markdown(a.answer or "(no answer)"), title=f"answer \\[{a.status}]", border_style=style))
     if a.error:
         console.print(f"[red]error:[/] {a.error}")
     for c in a.citations:
