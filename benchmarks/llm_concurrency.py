@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,32 +30,10 @@ import common  # noqa: E402
 from hoprank.agent.config import LLMConfig  # noqa: E402
 from hoprank.tools.llm import make_llm  # noqa: E402
 from hoprank.tools.llm.llamacpp import bundled_model_path  # noqa: E402
+from hoprank.tools.llm.local_server import free_port  # noqa: E402
+from hoprank.tools.llm.local_server import start_llamacpp_server as start_server
 
 DATA = "hotpotqa/hotpot_dev_distractor_first53.official.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model: Path, port: int, n_ctx: int, threads: int, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--verbose", "False"]
-    # the server logs a lot: to a file, never to an unread pipe (a full pipe blocks it)
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError(f"llama_cpp.server did not answer /v1/models within 120 s; its log: {log}")
 
 
 def prompts(limit: int) -> list[list[dict[str, str]]]:
