@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 from common import RESULTS_DIR, data_file, environment, markdown_table, write_results
+
 from hoprank.agent.config import Config
 from hoprank.evals.datasets import load_hotpotqa
 from hoprank.evals.metrics import both_gold_at_k
@@ -69,12 +69,14 @@ def main() -> int:
     path = data_file(args.data)
     examples = load_hotpotqa(path)[: args.limit]
     work = Path(args.work)
-    # a cache per benchmark: a resumed run pays no call twice, a fresh one pays every call
-    os.environ.setdefault("HOPRANK_CACHE_DIR", str(work / "llm-cache"))
     index, _ = build_pooled_index(load_hotpotqa(path), work / "index", show_progress=True)
     llm_over = {"backend": "openai", "base_url": args.llm_base_url, "model": args.llm_model} if args.llm_base_url else {}
     base = merge(BASE, {"llm": {k: v for k, v in llm_over.items() if v}})
-    llm = make_llm(Config.load(base).llm)
+    def llm_for(run: str):
+        # one response cache per configuration: a resumed run pays no call twice, and no
+        # configuration gets another's calls for free (which would hide its cost)
+        return make_llm(Config.load(merge(base, {"llm": {"cache_dir": str(work / run / "llm-cache")}})).llm)
+
     gold = {e.id: e.gold_doc_ids for e in examples}
 
     # single-shot hybrid retrieval: the evidence baseline (no LLM)
@@ -84,16 +86,25 @@ def main() -> int:
     results: dict[str, dict] = {"single-shot hybrid (retrieval only)": {"both@5": single[5], "both@10": single[10]}}
     # closed-book: the same LLM without documents
     t0 = time.perf_counter()
-    s = run_eval(examples, closed_book_answer_fn(llm), work / "closed-book", score_retrieval=False, show_progress=True)
+    s = run_eval(examples, closed_book_answer_fn(llm_for("closed-book")), work / "closed-book", score_retrieval=False, show_progress=True)
     results["closed-book"] = {"em": s["metrics"].get("answer.em"), "f1": s["metrics"].get("answer.f1"), "calls/q": s["metrics"].get("cost.llm_calls_per_q"), "tokens/q": s["metrics"].get("cost.tokens_per_q"), "s/q": s["metrics"].get("cost.seconds_per_q"), "wall_s": time.perf_counter() - t0}
 
     for name in [c.strip() for c in args.configs.split(";") if c.strip() in CONFIGS]:
         cfg = Config.load(merge(base, CONFIGS[name]))
         out = work / name.replace(" ", "_").replace(",", "")
         t0 = time.perf_counter()
-        s = run_eval(examples, agent_answer_fn(cfg, index, llm=llm), out, show_progress=True)
-        rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
-        hops = [float(r["trace"]["hops"]) for r in rows if isinstance(r.get("trace"), dict) and "hops" in r["trace"]]
+        ask = agent_answer_fn(cfg, index, llm=llm_for(out.name))
+        hops_file = out / "hops.json"
+        hops_by_q: dict[str, int] = json.loads(hops_file.read_text()) if hops_file.exists() else {}
+
+        def answer(q: str, _ask=ask, _hops=hops_by_q):
+            a = _ask(q)
+            _hops[q] = int(a.trace.get("hops", 0) or 0)
+            return a
+
+        s = run_eval(examples, answer, out, show_progress=True)
+        hops_file.write_text(json.dumps(hops_by_q))
+        hops = [float(hops_by_q[e.question]) for e in examples if e.question in hops_by_q]
         m = s["metrics"]
         results[name] = {
             "both@5": m.get("retrieval.both_gold@5"),
