@@ -242,9 +242,19 @@ def test_as_tool_called_from_a_minimal_langgraph_agent(built_index):
     assert final.startswith("done: The Seren River is 212 kilometres long") and "Sources:" in final
 
 
-async def test_astream_consumer_leaving_stops_the_graph(built_index):
+async def test_astream_consumer_leaving_stops_the_graph(built_index, monkeypatch):
     import asyncio
+    import time
 
+    from hoprank.agent import nodes
+
+    real_fuse = nodes.fuse
+
+    def slow_fuse(state):  # leaves the consumer ample time to leave before generate
+        time.sleep(1.0)
+        return real_fuse(state)
+
+    monkeypatch.setattr(nodes, "fuse", slow_fuse)
     calls: list[str] = []
 
     def script(msgs):
