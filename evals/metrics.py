@@ -341,3 +341,15 @@ def decomposition_match(predicted: Sequence[str], human: Sequence[str], sim: Cal
     recall = sum(max(sim(p, h) for p in pred) for h in gold) / len(gold)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "n_pred": float(len(pred)), "n_gold": float(len(gold))}
+
+
+def nan_to_none(x: Any) -> Any:
+    """NaN -> None, recursively: JSON has no NaN, and an undetermined score must stay visibly
+    undetermined (null), never become 0."""
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [nan_to_none(v) for v in x]
+    return x

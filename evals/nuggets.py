@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hoprank.evals.metrics import nan_to_none
 from hoprank.prompts import chat as render_chat
 from hoprank.tools.llm.base import ChatLLM
 
@@ -129,16 +130,7 @@ class NuggetResult:
     nugget_sets: dict[str, NuggetSet] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        def clean(x: Any) -> Any:
-            if isinstance(x, float) and math.isnan(x):
-                return None
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, list | tuple):
-                return [clean(v) for v in x]
-            return x
-
-        return clean(
+        return nan_to_none(
             {
                 "per_response": [asdict(s) for s in self.per_response],
                 "aggregates": self.aggregates,

@@ -60,6 +60,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hoprank.evals.metrics import nan_to_none
 from hoprank.tools.llm.base import ChatLLM, extract_json
 
 # must precede any ragas import: ragas posts usage analytics unless told not to
@@ -120,20 +121,11 @@ class RagasResult:
         return len(self.samples)
 
     def to_dict(self, include_raw: bool = False) -> dict[str, Any]:
-        def clean(x: Any) -> Any:
-            if isinstance(x, float) and math.isnan(x):
-                return None
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, list | tuple):
-                return [clean(v) for v in x]
-            return x
-
         samples = [asdict(s) for s in self.samples]
         if not include_raw:
             for s in samples:
                 s.pop("raw_outputs", None)
-        return clean(
+        return nan_to_none(
             {
                 "metrics": list(self.metrics),
                 "n_samples": self.n_samples,
