@@ -105,11 +105,12 @@ def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         return {"ranked": pool, "steps": 1, "trace": [step("rerank", "no reranking", t0, method="none")]}
     depth = int(ctx.config.rerank.options.get("depth", 20)) if isinstance(ctx.config.rerank.options, dict) else 20
     keep = max(ctx.config.rerank.top_k, ctx.config.agent.evidence_k)
-    ranked = reranker.rerank(state["standalone"], pool[:depth], top_k=keep, subqueries=state.get("subqueries") or None)
+    # rerank_with_trace: the usage of *this* call, even when one agent serves many questions
+    ranked, info = reranker.rerank_with_trace(state["standalone"], pool[:depth], top_k=keep, subqueries=state.get("subqueries") or None)
     # candidates beyond the reranked depth stay available below, in fused order
     seen = {h.id for h in ranked}
     ranked = ranked + [h for h in pool if h.id not in seen]
-    info = dict(getattr(reranker, "last_trace", {}) or {})
+    info = dict(info or {})
     info.pop("raw", None)
     usage = {
         "calls": int(info.get("llm_calls", info.get("calls", 0)) or 0),
