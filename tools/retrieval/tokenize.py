@@ -29,8 +29,12 @@ class Tokenizer:
         self.stopwords = frozenset(s.lower() for s in stopwords) if stopwords else frozenset()
         self._stemmer = None
         if stem:
-            import Stemmer  # PyStemmer
+            try:
+                import Stemmer  # PyStemmer
+            except ImportError as e:
+                from hoprank.tools.errors import MissingExtraError
 
+                raise MissingExtraError("stemming needs PyStemmer (pip install PyStemmer)") from e
             self._stemmer = Stemmer.Stemmer("english")
 
     def __call__(self, text: str) -> list[str]:
