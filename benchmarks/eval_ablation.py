@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     notes = [
         "LLM: SmolLM2-135M-Instruct Q4_1 through llama.cpp (n_threads=2), a fresh response cache per preset; embeddings: MiniLM-L6.",
-        "The 2 CPU cores were shared with other work during the run (see load averages): seconds per question are upper bounds.",
+        "Seconds per question depend on the machine's load, given in the header (load average at start and end of the run): compare them within one run only.",
         "MultiHop-RAG word-overlap accuracy is lenient (one shared word counts); closed-book 'yes/no' guesses score well on comparison queries.",
         f"Wall seconds per preset: {wall}",
     ]
