@@ -298,59 +298,62 @@ class ChatLLM:
         return LLMError(f"LLM call to {what} failed (not retried, the error is not transient): {_describe(exc)}")
 
     # ---- public API ----------------------------------------------------------------
-    def chat(self, messages: Messages, **params: Any) -> LLMResponse:
+    def _lookup(self, messages: Messages, params: dict[str, Any]) -> tuple[dict[str, Any], str | None, LLMResponse | None]:
+        """Validate, resolve the effective parameters and look in the cache (shared by
+        chat and achat, which differ only in how they wait)."""
         _check_messages(messages)
         eff = self._effective_params(params)
         key = self._cache_key(messages, eff) if self.cache is not None else None
         hit = self._cache_get(key)
         if hit is not None:
             self.usage.add(hit)
-            return hit
-        t0 = time.perf_counter()
-        attempt = 0
-        while True:
-            try:
-                r = self._complete(messages, **eff)
-                break
-            except Exception as e:  # classified below: retry, or fail with a clear LLMError
-                if not is_transient(e) or attempt >= self.max_retries:
-                    raise self._fail(attempt + 1, e) from e
-                self.usage.add_retry()
-                time.sleep(self._backoff(attempt, e))
-                attempt += 1
+        return eff, key, hit
+
+    def _retry_or_raise(self, attempt: int, exc: Exception) -> float:
+        """Seconds to wait before the next attempt; raises when the error is final."""
+        if not is_transient(exc) or attempt >= self.max_retries:
+            raise self._fail(attempt + 1, exc) from exc
+        self.usage.add_retry()
+        return self._backoff(attempt, exc)
+
+    def _record(self, key: str | None, r: LLMResponse, t0: float) -> LLMResponse:
         if not r.latency_s:
             r = replace(r, latency_s=time.perf_counter() - t0)
         self._cache_put(key, r)
         self.usage.add(r)
         return r
 
+    def chat(self, messages: Messages, **params: Any) -> LLMResponse:
+        eff, key, hit = self._lookup(messages, params)
+        if hit is not None:
+            return hit
+        t0 = time.perf_counter()
+        attempt = 0
+        while True:
+            try:
+                r = self._complete(messages, **eff)
+            except Exception as e:  # classified: retry, or fail with a clear LLMError
+                time.sleep(self._retry_or_raise(attempt, e))
+                attempt += 1
+                continue
+            return self._record(key, r, t0)
+
     async def achat(self, messages: Messages, **params: Any) -> LLMResponse:
         if self._acomplete is None:
             return await asyncio.to_thread(self.chat, messages, **params)
-        _check_messages(messages)
-        eff = self._effective_params(params)
-        key = self._cache_key(messages, eff) if self.cache is not None else None
-        hit = self._cache_get(key)
+        eff, key, hit = self._lookup(messages, params)
         if hit is not None:
-            self.usage.add(hit)
             return hit
         t0 = time.perf_counter()
         attempt = 0
         while True:
             try:
                 r = await self._acomplete(messages, **eff)
-                break
             except Exception as e:
-                if not is_transient(e) or attempt >= self.max_retries:
-                    raise self._fail(attempt + 1, e) from e
-                self.usage.add_retry()
-                await asyncio.sleep(self._backoff(attempt, e))
+                await asyncio.sleep(self._retry_or_raise(attempt, e))
                 attempt += 1
-        if not r.latency_s:
-            r = replace(r, latency_s=time.perf_counter() - t0)
-        self._cache_put(key, r)
-        self.usage.add(r)
-        return r
+                continue
+            return self._record(key, r, t0)
 
     def chat_many(self, batch: Sequence[Messages], *, return_exceptions: bool = False, **params: Any) -> list[Any]:
         """Results in input order. With ``return_exceptions=True`` a failed call yields its
