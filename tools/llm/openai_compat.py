@@ -149,6 +149,15 @@ class OpenAICompatLLM(ChatLLM):
             raise TransientLLMError(f"the endpoint returned a body that is not a chat completion: {e}") from e
 
     # ---- one call ------------------------------------------------------------------
+    def _next_json_mode(self, exc: Exception, params: dict[str, Any], mode: int) -> int:
+        """The next, simpler JSON mode when the server rejected this one (remembered for
+        later calls); any other error is re-raised (garbage bodies as transient)."""
+        if self._rejects_format(exc, params, mode):
+            self._json_mode = max(self._json_mode, mode + 1)
+            return mode + 1
+        self._raise_garbage(exc)
+        raise exc
+
     def _complete(self, messages: Messages, **params: Any) -> LLMResponse:
         mode = self._json_mode
         while True:
@@ -156,12 +165,8 @@ class OpenAICompatLLM(ChatLLM):
             try:
                 resp = self._client.chat.completions.create(**self._request(messages, params, _JSON_MODES[mode]))
             except Exception as e:
-                if self._rejects_format(e, params, mode):
-                    mode += 1
-                    self._json_mode = max(self._json_mode, mode)
-                    continue
-                self._raise_garbage(e)
-                raise
+                mode = self._next_json_mode(e, params, mode)
+                continue
             return self._parse(resp, t0)
 
     def _aclient(self) -> Any:
@@ -182,10 +187,6 @@ class OpenAICompatLLM(ChatLLM):
             try:
                 resp = await self._aclient().chat.completions.create(**self._request(messages, params, _JSON_MODES[mode]))
             except Exception as e:
-                if self._rejects_format(e, params, mode):
-                    mode += 1
-                    self._json_mode = max(self._json_mode, mode)
-                    continue
-                self._raise_garbage(e)
-                raise
+                mode = self._next_json_mode(e, params, mode)
+                continue
             return self._parse(resp, t0)
