@@ -22,6 +22,7 @@ from hoprank.tools.llm import (
     TransientLLMError,
     is_transient,
     make_llm,
+    usage_of,
 )
 from hoprank.tools.llm.cache import ResponseCache, cache_key, default_cache_dir
 
@@ -137,14 +138,21 @@ def test_cache_dir_resolution(tmp_path, monkeypatch):
     assert default_cache_dir(str(tmp_path / "cfg")) == tmp_path / "cfg"
 
 
-def test_cached_responses_count_as_cache_hits(tmp_path):
-    llm = ScriptedLLM(["one", "two"])
+def test_cached_responses_are_counted_like_paid_ones_and_apart(tmp_path):
+    """Issue 10.2-3: usage must not depend on the cache's state (budgets, eval cost)."""
+    llm = ScriptedLLM(["one two", "three"])
     llm.cache = ResponseCache(tmp_path)
     a, b = llm.chat(MSG), llm.chat(MSG)
-    assert (a.text, b.text, b.cached) == ("one", "one", True)
+    assert (a.text, b.text, b.cached) == ("one two", "one two", True)
     assert len(llm.calls) == 1
-    assert llm.usage.snapshot()["calls"] == 1 and llm.usage.snapshot()["cache_hits"] == 1
-    assert llm.chat(MSG, max_tokens=3).text == "two"  # other params: a new call
+    assert usage_of(a) == {**usage_of(b), "cached_calls": 0, "cached_tokens": 0}
+    assert usage_of(b)["cached_calls"] == 1 and usage_of(b)["cached_tokens"] == a.prompt_tokens + a.completion_tokens > 0
+    snap = llm.usage.snapshot()
+    assert snap["calls"] == 2 and snap["cached_calls"] == 1 and llm.usage.paid_calls == 1
+    assert snap["prompt_tokens"] == 2 * a.prompt_tokens and snap["completion_tokens"] == 4
+    assert snap["cached_tokens"] == a.prompt_tokens + 2
+    assert usage_of(None, a) == usage_of(a)  # a call that never happened costs nothing
+    assert llm.chat(MSG, max_tokens=3).text == "three"  # other params: a new call
 
 
 def test_cache_disabled_by_config(tmp_path):

@@ -191,7 +191,7 @@ def test_cache_hit_on_repeat_costs_no_request(server, tmp_path):
     second = llm.chat(MSG, max_tokens=8)
     assert not first.cached and second.cached and second.text == first.text
     assert len(server.requests) == 1
-    assert llm.usage.calls == 1 and llm.usage.cache_hits == 1
+    assert llm.usage.paid_calls == 1 and llm.usage.cached_calls == 1 and llm.usage.calls == 2
     # a different generation parameter is a different request
     llm.chat(MSG, max_tokens=9)
     assert len(server.requests) == 2
@@ -325,3 +325,58 @@ def test_langchain_adapter_passes_tools_natively_to_the_server(server, tmp_path)
     assert msg.tool_calls == [{"name": "lookup", "args": {"query": "ada"}, "id": "call_srv", "type": "tool_call"}]
     assert server.requests[-1]["tools"][0]["function"]["name"] == "lookup"
     assert msg.usage_metadata == {"input_tokens": 7, "output_tokens": 2, "total_tokens": 9}
+
+
+# ---- issue 10.4-5: wrong-shape 200s, empty replies, unreachable endpoints ----------------
+WRONG_SHAPES = [
+    {"choices": ["just a string"]},
+    {"choices": [{"message": "a string, not an object"}]},
+    {"choices": [{"message": {"role": "assistant", "content": {"nested": "object"}}}]},
+    {"choices": {"0": "a dict, not a list"}},
+    {"error": "upstream said no", "choices": None},
+]
+
+
+@pytest.mark.parametrize("body", WRONG_SHAPES)
+def test_wrong_shape_200_is_retried_then_a_clear_llm_error(server, tmp_path, body):
+    server.default = ("ok", body)
+    llm = make(server, tmp_path, max_retries=2)
+    with pytest.raises(LLMError) as ei:
+        llm.chat(MSG)
+    msg = str(ei.value)
+    assert len(server.requests) == 3  # transient: retried, and bounded
+    assert "after 3 attempt(s)" in msg and ("not a chat completion" in msg or "no completion" in msg), msg
+    assert llm.usage.retries == 2 and llm.usage.failures == 1
+
+
+def test_wrong_shape_200_then_a_good_one_succeeds(server, tmp_path):
+    server.plan.append(("ok", WRONG_SHAPES[0]))
+    assert make(server, tmp_path).chat(MSG).text == "hello"
+    assert len(server.requests) == 2
+
+
+def test_empty_reply_is_returned_but_never_cached(server, tmp_path):
+    server.plan.append(("ok", completion("")))
+    llm = make(server, tmp_path, cache=True)
+    first = llm.chat(MSG)
+    assert first.text == "" and not first.cached
+    second = llm.chat(MSG)  # a rerun reaches the endpoint again instead of replaying ""
+    assert second.text == "hello" and not second.cached and len(server.requests) == 2
+    assert llm.chat(MSG).cached and len(server.requests) == 2  # a real answer is cached
+
+
+def test_unreachable_endpoint_blames_the_refused_connection(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for model in (None, "some-model"):  # with no model, discovery is the first request
+        cfg = LLMConfig(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model=model, cache=True, cache_dir=str(tmp_path), max_retries=1)
+        llm = make_llm(cfg)
+        llm.backoff_s = 0.01
+        with pytest.raises(LLMError) as ei:
+            llm.chat(MSG)
+        msg = str(ei.value)
+        assert "llm.model is not set" not in msg, msg
+        assert "refused" in msg.lower(), msg

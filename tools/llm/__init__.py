@@ -8,7 +8,8 @@ from hoprank.tools.llm.base import (
     Usage,
     extract_json,
     is_transient,
+    usage_of,
 )
 from hoprank.tools.llm.factory import make_llm
 
-__all__ = ["ChatLLM", "LLMResponse", "ScriptedLLM", "TransientLLMError", "Usage", "extract_json", "is_transient", "make_llm"]
+__all__ = ["ChatLLM", "LLMResponse", "ScriptedLLM", "TransientLLMError", "Usage", "extract_json", "is_transient", "make_llm", "usage_of"]

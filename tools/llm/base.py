@@ -9,7 +9,8 @@ Contract (kept stable for rerankers, the agent, the evals and the server):
 * ``llm.structured(messages, schema, default, **kw) -> (model_instance, LLMResponse|None)``:
   JSON-schema output validated with pydantic; one repair attempt; on failure returns
   ``default`` so callers always get a usable value from a weak model.
-* ``llm.usage``: calls, prompt/completion tokens, cache hits, for the trace and the benchmarks.
+* ``llm.usage``: calls and prompt/completion tokens (cache hits included, and counted apart
+  as ``cached_calls`` / ``cached_tokens``), for the trace, budgets and the benchmarks.
 
 Backends subclass :class:`ChatLLM` and implement ``_complete`` (one uncached call), and
 optionally ``_acomplete`` (a native async call). Everything a backend should not have to
@@ -74,27 +75,60 @@ class LLMResponse:
         return cls(**known)
 
 
+def usage_of(*responses: LLMResponse | None) -> dict[str, int]:
+    """LLM accounting of some responses, the same whether each came from an endpoint or the cache.
+
+    Why: a budget or an eval's cost that counted only paid calls would change with the
+    cache's state (a warm cache let the same question hop further; a resumed eval reported
+    fewer calls than an uninterrupted one). So ``calls``, ``prompt_tokens`` and
+    ``completion_tokens`` count all the work the answer needed, and ``cached_calls`` /
+    ``cached_tokens`` say how much of it the cache replayed (paid = calls - cached_calls).
+    ``None`` entries (a call that never happened) are skipped."""
+    done = [r for r in responses if r is not None]
+    cached = [r for r in done if r.cached]
+    return {
+        "calls": len(done),
+        "prompt_tokens": sum(int(r.prompt_tokens or 0) for r in done),
+        "completion_tokens": sum(int(r.completion_tokens or 0) for r in done),
+        "cached_calls": len(cached),
+        "cached_tokens": sum(int(r.prompt_tokens or 0) + int(r.completion_tokens or 0) for r in cached),
+    }
+
+
 @dataclass
 class Usage:
-    """Running totals; thread-safe because rerankers and eval runs call concurrently."""
+    """Running totals of one client, counted like :func:`usage_of` (cache hits included in
+    calls and tokens, and again apart in ``cached_calls`` / ``cached_tokens``); ``seconds``
+    is time spent on paid calls. Thread-safe because rerankers and eval runs call concurrently."""
 
     calls: int = 0
-    cache_hits: int = 0
+    cached_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     seconds: float = 0.0
     retries: int = 0
     failures: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    @property
+    def cache_hits(self) -> int:
+        """The former name of ``cached_calls``."""
+        return self.cached_calls
+
+    @property
+    def paid_calls(self) -> int:
+        return self.calls - self.cached_calls
+
     def add(self, r: LLMResponse) -> None:
+        u = usage_of(r)
         with self._lock:
-            if r.cached:
-                self.cache_hits += 1
-            else:
-                self.calls += 1
-                self.prompt_tokens += r.prompt_tokens
-                self.completion_tokens += r.completion_tokens
+            self.calls += u["calls"]
+            self.prompt_tokens += u["prompt_tokens"]
+            self.completion_tokens += u["completion_tokens"]
+            self.cached_calls += u["cached_calls"]
+            self.cached_tokens += u["cached_tokens"]
+            if not r.cached:
                 self.seconds += r.latency_s
 
     def add_retry(self) -> None:
@@ -109,9 +143,10 @@ class Usage:
         with self._lock:
             return {
                 "calls": self.calls,
-                "cache_hits": self.cache_hits,
+                "cached_calls": self.cached_calls,
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
+                "cached_tokens": self.cached_tokens,
                 "seconds": round(self.seconds, 3),
                 "retries": self.retries,
                 "failures": self.failures,
@@ -196,11 +231,29 @@ def _retry_after(exc: BaseException) -> float | None:
     return ra
 
 
-def _describe(exc: BaseException) -> str:
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost cause: openai's "Connection error." hides httpx's "Connection refused"."""
+    seen = {id(exc)}
+    while (nxt := exc.__cause__ or exc.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        exc = nxt
+    return exc
+
+
+def describe_error(exc: BaseException) -> str:
     status = status_of(exc)
     prefix = f"HTTP {status} " if status else ""
     msg = str(exc).strip().replace("\n", " ")
-    return f"{prefix}{type(exc).__name__}: {msg[:500]}"
+    text = f"{prefix}{type(exc).__name__}: {msg[:500]}"
+    root = root_cause(exc)
+    if root is not exc and str(root).strip() and str(root).strip() not in msg:
+        text += f" ({type(root).__name__}: {str(root).strip().replace(chr(10), ' ')[:300]})"
+    return text
+
+
+def is_empty_reply(r: LLMResponse) -> bool:
+    """No text, no tool call and no log-probabilities: nothing a caller can use."""
+    return not (r.text or "").strip() and not r.tool_calls and not r.logprobs
 
 
 def _check_messages(messages: Any) -> None:
@@ -277,7 +330,9 @@ class ChatLLM:
         return LLMResponse.from_record(rec, cached=True, latency_s=0.0) if rec else None
 
     def _cache_put(self, key: str | None, r: LLMResponse) -> None:
-        if key is not None and self.cache is not None:
+        # an empty reply is often a one-off (an overloaded server, a cut stream): caching it
+        # would replay it on every rerun, and --retry-failed could never reach the endpoint
+        if key is not None and self.cache is not None and not is_empty_reply(r):
             self.cache.put(key, r.to_record())
 
     def _backoff(self, attempt: int, exc: BaseException) -> float:
@@ -292,10 +347,10 @@ class ChatLLM:
         self.usage.add_failure()
         what = f"{self.backend_name} model {self.model_name!r}"
         if is_transient(exc):
-            return LLMError(f"LLM call to {what} failed after {attempts} attempt(s) (max_retries={self.max_retries}): {_describe(exc)}")
+            return LLMError(f"LLM call to {what} failed after {attempts} attempt(s) (max_retries={self.max_retries}): {describe_error(exc)}")
         if isinstance(exc, LLMError):
             return exc
-        return LLMError(f"LLM call to {what} failed (not retried, the error is not transient): {_describe(exc)}")
+        return LLMError(f"LLM call to {what} failed (not retried, the error is not transient): {describe_error(exc)}")
 
     # ---- public API ----------------------------------------------------------------
     def _lookup(self, messages: Messages, params: dict[str, Any]) -> tuple[dict[str, Any], str | None, LLMResponse | None]:

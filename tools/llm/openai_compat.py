@@ -21,6 +21,8 @@ from hoprank.tools.llm.base import (
     LLMResponse,
     Messages,
     TransientLLMError,
+    describe_error,
+    is_transient,
     parse_openai_logprobs,
     status_of,
 )
@@ -72,10 +74,16 @@ class OpenAICompatLLM(ChatLLM):
             return self._model
         with self._lock:
             if not self._model:
+                where = self.base_url or "the endpoint"
                 try:
                     models = [m.id for m in self._client.models.list().data]
                 except Exception as e:
-                    raise LLMError(f"llm.model is not set and {self.base_url or 'the endpoint'} did not list its models ({type(e).__name__}: {e}); set llm.model or HOPRANK_LLM_MODEL") from e
+                    if is_transient(e):  # refused, timed out, 5xx: the endpoint is the problem
+                        raise LLMError(
+                            f"cannot reach the LLM endpoint {where}: {describe_error(e)}; start the server "
+                            "or fix llm.base_url / OPENAI_BASE_URL"
+                        ) from e
+                    raise LLMError(f"llm.model is not set and {where} did not list its models ({describe_error(e)}); set llm.model or HOPRANK_LLM_MODEL") from e
                 if not models:
                     raise LLMError(f"llm.model is not set and {self.base_url} serves no model; set llm.model or HOPRANK_LLM_MODEL")
                 self._model = models[0]
@@ -112,12 +120,31 @@ class OpenAICompatLLM(ChatLLM):
         return req
 
     def _parse(self, resp: Any, t0: float) -> LLMResponse:
+        """A chat completion -> LLMResponse. The SDK does not validate bodies, so a 200 whose
+        JSON has another shape (a proxy's error page, ``choices: ["text"]``) arrives as loose
+        objects: any shape error is a transient failure (retried, bounded), never an
+        AttributeError that fails the question with a riddle."""
+        try:
+            return self._parse_shape(resp, t0)
+        except TransientLLMError:
+            raise
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+            snippet = resp if isinstance(resp, str) else repr(resp)
+            raise TransientLLMError(
+                f"the endpoint answered 200 with a body that is not a chat completion "
+                f"({type(e).__name__}: {e}): {str(snippet)[:200]!r}"
+            ) from e
+
+    def _parse_shape(self, resp: Any, t0: float) -> LLMResponse:
         choices = getattr(resp, "choices", None)
-        if not choices:
+        if not choices or not isinstance(choices, list):
             snippet = resp if isinstance(resp, str) else repr(resp)
             raise TransientLLMError(f"the endpoint returned no completion (a non-JSON or empty body?): {str(snippet)[:200]!r}")
         choice = choices[0]
         msg = choice.message
+        content = msg.content
+        if content is not None and not isinstance(content, str):
+            raise TypeError(f"message.content is a {type(content).__name__}, not a string")
         calls = None
         if getattr(msg, "tool_calls", None):
             calls = []
@@ -130,7 +157,7 @@ class OpenAICompatLLM(ChatLLM):
                 calls.append({"id": tc.id, "name": fn.name, "arguments": args if isinstance(args, dict) else {"value": args}})
         usage = getattr(resp, "usage", None)
         return LLMResponse(
-            text=msg.content or "",
+            text=content or "",
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             model=getattr(resp, "model", None) or self.model_name,
