@@ -215,6 +215,10 @@ def load_hotpotqa(path: str | Path, limit: int | None = None) -> list[QAExample]
 
 
 def _check_unique(examples: list[QAExample], path: Path) -> None:
+    """Ids must be unique (they key resume and paired comparisons), and a dataset must hold
+    at least one question: an empty one would "score" 0 on every metric without an error."""
+    if not examples:
+        raise DatasetFormatError(f"{path}: the dataset holds no questions; check the file (and --limit)")
     seen: set[str] = set()
     for n, ex in enumerate(examples):
         if ex.id in seen:
@@ -239,7 +243,9 @@ def load_hotpotqa_hf(split: str = "validation", config: str = "distractor", limi
         raise OfflineError(f"cannot reach the Hugging Face hub for hotpot_qa/{config} ({e}); pass --path FILE") from None
     records = [dict(r) for r in (ds.select(range(min(limit, len(ds)))) if limit else ds)]
     src = Path(f"hf://hotpot_qa/{config}/{split}")
-    return [hotpot_record_to_example(r, src, i) for i, r in enumerate(records)]
+    out = [hotpot_record_to_example(r, src, i) for i, r in enumerate(records)]
+    _check_unique(out, src)
+    return out
 
 
 def _offline() -> bool:

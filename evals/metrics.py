@@ -41,8 +41,15 @@ __all__ = [
     "mhr_normalize",
     "mhr_retrieval_scores",
     "word_overlap_correct",
+    "word_overlap_lenient",
+    "mhr_extract_answer",
+    "mhr_qa_correct",
+    "mhr_qa_metrics",
     "decomposition_match",
     "token_f1",
+    "metric_k",
+    "metric_sort_key",
+    "sorted_metrics",
 ]
 
 # --------------------------------------------------------------------------- registry
@@ -67,6 +74,26 @@ def register_metric(name: str, description: str, higher_is_better: bool = True, 
     return spec
 
 
+_AT_K = re.compile(r"^(.*)@(\d+)$")
+
+
+def metric_k(name: str) -> int | None:
+    """The k of an ``@k`` metric name (``retrieval.mhr_hits@10`` -> 10), else None."""
+    m = _AT_K.match(name)
+    return int(m.group(2)) if m else None
+
+
+def metric_sort_key(name: str) -> tuple[str, int]:
+    """Sort metric names by name, then numerically by k: @1, @2, @5, @10 (not @1, @10, @2)."""
+    m = _AT_K.match(name)
+    return (m.group(1), int(m.group(2))) if m else (name, -1)
+
+
+def sorted_metrics(values: dict[str, Any]) -> dict[str, Any]:
+    """The same mapping with keys in :func:`metric_sort_key` order (for summaries and tables)."""
+    return {k: values[k] for k in sorted(values, key=metric_sort_key)}
+
+
 def describe(name: str) -> MetricSpec:
     """Look a metric up, including ``@k`` variants (``retrieval.recall@7`` -> recall@k spec)."""
     if name in REGISTRY:
@@ -82,7 +109,20 @@ register_metric("answer.em", "exact match after HotpotQA normalisation (lower-ca
 register_metric("answer.f1", "token F1 after HotpotQA normalisation; yes/no/noanswer must match exactly")
 register_metric("answer.precision", "token precision of the answer (HotpotQA normalisation)")
 register_metric("answer.recall", "token recall of the answer (HotpotQA normalisation)")
-register_metric("answer.word_overlap", "MultiHop-RAG accuracy: the prediction shares at least one word with the gold answer")
+register_metric(
+    "answer.mhr_precision",
+    "MultiHop-RAG qa_evaluate.py precision: its extract_answer, then a lower-cased whitespace word shared with the gold",
+)
+register_metric("answer.mhr_recall", "MultiHop-RAG qa_evaluate.py recall (same counts as its precision: equal by construction)")
+register_metric("answer.mhr_f1", "MultiHop-RAG qa_evaluate.py F1 (harmonic mean of its precision and recall)")
+register_metric(
+    "answer.mhr_accuracy",
+    "MultiHop-RAG qa_evaluate.py printed 'accuracy' = n / (n + 2 * wrong) (its tn = fn = fp); not the share correct",
+)
+register_metric(
+    "answer.word_overlap_lenient",
+    "hoprank variant of MultiHop-RAG QA: punctuation stripped at word edges, no extract_answer; share correct",
+)
 register_metric("answer.answered", "share of questions whose status is answered (not failed / not_found / partial)")
 register_metric("retrieval.recall@k", "share of gold documents among the top k distinct evidence documents", kind="retrieval")
 register_metric("retrieval.both_gold@k", "1 if every gold document is in the top k (HotpotQA: both supporting paragraphs)", kind="retrieval")
@@ -110,6 +150,12 @@ register_metric("n.answered", "questions with status answered", kind="count")
 register_metric("n.not_found", "questions where the agent said the documents do not say", higher_is_better=False, kind="count")
 register_metric("n.partial", "questions stopped by a budget (best-effort answer)", higher_is_better=False, kind="count")
 register_metric("n.retrieval_scored", "questions with gold evidence, i.e. counted in retrieval metrics", kind="count")
+register_metric(
+    "n.retrieval_depth",
+    "most evidence chunks any question of the run returned; @k metrics are reported only for k <= this depth",
+    kind="count",
+)
+register_metric("n.mhr_qa_scored", "questions with a non-empty gold answer (MultiHop-RAG qa_evaluate.py skips the others)", kind="count")
 
 # --------------------------------------------------------------------------- answers (HotpotQA official)
 
@@ -314,13 +360,61 @@ def _words(s: str) -> set[str]:
     return out
 
 
-def word_overlap_correct(pred: str, gold: str) -> float:
-    """MultiHop-RAG QA accuracy: correct when prediction and gold share a word.
+def word_overlap_lenient(pred: str, gold: str) -> float:
+    """hoprank's lenient MultiHop-RAG QA variant (NOT the reference number).
 
-    Lower-cased and split on whitespace as in the reference; we also strip punctuation at
-    word edges so that "Yes." matches "yes" (the reference would not).
-    """
+    Lower-cased and split on whitespace as in the reference, but punctuation is stripped at
+    word edges so that "Yes." matches "yes", and there is no ``extract_answer`` step. Kept
+    under its own name because it disagrees with ``qa_evaluate.py`` on such pairs."""
     return float(bool(_words(pred) & _words(gold)))
+
+
+word_overlap_correct = word_overlap_lenient  # the old name, kept for callers of the function
+
+_MHR_ANSWER = re.compile(r'The answer to the question is "(.*?)"')
+
+
+def mhr_extract_answer(prediction: str) -> str:
+    """MultiHop-RAG ``qa_evaluate.py``'s answer extraction.
+
+    Only when the text contains "The answer" (case-sensitive) is the first quoted span after
+    'The answer to the question is "' taken (shortest match, on one line); otherwise, and when
+    that phrase is absent, the whole text is kept unchanged."""
+    text = str(prediction)
+    if "The answer" not in text:
+        return text
+    found = _MHR_ANSWER.search(text)
+    return found.group(1) if found is not None else text
+
+
+def mhr_qa_correct(pred: str, gold: str) -> float | None:
+    """One pair as MultiHop-RAG's ``qa_evaluate.py`` judges it: 1.0 when the extracted,
+    lower-cased prediction and the lower-cased gold share a whitespace-separated token
+    (punctuation stays attached: "No." does not match "no"); None when the gold answer is
+    empty, because the reference skips such questions."""
+    gold = str(gold)
+    if not gold:
+        return None
+    return float(bool(set(mhr_extract_answer(pred).lower().split()) & set(gold.lower().split())))
+
+
+def mhr_qa_metrics(correct: Sequence[float | None]) -> dict[str, float]:
+    """The reference's ``calculate_metrics`` over one group of pairs (None = skipped).
+
+    It counts tp (a shared word), fp (none), fn = n - tp and tn = n - tp, so precision,
+    recall and F1 all equal tp / n, and its printed "accuracy" (tp + tn) / (tp + tn + fp + fn)
+    is n / (n + 2 * wrong). Reproduced literally, including the zero for an empty group."""
+    scored = [c for c in correct if c is not None]
+    n = len(scored)
+    tp = sum(1 for c in scored if c)
+    wrong = n - tp
+    fp, fn, tn = wrong, wrong, wrong
+    precision = tp / (tp + fp) if tp + fp > 0 else 0.0
+    recall = tp / (tp + fn) if tp + fn > 0 else 0.0
+    f1 = 2 * (precision * recall) / (precision + recall) if precision + recall > 0 else 0.0
+    total = tp + tn + fp + fn
+    accuracy = (tp + tn) / total if total > 0 else 0.0
+    return {"mhr_precision": precision, "mhr_recall": recall, "mhr_f1": f1, "mhr_accuracy": accuracy, "n": float(n)}
 
 
 # --------------------------------------------------------------------------- FanOutQA decompositions

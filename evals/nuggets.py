@@ -13,7 +13,9 @@ Stages, each with its own record type so a run can be inspected stage by stage:
 4. **metrics** (:func:`calculate_nugget_scores`): per response
    ``V_strict = supported vital / vital``, ``A_strict = supported / all``,
    ``V = (support + 0.5 partial) / vital``, ``A`` the same over all nuggets; the global
-   score is the mean over responses.
+   score is the mean over responses. Exactly nuggetizer's ``metrics.py``: a response with
+   no vital nugget scores V = V_strict = 0.0, one with no nuggets at all 0.0 everywhere, and
+   the global score is the mean over *all* responses.
 
 Why the fallbacks: a 135M model often returns prose, a truncated list, or the prompt
 echoed back. Rather than retrying hundreds of times (the reference retries up to 500), each
@@ -24,10 +26,13 @@ stage degrades deterministically and *counts* it in :attr:`NuggetResult.fallback
 * an unparseable / missing importance label -> ``okay``;
 * an unparseable / missing assignment label -> ``not_support``.
 
-Differences from the reference, on purpose: a response whose nugget set has no vital
-nugget gets ``V_strict``/``V`` = NaN (undetermined, counted in ``undetermined``) instead of
-a silent 0.0; a response whose assignment *call* failed (endpoint error, not garbage) is
-marked failed with NaN scores and counted, never scored 0.
+The headline scores are the reference's. hoprank's variant, under its own names
+(``v_strict_determined_only`` ...), leaves a response out of the mean where the reference's
+denominator is empty (no vital nugget for V/V_strict, no nugget for A/A_strict) instead of
+counting it 0: "the answer got none of the vital facts" and "there were no vital facts to
+get" are different findings. One case the reference does not have: a response whose
+assignment *call* failed (endpoint error, not garbage; the reference retries until it
+succeeds) is marked failed with NaN scores in every variant and counted, never scored 0.
 
 Nuggets are cached on disk (``<cache_dir>/<qid>-<hash>.json``, the hash covering the
 question, gold answer and evidence), so re-scoring another run of the same questions makes
@@ -42,6 +47,7 @@ import json
 import math
 import os
 import re
+import statistics
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -106,7 +112,9 @@ class AssignedNugget:
 
 @dataclass(frozen=True)
 class NuggetScores:
-    """Scores of one response; NaN where undetermined (no vital nugget, failed call)."""
+    """Scores of one response. ``v_strict`` ... ``a`` are the reference's (0.0 over an empty
+    group); the ``*_determined_only`` variants are None where that group is empty. NaN in
+    every field means the judge call failed."""
 
     qid: str
     v_strict: float
@@ -118,13 +126,28 @@ class NuggetScores:
     assigned: tuple[AssignedNugget, ...] = ()
     nugget_fallback: bool = False
     error: str | None = None
+    v_strict_determined_only: float | None = None
+    a_strict_determined_only: float | None = None
+    v_determined_only: float | None = None
+    a_determined_only: float | None = None
+
+    def __post_init__(self) -> None:
+        # derived from the reference fields, so every constructor (tests, the judge's
+        # failed-question rows) gets consistent variants without repeating the rule
+        for m in METRICS:
+            ref = getattr(self, m)
+            empty = (self.n_vital if m.startswith("v") else self.n_nuggets) == 0
+            value = None if empty or math.isnan(ref) else ref
+            object.__setattr__(self, f"{m}_determined_only", value)
 
 
 @dataclass
 class NuggetResult:
     per_response: list[NuggetScores]
-    aggregates: dict[str, float | None]  # mean over determined responses; None if none
-    undetermined: dict[str, int]  # per metric: responses with NaN
+    # the four reference scores (mean over every response whose judge call succeeded) and
+    # their *_determined_only variants (mean over responses with a non-empty group); None if none
+    aggregates: dict[str, float | None]
+    undetermined: dict[str, int]  # per metric (variants included): responses left out of its mean
     fallbacks: dict[str, int]  # every fallback taken, by kind
     calls: dict[str, int]  # LLM calls per stage, and cache hits
     nugget_sets: dict[str, NuggetSet] = field(default_factory=dict)
@@ -145,6 +168,7 @@ class NuggetResult:
 
 
 METRICS = ("v_strict", "a_strict", "v", "a")
+DETERMINED_ONLY = tuple(f"{m}_determined_only" for m in METRICS)
 
 
 # ---- parsing (survives garbage) ------------------------------------------------------
@@ -401,21 +425,17 @@ def assign_nuggets(
 def calculate_nugget_scores(
     qid: str, assigned: Sequence[AssignedNugget], nugget_fallback: bool = False
 ) -> NuggetScores:
-    """The four AutoNuggetizer scores; NaN (not 0) where the denominator is empty."""
+    """The four AutoNuggetizer scores of one response, as nuggetizer's ``metrics.py``
+    computes them: 0.0 where the group (vital, or all) is empty. The
+    ``*_determined_only`` variants (None there) are derived by :class:`NuggetScores`."""
     vital = [n for n in assigned if n.importance == "vital"]
 
     def score(group: Sequence[AssignedNugget], partial: float) -> float:
         if not group:
-            return float("nan")
-        s = sum(
-            1.0
-            if n.assignment == "support"
-            else partial
-            if n.assignment == "partial_support"
-            else 0.0
-            for n in group
-        )
-        return s / len(group)
+            return 0.0
+        full = sum(1 for n in group if n.assignment == "support")
+        half = sum(partial for n in group if n.assignment == "partial_support")
+        return (full + half) / len(group)
 
     return NuggetScores(
         qid=qid,
@@ -536,9 +556,15 @@ def build_nugget_set(
     return ns
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    ok = [v for v in values if not math.isnan(v)]
-    return sum(ok) / len(ok) if ok else None
+def _mean(values: Sequence[float | None]) -> float | None:
+    """Mean of the determined values (None / NaN left out). ``statistics.mean`` as in the
+    reference, so the global scores agree to the last bit."""
+    ok = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.mean(ok) if ok else None
+
+
+def _undetermined(values: Sequence[float | None]) -> int:
+    return sum(1 for v in values if v is None or math.isnan(v))
 
 
 def nugget_eval(
@@ -617,8 +643,8 @@ def nugget_eval(
             )
             continue
         per.append(calculate_nugget_scores(it.qid, assigned, nugget_fallback=ns.fallback))
-    aggregates = {m: _mean([getattr(s, m) for s in per]) for m in METRICS}
-    undetermined = {m: sum(1 for s in per if math.isnan(getattr(s, m))) for m in METRICS}
+    aggregates = {m: _mean([getattr(s, m) for s in per]) for m in METRICS + DETERMINED_ONLY}
+    undetermined = {m: _undetermined([getattr(s, m) for s in per]) for m in METRICS + DETERMINED_ONLY}
     for k in ("create_fallback_sentence_split", "score_default_okay", "assign_default_not_support"):
         fallbacks.setdefault(k, 0)
     calls_out = {k: int(calls.get(k, 0)) for k in ("create", "score", "assign", "cache_hits")}

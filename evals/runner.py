@@ -32,7 +32,7 @@ from typing import Any
 
 from hoprank.evals import metrics as M
 from hoprank.evals.datasets import QAExample, example_corpus, pooled_corpus
-from hoprank.tools.errors import HoprankError
+from hoprank.tools.errors import DatasetFormatError, HoprankError
 from hoprank.tools.types import Answer
 
 AnswerFn = Callable[[str], Answer] | Callable[[str], Awaitable[Answer]]
@@ -143,14 +143,18 @@ def retrieval_scores(example: QAExample, answer: Answer | None, ks: Sequence[int
     return out
 
 
-def answer_scores(example: QAExample, prediction: str) -> dict[str, float]:
+def answer_scores(example: QAExample, prediction: str) -> dict[str, float | None]:
+    """Per-question answer scores. ``mhr_correct`` is MultiHop-RAG's reference judgement
+    (None when the gold answer is empty: the reference skips those questions);
+    ``word_overlap_lenient`` is hoprank's variant of it."""
     f1, p, r = M.f1_precision_recall(prediction, example.answer)
     return {
         "em": M.exact_match(prediction, example.answer),
         "f1": f1,
         "precision": p,
         "recall": r,
-        "word_overlap": M.word_overlap_correct(prediction, example.answer),
+        "mhr_correct": M.mhr_qa_correct(prediction, example.answer),
+        "word_overlap_lenient": M.word_overlap_lenient(prediction, example.answer),
     }
 
 
@@ -164,7 +168,7 @@ def score_row(example: QAExample, answer: Answer | None, seconds: float, error: 
     scores = answer_scores(example, prediction)
     retr = retrieval_scores(example, answer, ks) if score_retrieval else None
     if failed:
-        scores = {k: 0.0 for k in scores}
+        scores = {k: None if v is None else 0.0 for k, v in scores.items()}
         retr = None if retr is None else {k: 0.0 for k in retr}
     trace = answer.trace if answer is not None and isinstance(answer.trace, dict) else {}
     t = trace.get("seconds")
@@ -262,20 +266,52 @@ def _p95(xs: Sequence[float]) -> float:
     return float(s[min(len(s) - 1, max(0, math.ceil(0.95 * len(s)) - 1))])
 
 
-def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Flat ``{registered name: value}`` over rows; retrieval means only over rows with gold."""
+def retrieval_depth(rows: Sequence[dict[str, Any]]) -> int:
+    """How deep the run's ranked lists go: the most evidence chunks any question returned.
+
+    ``@k`` metrics are reported only for k <= this depth, so a run that retrieves 5 chunks
+    never shows a recall@10 computed over 5 (a question that returned fewer than the run's
+    depth, e.g. on a tiny corpus, is scored over what it returned, as trec_eval does)."""
+    return max((len(r.get("evidence") or []) for r in rows), default=0)
+
+
+def _mhr_correct(row: dict[str, Any]) -> float | None:
+    a = row["answer"]
+    if "mhr_correct" in a:
+        return a["mhr_correct"]
+    # a row written before this field existed: judge it from its own prediction and gold
+    return M.mhr_qa_correct(row.get("prediction") or "", row.get("gold") or "")
+
+
+def aggregate(rows: Sequence[dict[str, Any]], depth: int | None = None) -> dict[str, float]:
+    """Flat ``{registered name: value}`` over rows; retrieval means only over rows with gold.
+
+    ``depth`` is the run's retrieval depth (see :func:`retrieval_depth`; computed from
+    ``rows`` when None): per-type summaries pass the run's, so every table shows the same ks.
+    Keys come sorted by name, then numerically by k."""
     out: dict[str, float] = {}
     n = len(rows)
+    depth = retrieval_depth(rows) if depth is None else depth
     out["n.total"] = float(n)
     for st in ("failed", "answered", "not_found", "partial"):
         out[f"n.{st}"] = float(sum(1 for r in rows if r.get("status") == st))
-    for key in ("em", "f1", "precision", "recall", "word_overlap"):
+    for key in ("em", "f1", "precision", "recall"):
         out[f"answer.{key}"] = _mean([r["answer"][key] for r in rows])
+    out["answer.word_overlap_lenient"] = _mean([r["answer"].get("word_overlap_lenient", r["answer"].get("word_overlap", 0.0)) for r in rows])
+    mhr = M.mhr_qa_metrics([_mhr_correct(r) for r in rows])
+    for key in ("mhr_precision", "mhr_recall", "mhr_f1", "mhr_accuracy"):
+        out[f"answer.{key}"] = mhr[key]
+    out["n.mhr_qa_scored"] = mhr["n"]
     out["answer.answered"] = out["n.answered"] / n if n else 0.0
     scored = [r["retrieval"] for r in rows if r.get("retrieval")]
     out["n.retrieval_scored"] = float(len(scored))
+    if scored:
+        out["n.retrieval_depth"] = float(depth)
     keys = sorted({k for s in scored for k in s})
     for k in keys:
+        kk = M.metric_k(k)
+        if kk is not None and kk > depth:
+            continue  # an @k over fewer than k retrieved items is not an @k
         out[f"retrieval.{k}"] = _mean([s.get(k, 0.0) for s in scored])
     dec = [r["decomposition"]["f1"] for r in rows if r.get("decomposition")]
     if dec:
@@ -287,7 +323,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     secs = [float(r["seconds"]) for r in rows]
     out["cost.seconds_per_q"] = _mean(secs)
     out["cost.seconds_p95"] = _p95(secs)
-    return {k: round(v, 6) for k, v in out.items()}
+    return M.sorted_metrics({k: round(v, 6) for k, v in out.items()})
 
 
 def summarize(rows: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> dict[str, Any]:
@@ -298,10 +334,12 @@ def summarize(rows: Sequence[dict[str, Any]], order: Sequence[str] | None = None
     by_type: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_type.setdefault(r.get("type") or "all", []).append(r)
+    depth = retrieval_depth(rows)
+    overall = aggregate(rows, depth)
     return {
-        "metrics": aggregate(rows),
-        "by_type": {t: aggregate(rs) for t, rs in sorted(by_type.items())},
-        "metric_descriptions": {k: M.describe(k).description for k in aggregate(rows) if _known(k)},
+        "metrics": overall,
+        "by_type": {t: aggregate(rs, depth) for t, rs in sorted(by_type.items())},
+        "metric_descriptions": {k: M.describe(k).description for k in overall if _known(k)},
     }
 
 
@@ -384,6 +422,8 @@ def run_eval(
     rather than reporting zeros for a retriever that never ran.
     Returns the summary (also written to ``out/summary.json``).
     """
+    if not examples:
+        raise DatasetFormatError("no questions to evaluate: the dataset (after --limit) is empty")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_resume(out, spec)
@@ -423,7 +463,7 @@ def run_eval(
     summary = summarize([seen[i] for i in ids if i in seen], order=ids)
     summary["run"] = {"dataset": spec.dataset if spec else None, "setting": spec.setting if spec else None, "preset": spec.preset if spec else None, "n_expected": len(ids)}
     summary = _merge_judged(out, summary, [seen[i] for i in ids if i in seen])
-    _write_json(out / SUMMARY, summary)
+    _write_json(out / SUMMARY, summary, sort_keys=False)  # metrics keep their name-then-k order
     return summary
 
 
@@ -469,9 +509,9 @@ def _rewrite(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def _write_json(path: Path, data: Any) -> None:
+def _write_json(path: Path, data: Any, sort_keys: bool = True) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 

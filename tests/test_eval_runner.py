@@ -73,7 +73,9 @@ def test_pooled_run_end_to_end_with_real_index(tmp_path):
     assert m["answer.em"] == pytest.approx(2 / 4)
     assert m["cost.llm_calls_per_q"] == pytest.approx(6 / 4)
     assert m["cost.seconds_per_q"] == pytest.approx((0.5 * 3 + by["q4"]["seconds"]) / 4, abs=1e-4)
-    for k in ("retrieval.both_gold@5", "retrieval.recall@2", "retrieval.mrr@10", "retrieval.sp_em", "answer.f1"):
+    # 5 chunks retrieved: @k up to 5, and no @10 computed over 5 items
+    assert m["n.retrieval_depth"] == 5 and "retrieval.mrr@10" not in m and "retrieval.recall@10" not in s["by_type"]["bridge"]
+    for k in ("retrieval.both_gold@5", "retrieval.recall@2", "retrieval.mrr@5", "retrieval.sp_em", "answer.f1"):
         assert k in m and k in s["metric_descriptions"]
     assert set(s["by_type"]) == {"bridge", "comparison"} and s["by_type"]["bridge"]["n.total"] == 2
     info = json.loads((out / R.RUN_INFO).read_text())
@@ -130,8 +132,17 @@ def test_multihop_rag_rows_skip_null_queries_in_retrieval(tmp_path):
     s = R.run_eval(exs, fn, tmp_path, show_progress=False)
     m = s["metrics"]
     assert m["n.total"] == 2 and m["n.retrieval_scored"] == 1
+    # two chunks retrieved: MultiHop-RAG's @4 and @10 would be computed over 2 items, so neither is reported
+    assert m["n.retrieval_depth"] == 2 and not [k for k in m if k.startswith("retrieval.mhr")]
+    assert m["answer.word_overlap_lenient"] == 1.0 and s["by_type"]["null_query"]["answer.word_overlap_lenient"] == 1.0
+    # the reference keeps punctuation on words: "yes," does not match "Yes"; "insufficient" matches
+    assert s["by_type"]["comparison_query"]["answer.mhr_f1"] == 0.0 and s["by_type"]["null_query"]["answer.mhr_f1"] == 1.0
+    assert m["answer.mhr_f1"] == 0.5 and m["answer.mhr_accuracy"] == 0.5  # n / (n + 2 * wrong) = 2 / 4
+    deep = hits + [Hit(f"C#{i}", 0.1, "filler", doc_id="C", rank=3 + i) for i in range(8)]
+    s = R.run_eval(exs, lambda q: Answer(q, "Yes", evidence=deep, trace={"seconds": 1.0}), tmp_path / "deep", show_progress=False)
+    m = s["metrics"]
     assert m["retrieval.mhr_hits@4"] == 1.0 and m["retrieval.mhr_mrr@10"] == 1.0 and m["retrieval.mhr_map@10"] == 0.5
-    assert m["answer.word_overlap"] == 1.0 and s["by_type"]["null_query"]["answer.word_overlap"] == 1.0
+    assert s["by_type"]["comparison_query"]["answer.mhr_f1"] == 1.0
     s2 = R.run_eval(exs, fn, tmp_path / "cb", show_progress=False, score_retrieval=False)
     assert s2["metrics"]["n.retrieval_scored"] == 0
 

@@ -93,8 +93,10 @@ def test_end_to_end_hand_computed_scores():
     assert (r1.v_strict, r1.a_strict, r1.v, r1.a) == (0.5, 0.5, 0.75, 0.625)
     # R2: vital = {not, support}; all = {not, support, not, not}
     assert (r2.v_strict, r2.a_strict, r2.v, r2.a) == (0.5, 0.25, 0.5, 0.25)
-    assert res.aggregates == pytest.approx({"v_strict": 0.5, "a_strict": 0.375, "v": 0.625, "a": 0.4375})
-    assert res.undetermined == {"v_strict": 0, "a_strict": 0, "v": 0, "a": 0}
+    ref = {"v_strict": 0.5, "a_strict": 0.375, "v": 0.625, "a": 0.4375}
+    # every response has vital nuggets: the determined-only variants equal the reference
+    assert res.aggregates == pytest.approx({**ref, **{f"{k}_determined_only": v for k, v in ref.items()}})
+    assert set(res.undetermined.values()) == {0}
     # one question shared by two responses: nuggets built once, assigned twice
     assert res.calls == {"create": 1, "score": 1, "assign": 2, "cache_hits": 0}
     assert res.fallbacks["create_fallback_sentence_split"] == 0
@@ -151,10 +153,14 @@ def test_garbage_from_a_small_model_falls_back_and_is_counted():
     assert res.fallbacks["responses_on_fallback_nuggets"] == 1
     s = res.per_response[0]
     assert s.nugget_fallback and s.a_strict == 0.0 and s.a == 0.0
-    # no vital nugget: V is undetermined (NaN), counted, not a silent 0
-    assert math.isnan(s.v_strict) and math.isnan(s.v)
-    assert res.undetermined == {"v_strict": 1, "a_strict": 0, "v": 1, "a": 0}
-    assert res.aggregates["v"] is None and res.aggregates["a"] == 0.0
+    # no vital nugget: the reference scores V = 0.0; hoprank's determined-only variant leaves it out
+    assert (s.v_strict, s.v) == (0.0, 0.0)
+    assert s.v_strict_determined_only is None and s.v_determined_only is None and s.a_determined_only == 0.0
+    assert res.undetermined == {
+        "v_strict": 0, "a_strict": 0, "v": 0, "a": 0,
+        "v_strict_determined_only": 1, "a_strict_determined_only": 0, "v_determined_only": 1, "a_determined_only": 0,
+    }
+    assert res.aggregates["v"] == 0.0 and res.aggregates["v_determined_only"] is None and res.aggregates["a"] == 0.0
     assert res.to_dict()["nugget_fallback_qids"] == ["q9"]
 
 
@@ -201,7 +207,8 @@ def test_llm_failure_marks_response_failed_and_is_not_cached(tmp_path):
     s = res.per_response[0]
     assert s.error and "endpoint down" in s.error
     assert all(math.isnan(getattr(s, m)) for m in ("v_strict", "a_strict", "v", "a"))
-    assert res.undetermined == {"v_strict": 1, "a_strict": 1, "v": 1, "a": 1}
+    assert all(getattr(s, f"{m}_determined_only") is None for m in ("v_strict", "a_strict", "v", "a"))
+    assert set(res.undetermined.values()) == {1}  # a failed judge call is left out of every mean, counted
     assert res.fallbacks["assign_llm_error"] == 1 and res.fallbacks["create_llm_error"] == 1
     assert not list(tmp_path.glob("*.json"))  # a set built during an outage is not frozen
 
@@ -223,8 +230,9 @@ def test_parsers_survive_garbage():
     assert parse_labels(None, 2, "assignment") == (["not_support", "not_support"], 2)
 
 
-def test_scores_of_an_empty_nugget_set_are_undetermined():
+def test_scores_of_an_empty_nugget_set_are_zero_as_in_the_reference():
     s = calculate_nugget_scores("q", [])
-    assert all(math.isnan(getattr(s, m)) for m in ("v_strict", "a_strict", "v", "a"))
+    assert all(getattr(s, m) == 0.0 for m in ("v_strict", "a_strict", "v", "a"))
+    assert all(getattr(s, f"{m}_determined_only") is None for m in ("v_strict", "a_strict", "v", "a"))
     one = calculate_nugget_scores("q", [AssignedNugget("x", "okay", "partial_support")])
-    assert math.isnan(one.v) and one.a == 0.5 and one.a_strict == 0.0
+    assert one.v == 0.0 and one.v_determined_only is None and one.a == 0.5 and one.a_strict == 0.0

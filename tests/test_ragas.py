@@ -175,7 +175,9 @@ def test_nan_is_counted_with_reasons_never_averaged_as_zero():
     ]
 
 
-def test_silent_zeros_of_ragas_become_counted_nans(embedder):
+def test_silent_zeros_of_ragas_are_kept_and_flagged(embedder):
+    """ragas' own value is the headline (0.0 when nothing was judged); the determined-only
+    variant leaves those samples out, and each is flagged with its reason."""
     def reply(messages):
         p = messages[0]["content"]
         if "AnswerRelevanceOutput" in p:
@@ -191,11 +193,12 @@ def test_silent_zeros_of_ragas_become_counted_nans(embedder):
         metrics=["answer_relevancy", "factual_correctness"],
         strictness=1,
     )
-    assert res.undetermined_reasons == {
-        "answer_relevancy": {"no_questions_generated": 1},
-        "factual_correctness": {"no_claims": 1},
-    }
-    assert res.aggregates == {"answer_relevancy": None, "factual_correctness": None}
+    assert res.samples[0].scores == {"answer_relevancy": 0.0, "factual_correctness": 0.0}
+    assert res.samples[0].silent_zero == {"answer_relevancy": "no_questions_generated", "factual_correctness": "no_claims"}
+    assert res.undetermined == {"answer_relevancy": 0, "factual_correctness": 0}
+    assert res.aggregates == {"answer_relevancy": 0.0, "factual_correctness": 0.0}
+    assert res.aggregates_determined_only == {"answer_relevancy": None, "factual_correctness": None}
+    assert res.silent_zeros == {"answer_relevancy": 1, "factual_correctness": 1}
 
 
 def test_llm_errors_are_undetermined_not_fatal():
