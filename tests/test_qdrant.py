@@ -39,21 +39,21 @@ def test_qdrant_sparse_and_server_side_hybrid(qindex):
 
 def test_qdrant_resyncs_after_update_and_survives_interrupted_sync(qindex, tmp_path):
     q = qindex.retriever("qdrant")
-    n = q.client.count(q.collection).count
+    n = q.count()
     assert n == len(qindex)
     q.close()
     # an interrupted sync: the state file is missing and half the points are gone
-    (qindex.path / "qdrant_sync.hoprank.embedded.json").unlink()
+    (qindex.path / "qdrant_sync.hoprank.edge.json").unlink()
     idx2 = Index.open(qindex.path)
     q2 = idx2.retriever("qdrant")
-    assert q2.client.count(q2.collection).count == len(idx2)
+    assert q2.count() == len(idx2)
     q2.close()
     # update the index: removed documents disappear from Qdrant too
     docs = tmp_path / "docs"
     (docs / "seren.md").unlink()
     idx3, _ = Index.build(qindex.path, sources=[docs], qdrant=True)
     q3 = idx3.retriever("qdrant")
-    assert q3.client.count(q3.collection).count == len(idx3)
+    assert q3.count() == len(idx3)
     assert all(h.doc_id != "seren.md" for h in q3.search("Seren River kilometres", 10))
     q3.close()
 

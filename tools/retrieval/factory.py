@@ -14,7 +14,8 @@ RETRIEVERS = ("bm25", "rank-bm25", "dense", "qdrant", "qdrant-hybrid", "hybrid")
 
 def make_retriever(name: str, index: Index, **opts: Any) -> Retriever:
     """``hybrid`` = RRF of bm25 and dense computed here; ``qdrant-hybrid`` = the same idea
-    run inside Qdrant (prefetch + RRF), which is what a Qdrant server does at scale."""
+    run inside Qdrant (prefetch + RRF): Qdrant Edge in the index folder, or a server with
+    ``url=`` (options ``hnsw_m``, ``hnsw_ef_construct``, ``hnsw_ef`` tune its HNSW index)."""
     from hoprank.tools.retrieval.tokenize import Tokenizer
 
     stem = bool(opts.pop("stem", False))
