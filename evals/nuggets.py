@@ -567,6 +567,16 @@ def _undetermined(values: Sequence[float | None]) -> int:
     return sum(1 for v in values if v is None or math.isnan(v))
 
 
+def global_scores(per: Sequence[NuggetScores]) -> tuple[dict[str, float | None], dict[str, int]]:
+    """(means, left-out counts) per metric: the reference's global mean over all responses
+    (only failed judge calls left out) and the ``*_determined_only`` means."""
+    names = METRICS + DETERMINED_ONLY
+    return (
+        {m: _mean([getattr(s, m) for s in per]) for m in names},
+        {m: _undetermined([getattr(s, m) for s in per]) for m in names},
+    )
+
+
 def nugget_eval(
     items: Sequence[NuggetItem] | NuggetItem,
     llm: ChatLLM,
@@ -643,8 +653,7 @@ def nugget_eval(
             )
             continue
         per.append(calculate_nugget_scores(it.qid, assigned, nugget_fallback=ns.fallback))
-    aggregates = {m: _mean([getattr(s, m) for s in per]) for m in METRICS + DETERMINED_ONLY}
-    undetermined = {m: _undetermined([getattr(s, m) for s in per]) for m in METRICS + DETERMINED_ONLY}
+    aggregates, undetermined = global_scores(per)
     for k in ("create_fallback_sentence_split", "score_default_okay", "assign_default_not_support"):
         fallbacks.setdefault(k, 0)
     calls_out = {k: int(calls.get(k, 0)) for k in ("create", "score", "assign", "cache_hits")}
