@@ -4,6 +4,11 @@ Each preset adds one component to the one before it, so a table of presets reads
 ablation ladder: ``naive`` -> ``decompose`` -> ``hop`` -> ``rerank-<method>`` -> ``full``.
 Every preset asks for short answers (``agent.answer_style: short``) because EM/F1 on QA
 datasets punish a correct answer wrapped in a sentence.
+
+Retrieval depth vs generator context: every preset retrieves at least 10 candidates per
+query (``retrieval.k``) while the generator reads the top 5 (``agent.evidence_k``). The
+reported ranking metrics go up to @10 (MultiHop-RAG: Hits@10, MAP@10, MRR@10), and an @10
+is only honest over a list of 10; the runner drops any @k deeper than what a run retrieved.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from hoprank.tools.errors import HoprankError
 RERANK_METHODS = ("setwise", "rebel", "listwise", "pointwise", "cross-encoder", "embedding")
 
 _NAIVE: dict[str, Any] = {
-    "retrieval": {"retriever": "hybrid", "k": 5},
+    "retrieval": {"retriever": "hybrid", "k": 10},  # ranked depth 10 for @10 metrics; the generator reads 5
     "rerank": {"method": "none", "top_k": 5},
     "agent": {"mode": "pipeline", "decompose": "none", "max_hops": 0, "verify": False, "answer_style": "short", "evidence_k": 5},
 }
@@ -46,7 +51,7 @@ def _build() -> dict[str, dict[str, Any]]:
 PRESETS: dict[str, dict[str, Any]] = _build()
 
 DESCRIPTIONS: dict[str, str] = {
-    "naive": "top-5 hybrid retrieval -> generate (no decomposition, no hop, no rerank)",
+    "naive": "top-10 hybrid retrieval, top 5 to the generator (no decomposition, no hop, no rerank)",
     "decompose": "naive + question decomposition (agent.decompose auto)",
     "hop": "decompose + up to 2 follow-up hops from bridge entities",
     **{f"rerank-{m}": f"hop + {m} reranking of 20 candidates to 5" for m in RERANK_METHODS},

@@ -47,7 +47,9 @@ def test_eval_cli_real_agent_distractor_then_resume(tmp_path):
     summary = json.loads(res.output[res.output.index("{"):])
     m = summary["metrics"]
     assert m["n.total"] == 2 and m["n.retrieval_scored"] == 2
-    assert 0.0 <= m["answer.f1"] <= 1.0 and m["retrieval.recall@10"] > 0
+    # each question has 3 paragraphs: the ranked lists are 3 deep, so no @5 / @10 is reported
+    assert 0.0 <= m["answer.f1"] <= 1.0 and m["n.retrieval_depth"] == 3 and m["retrieval.recall@2"] > 0
+    assert "retrieval.recall@5" not in m and "retrieval.recall@10" not in m
     rows = read_rows(out / RESULTS)
     assert {r["status"] for r in rows} <= {"answered", "not_found", "partial", "failed"}
     # each question searched only its own paragraphs
