@@ -283,23 +283,50 @@ class Agent:
 
     # ---- tool for other agents -----------------------------------------------------------
     def as_tool(self, name: str = "hoprank_ask", description: str | None = None):
-        """A LangChain tool, so any LangChain/LangGraph agent can ask hoprank."""
-        from langchain_core.tools import StructuredTool
+        """A LangChain tool, so any LangChain/LangGraph agent can ask hoprank.
+
+        Why failures come back as tool errors and not as exceptions or empty text: an
+        exception from a tool kills the caller's graph (``create_react_agent``), and ``''``
+        with a success status lets the caller's model believe the documents hold nothing.
+        A bad question or a failed answer (an unreachable LLM, say) is a ``ToolException``,
+        which LangChain turns into a ToolMessage with ``status="error"`` and a message the
+        calling model can read and act on."""
+        from langchain_core.tools import StructuredTool, ToolException
+
+        def render(a: Answer) -> str:
+            if a.status == "failed":
+                raise ToolException(f"hoprank could not answer: {a.error or 'unknown error'}")
+            refs = "\n".join(f"[{c.marker}] {c.title or c.chunk_id}" for c in a.citations)
+            text = a.answer or "(no answer)"
+            if a.status != "answered":
+                why = (a.trace or {}).get("stop_reason")
+                text += f"\n\nStatus: {a.status}" + (f" ({why})" if why else "")
+            return f"{text}\n\nSources:\n{refs}" if refs else text
 
         def ask_documents(question: str) -> str:
-            a = self.ask(question)
-            refs = "\n".join(f"[{c.marker}] {c.title or c.chunk_id}" for c in a.citations)
-            return f"{a.answer}\n\nSources:\n{refs}" if refs else a.answer
+            try:
+                return render(self.ask(question))
+            except HoprankError as e:  # e.g. an empty question: the caller's model can rephrase
+                raise ToolException(f"hoprank rejected the question: {e}") from e
+
+        async def aask_documents(question: str) -> str:
+            try:
+                return render(await self.aask(question))
+            except HoprankError as e:
+                raise ToolException(f"hoprank rejected the question: {e}") from e
 
         return StructuredTool.from_function(
             func=ask_documents,
+            coroutine=aask_documents,
             name=name,
             description=description or "Answer a question from the indexed documents, with cited sources. Input: a full question.",
+            handle_tool_error=True,
         )
 
 
 def _sum_usage(steps: list[dict[str, Any]]) -> dict[str, int]:
-    u = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cache_hits": 0}
+    """The answer's LLM usage; calls and tokens include cache hits (see ``usage_of``)."""
+    u = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_calls": 0, "cached_tokens": 0}
     for s in steps:
         for k in u:
             u[k] += int((s.get("llm") or {}).get(k, 0) or 0)

@@ -12,6 +12,7 @@ from typing import Any
 from hoprank.agent.config import Config
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.llm.base import ChatLLM
+from hoprank.tools.llm.base import usage_of as llm_usage_of
 from hoprank.tools.types import Hit
 
 
@@ -47,14 +48,10 @@ def hit_brief(h: Hit) -> dict[str, Any]:
 
 
 def usage_of(*responses: Any) -> dict[str, int]:
-    """LLM accounting of the calls a node made (cache hits cost nothing and are not calls)."""
-    paid = [r for r in responses if r is not None and not getattr(r, "cached", False)]
-    return {
-        "calls": len(paid),
-        "prompt_tokens": sum(r.prompt_tokens for r in paid),
-        "completion_tokens": sum(r.completion_tokens for r in paid),
-        "cache_hits": sum(1 for r in responses if r is not None and getattr(r, "cached", False)),
-    }
+    """LLM accounting of the calls a node made: cache hits count like paid calls (so budgets
+    and eval costs do not depend on the cache's state) and again apart as ``cached_calls`` /
+    ``cached_tokens``. One definition, in the LLM layer: :func:`hoprank.tools.llm.base.usage_of`."""
+    return llm_usage_of(*responses)
 
 
 def step(node: str, summary: str, t0: float, tokens: int = 0, llm: dict[str, int] | None = None, **data: Any) -> dict[str, Any]:
