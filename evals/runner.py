@@ -95,13 +95,20 @@ def _num(d: dict[str, Any], *keys: str) -> float:
 
 
 def _usage(trace: dict[str, Any]) -> dict[str, float]:
-    """LLM accounting from an answer trace (``calls`` or ``llm_calls``; split or total tokens)."""
+    """LLM accounting from an answer trace (``calls`` or ``llm_calls``; split or total tokens).
+
+    Calls and tokens include cache hits (``usage_of``), so the summary's cost.* is the same
+    for a resumed run as for an uninterrupted one; the row also says how much the cache
+    replayed (``cached_calls`` / ``cached_tokens``), which the summary leaves out."""
     u = trace.get("usage") if isinstance(trace, dict) else None
     u = u if isinstance(u, dict) else {}
     prompt = _num(u, "prompt_tokens")
     completion = _num(u, "completion_tokens")
     total = _num(u, "total_tokens", "tokens") or prompt + completion
-    return {"llm_calls": _num(u, "calls", "llm_calls"), "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    return {
+        "llm_calls": _num(u, "calls", "llm_calls"), "prompt_tokens": prompt, "completion_tokens": completion,
+        "total_tokens": total, "cached_calls": _num(u, "cached_calls"), "cached_tokens": _num(u, "cached_tokens"),
+    }
 
 
 def _sub_queries(trace: dict[str, Any]) -> list[str]:
@@ -587,12 +594,13 @@ def make_llm(llm_cfg: Any):
 def closed_book_answer_fn(llm: Any, max_tokens: int = 32) -> Callable[[str], Answer]:
     """Answer from the LLM's own knowledge (no retrieval): MultiHop-RAG without its corpus."""
     from hoprank.prompts import chat
+    from hoprank.tools.llm.base import usage_of
 
     def answer(question: str) -> Answer:
         t0 = time.perf_counter()
         r = llm.chat(chat("closed_book", question=question), max_tokens=max_tokens)
         text = (r.text or "").strip().splitlines()[0].strip() if (r.text or "").strip() else ""
-        usage = {"calls": 0 if r.cached else 1, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens}
+        usage = usage_of(r)  # a cache hit counts like a paid call: a resumed run's cost is unchanged
         return Answer(question=question, answer=text, status="answered" if text else "not_found", trace={"usage": usage, "seconds": time.perf_counter() - t0, "mode": "closed_book"})
 
     return answer
