@@ -70,6 +70,9 @@ class AgentConfig(_Section):
     verify: bool = False
     answer_style: Literal["full", "short"] = "full"
     evidence_k: int = Field(5, ge=1, le=50)  # chunks shown to the generator
+    # document-borne instructions (hoprank.tools.safety): "screen" removes instruction-like spans from
+    # retrieved text, "flag" marks answers that carry foreign URLs/e-mails/prompt text; "on" does both
+    injection_guard: Literal["on", "screen", "flag", "off"] = "on"
 
 
 class Config(_Section):

@@ -16,6 +16,7 @@ from hoprank.agent.context import AgentContext, hit_brief, step, usage_of
 from hoprank.agent.hop import hop_queries
 from hoprank.agent.state import AgentState, SearchTask
 from hoprank.agent.understand import content_terms, entities, understand
+from hoprank.tools import safety
 from hoprank.tools.errors import HoprankError
 from hoprank.tools.retrieval.fusion import rrf
 from hoprank.tools.types import Hit
@@ -88,12 +89,15 @@ def search(task: SearchTask, runtime: Runtime[AgentContext]) -> dict:
     }
 
 
-def fuse(state: AgentState) -> dict:
-    """RRF over every query run so far (all hops): the candidate pool for reranking."""
+def fuse(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """RRF over every query run so far (all hops): the candidate pool for reranking. The pool
+    is screened for document-borne instructions here, before any LLM (reranker, generator) reads it."""
     t0 = time.perf_counter()
     runs = list((state.get("hits_by_query") or {}).values())
     pool = rrf(runs, k=60, top_k=POOL_SIZE) if runs else []
-    return {"pool": pool, "pending": [], "steps": 1, "trace": [step("fuse", f"RRF of {len(runs)} result lists -> {len(pool)} candidates", t0, pool=[hit_brief(h) for h in pool[:10]])]}
+    pool, screened = safety.screen_hits(pool) if safety.screens(runtime.context.config.agent.injection_guard) else (pool, [])
+    note = f"; {len(screened)} span(s) screened" if screened else ""
+    return {"pool": pool, "pending": [], "steps": 1, "trace": [step("fuse", f"RRF of {len(runs)} result lists -> {len(pool)} candidates{note}", t0, pool=[hit_brief(h) for h in pool[:10]], screened=screened)]}
 
 
 def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -161,7 +165,10 @@ def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     status = g.status
     if status == "answered" and state.get("stop_reason"):
         status = "partial"
-    return {"answer": g.answer, "citations": g.citations, "status": status, "steps": 1, "tokens": tokens, "trace": [step("generate", f"{status}; {len(g.citations)} citations" + (f"; fallback: {g.fallback}" if g.fallback else ""), t0, llm=usage_of(*g.responses), raw=g.raw[:1000], fallback=g.fallback, evidence=[hit_brief(h) for h in evidence])]}
+    # an answer carrying foreign URLs, e-mails or prompt text is flagged, not answered (tools/safety.py)
+    answer, status, guard = safety.guard_answer(g.answer, status, state["standalone"], g.citations, evidence, cfg.injection_guard)
+    flags = f"; flagged: {', '.join(f['kind'] for f in guard['flags'])}" if guard.get("flags") else ""
+    return {"answer": answer, "citations": g.citations, "status": status, "steps": 1, "tokens": tokens, "trace": [step("generate", f"{status}; {len(g.citations)} citations" + (f"; fallback: {g.fallback}" if g.fallback else "") + flags, t0, llm=usage_of(*g.responses), raw=g.raw[:1000], fallback=g.fallback, evidence=[hit_brief(h) for h in evidence], **guard)]}
 
 
 def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -179,7 +186,11 @@ def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
                 answer, cites, unsupported, revised = text, v_cites, v_unsup, True
         except HoprankError:
             pass
-    return {"answer": answer, "citations": cites, "steps": 1, "tokens": tokens, "trace": [step("verify", f"{len(unsupported)} unsupported claim(s); revised: {revised}", t0, llm=usage_of(resp), unsupported=unsupported, revised=revised)]}
+    status, guard = state.get("status") or "answered", {}
+    if revised:  # the revision is checked like the first answer
+        ev = (state.get("ranked") or [])[: runtime.context.config.agent.evidence_k]
+        answer, status, guard = safety.guard_answer(answer, status, state["standalone"], cites, ev, runtime.context.config.agent.injection_guard)
+    return {"answer": answer, "citations": cites, "status": status, "steps": 1, "tokens": tokens, "trace": [step("verify", f"{len(unsupported)} unsupported claim(s); revised: {revised}", t0, llm=usage_of(resp), unsupported=unsupported, revised=revised, flags=guard.get("flags"))]}
 
 
 def finalize(state: AgentState) -> dict:

@@ -269,7 +269,7 @@ class Finding:
 @dataclass(frozen=True)
 class Screened:
     text: str
-    findings: list[Finding] = field(default_factory=list)
+    findings: tuple[Finding, ...] = ()
 
     @property
     def instructions(self) -> list[Finding]:
@@ -296,8 +296,11 @@ def _units(canon: str) -> list[tuple[int, int, bool]]:
     return out
 
 
+@lru_cache(maxsize=4096)
 def screen_text(text: str) -> Screened:
-    """Remove instruction-like spans and hidden markup; keep every other character."""
+    """Remove instruction-like spans and hidden markup; keep every other character.
+
+    Cached: the same chunk comes back in every hop round and in many questions."""
     if not text:
         return Screened(text)
     hidden = [(m.start(), m.end(), rule) for rule, pat in _HIDDEN for m in pat.finditer(text)]
@@ -349,7 +352,7 @@ def screen_text(text: str) -> Screened:
     blobs = [(m.start(), m.end()) for m in _B64.finditer(text) if _b64_text(m.group())]
     findings = [_widen(f, blobs, text) for f in findings]
     invisible = [m.start() for m in _STRIP.finditer(text)]
-    return Screened(_apply(text, findings, invisible), _merge(findings, invisible, text))
+    return Screened(_apply(text, findings, invisible), tuple(_merge(findings, invisible, text)))
 
 
 def _widen(f: Finding, ranges: list[tuple[int, int]], text: str) -> Finding:
@@ -529,3 +532,27 @@ def _strip_marks(s: str) -> str:
 def _drop_sentences(text: str, bad: Any) -> str:
     sents = re.findall(r"[^.!?\n]+(?:[.!?]+|\n|$)", text)
     return " ".join(s.strip() for s in sents if s.strip() and not bad(s)).strip()
+
+
+# ---- the agent's two calls -------------------------------------------------------------------
+def screens(mode: str) -> bool:
+    """Does ``agent.injection_guard`` ask for screening retrieved text?"""
+    return mode in ("on", "screen")
+
+
+def guard_answer(answer: str, status: str, question: str, citations: Sequence[Citation], evidence: Sequence[Hit],
+                 mode: str = "on") -> tuple[str, str, dict[str, Any]]:
+    """(answer, status, trace data) after the answer check: an ``answered`` or ``partial``
+    answer with a flag becomes ``flagged`` with the flagged items redacted. The trace data
+    lists the flags and every span screened out of the evidence the generator read."""
+    info: dict[str, Any] = {}
+    screened = [{"chunk_id": h.id, **f} for h in evidence for f in (h.metadata or {}).get("screened", [])]
+    if screened:
+        info["screened"] = screened
+    if mode not in ("on", "flag") or status not in ("answered", "partial"):
+        return answer, status, info
+    chk = check_answer(answer, question, citations, evidence)
+    if not chk.flagged:
+        return answer, status, info
+    info["flags"] = chk.flags
+    return chk.answer, "flagged", info
