@@ -80,3 +80,83 @@ def test_switching_the_tokenizer_rewrites_sparse_vectors(qindex):
     qindex._retrievers.clear()
     stemmed = qindex.retriever("qdrant-sparse", stem=True)
     assert stemmed.search("clockmakers", 3)[0].doc_id == "otto.md"
+
+
+def test_incremental_sync_writes_only_changed_chunks(qindex, tmp_path):
+    first = qindex.retriever("qdrant")
+    assert first.written == len(qindex)
+    first.close()
+    qindex._retrievers.clear()
+    again = Index.open(qindex.path).retriever("qdrant")
+    assert again.written == 0  # same generation: nothing to do
+    again.close()
+    docs = tmp_path / "docs"
+    # texts of about the corpus' mean length, so the BM25 length normalisation stays put
+    hollin = "# Hollin\nHollin is a mountain village on the Ashe River, known for its glass bell foundry built in 1790."
+    (docs / "hollin.md").write_text(hollin, encoding="utf-8")
+    newtown = "# Newtown\nNewtown is a river port on the Grey Sound, known for its grain mill built in 1850."
+    (docs / "new.md").write_text(newtown, encoding="utf-8")
+    idx2, _ = Index.build(qindex.path, sources=[docs])
+    q = idx2.retriever("qdrant-sparse")
+    changed = [c for c in idx2.chunks if c.doc_id in ("hollin.md", "new.md")]
+    assert 0 < q.written == len(changed) < len(idx2)
+    assert q.count() == len(idx2)
+    assert q.search("glass bell foundry", 3)[0].doc_id == "hollin.md"
+    q.close()
+
+
+def _unit_rows(n: int, dim: int, seed: int = 0):
+    import uuid
+
+    import numpy as np
+
+    from hoprank.tools.retrieval.qdrant_store import PointRow
+
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    rows = [PointRow(str(uuid.UUID(int=i + 1)), x[i].tolist(), ([i % 50, 100 + i % 7], [1.0, 0.5]), {"chunk_id": f"c{i}", "text_hash": "h"}) for i in range(n)]
+    return x, rows
+
+
+def test_edge_builds_hnsw_above_the_full_scan_threshold_and_ef_buys_recall(tmp_path):
+    """Small indexes are scanned exactly; past the threshold the optimizer builds HNSW and
+    the search goes through the graph (recall < 1 at a tiny ef, ~1 at a large one)."""
+    import numpy as np
+
+    from hoprank.tools.retrieval.qdrant_store import EdgeStore, HnswParams, QuerySpec
+
+    x, rows = _unit_rows(3000, 32)
+    store = EdgeStore(tmp_path / "shard", HnswParams(m=8, ef_construct=32, full_scan_threshold_kb=1))
+    assert store.ensure_collection(32) is True
+    store.upsert(rows)
+    store.finish()
+    assert store.count() == 3000
+    info = store.shard.info()
+    assert info.indexed_vectors_count >= 3000  # the HNSW graph exists
+    queries = np.random.default_rng(1).standard_normal((40, 32)).astype(np.float32)
+    exact = np.argsort(-(x @ queries.T), axis=0)[:10].T
+
+    def recall(ef: int) -> float:
+        res = store.query([QuerySpec("dense", 10, dense=q.tolist(), ef=ef) for q in queries])
+        return float(np.mean([len({int(c[1:]) for c, _ in r} & set(e.tolist())) / 10 for r, e in zip(res, exact)]))
+
+    low, high = recall(10), recall(400)
+    assert high >= 0.97 and high >= low
+    hybrid = store.query([QuerySpec("hybrid", 5, dense=queries[0].tolist(), sparse=([3], [1.0]))])[0]
+    assert len(hybrid) == 5 and all(s > 0 for _, s in hybrid)
+    store.close()
+
+
+def test_a_new_embedding_size_recreates_the_edge_shard(tmp_path):
+    from hoprank.tools.retrieval.qdrant_store import EdgeStore
+
+    store = EdgeStore(tmp_path / "shard")
+    store.ensure_collection(8)
+    _, rows = _unit_rows(5, 8)
+    store.upsert(rows)
+    store.finish()
+    store.close()
+    reopened = EdgeStore(tmp_path / "shard")
+    assert reopened.ensure_collection(8) is False and reopened.count() == 5
+    assert reopened.ensure_collection(16) is True and reopened.count() == 0
+    reopened.close()

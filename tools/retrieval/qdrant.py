@@ -134,6 +134,7 @@ class QdrantRetriever(Retriever):
         self.depth = depth
         self.url = url
         self.ef = hnsw_ef
+        self.written = 0  # points the last sync wrote (0 when the store was already current)
         base = HnswParams()
         hnsw = HnswParams(m=hnsw_m or base.m, ef_construct=hnsw_ef_construct or base.ef_construct, ef=hnsw_ef or base.ef)
         if url:
@@ -144,7 +145,7 @@ class QdrantRetriever(Retriever):
             self._store_key = f"edge:{path.resolve()}"
             self.store = _acquire(self._store_key, lambda: EdgeStore(path, hnsw=hnsw))
         try:
-            self.sync()
+            self.written = self.sync()
         except BaseException:
             self.close()
             raise
