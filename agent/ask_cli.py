@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -15,27 +15,28 @@ from rich.panel import Panel
 console = Console()
 
 
-def _agent(index: Optional[Path], config: Optional[Path], overrides: dict, checkpoint: Optional[Path] = None):
+def _agent(index: Optional[Path], config: Optional[Path], overrides: list[tuple[str, str, Any]], checkpoint: Optional[Path] = None):
     from hoprank.agent.api import Agent
+    from hoprank.agent.cli_errors import with_flag_overrides
     from hoprank.agent.config import Config
 
-    cfg = Config.load(config).with_overrides(**overrides)
+    cfg = with_flag_overrides(Config.load(config), overrides)
     return Agent.from_config(cfg, index=index, checkpoint=checkpoint)
 
 
-def _overrides(llm_base_url, llm_model, retriever, rerank, mode, max_hops, short, verify) -> dict:
-    o = {
-        "llm.base_url": llm_base_url,
-        "llm.model": llm_model,
-        "llm.backend": "openai" if llm_base_url else None,
-        "retrieval.retriever": retriever,
-        "rerank.method": rerank,
-        "agent.mode": mode,
-        "agent.max_hops": max_hops,
-        "agent.answer_style": "short" if short else None,
-        "agent.verify": True if verify else None,
-    }
-    return {k: v for k, v in o.items() if v is not None}
+def _overrides(llm_base_url, llm_model, retriever, rerank, mode, max_hops, short, verify) -> list[tuple[str, str, Any]]:
+    """(flag, config key, value) per command-line flag, so a bad value names its flag."""
+    return [
+        ("--llm-base-url", "llm.base_url", llm_base_url),
+        ("--llm-model", "llm.model", llm_model),
+        ("--llm-base-url", "llm.backend", "openai" if llm_base_url else None),
+        ("--retriever", "retrieval.retriever", retriever),
+        ("--rerank", "rerank.method", rerank),
+        ("--mode", "agent.mode", mode),
+        ("--max-hops", "agent.max_hops", max_hops),
+        ("--short", "agent.answer_style", "short" if short else None),
+        ("--verify", "agent.verify", True if verify else None),
+    ]
 
 
 def _print_answer(a, show_trace: bool) -> None:
@@ -77,9 +78,12 @@ def register(app: typer.Typer) -> None:
         a = agent.ask(question)
         if as_json:
             print(json.dumps(answer_summary(a), ensure_ascii=False, indent=1))
-        else:
+        elif a.status != "failed":
             _print_answer(a, trace)
-        if a.status == "failed":
+        if a.status == "failed":  # the cause in one line (the JSON above carries it too)
+            from hoprank.agent.cli_errors import one_line, print_error, with_hint
+
+            print_error(one_line(f"could not answer: {with_hint(a.error or 'unknown error')}"))
             raise typer.Exit(1)
 
     @app.command("chat")

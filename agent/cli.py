@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hoprank.agent.cli_errors import check_flag, with_flag_overrides
 from hoprank.tools.errors import HoprankError
 
 app = typer.Typer(
@@ -116,6 +116,8 @@ def search_cmd(
         raise HoprankError("give either a QUERY or --queries FILE")
     if fmt not in ("jsonl", "trec"):
         raise HoprankError(f"--format must be jsonl or trec, got {fmt!r}")
+    check_flag("--retriever", "retrieval.retriever", retriever)
+    check_flag("--rerank", "rerank.method", rerank)
     idx = Index.open(index)
     opts = {"url": qdrant_url} if retriever.startswith("qdrant") and qdrant_url else {}
     ret = idx.retriever(retriever, **opts)
@@ -124,7 +126,10 @@ def search_cmd(
         from hoprank.agent.config import Config
         from hoprank.tools.rerank import make_reranker
 
-        cfg = Config.load(config).with_overrides(**{"llm.base_url": llm_base_url, "llm.model": llm_model, "llm.backend": "openai" if llm_base_url else None})
+        cfg = with_flag_overrides(Config.load(config), [
+            ("--llm-base-url", "llm.base_url", llm_base_url), ("--llm-model", "llm.model", llm_model),
+            ("--llm-base-url", "llm.backend", "openai" if llm_base_url else None),
+        ])
         reranker = make_reranker(rerank, llm_config=cfg.llm, embedder=idx.embedder, **cfg.rerank.options)
 
     def run(qs: list[str]) -> list[list]:
@@ -169,13 +174,18 @@ for _mod in _COMMAND_MODULES:
     importlib.import_module(_mod).register(app)
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        app()
-    except HoprankError as e:
-        err_console.print(f"[bold red]error:[/] {e}")
-        sys.exit(2)
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also HOPRANK_DEBUG=1); accepted after any command too."),
+) -> None:
+    """Global options; the error path itself is in ``hoprank.agent.cli_errors``."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``hoprank`` entry point: one-line errors and exit codes from ``cli_errors.run_cli``."""
+    from hoprank.agent.cli_errors import run_cli
+
+    sys.exit(run_cli(app, argv))
 
 
 if __name__ == "__main__":

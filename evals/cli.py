@@ -62,13 +62,13 @@ def _answer_run(dataset, path, setting, config, preset_name, limit, concurrency,
     """Answer and score the questions; returns the summary and the pooled index path."""
     from hoprank.agent.config import Config
     from hoprank.evals import runner as R
-    from hoprank.evals.datasets import file_sha256, load_dataset, load_multihop_rag_corpus
+    from hoprank.evals.datasets import file_sha256, load_multihop_rag_corpus
     from hoprank.evals.presets import apply_preset
     from hoprank.tools.errors import HoprankError
 
     if setting not in SETTINGS:
         raise HoprankError(f"--setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
-    examples = load_dataset(dataset, path, limit)
+    examples = _load_examples(dataset, path, limit)
     cfg = apply_preset(Config.load(config), preset_name)
     if answer_style:
         cfg = cfg.with_overrides(**{"agent.answer_style": answer_style})
@@ -121,6 +121,40 @@ def _answer_run(dataset, path, setting, config, preset_name, limit, concurrency,
     return R.run_eval(examples, fn, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, show_progress=show_progress, retry_failed=retry_failed), Path(ipath)
 
 
+def _load_examples(dataset: str, path: Path | None, limit: int | None) -> list[Any]:
+    """``load_dataset`` with a file that is not UTF-8 named, instead of a UnicodeDecodeError."""
+    from hoprank.evals.datasets import load_dataset
+    from hoprank.tools.errors import DatasetFormatError
+
+    try:
+        return load_dataset(dataset, path, limit)
+    except UnicodeDecodeError as e:
+        raise DatasetFormatError(
+            f"{path or dataset}: not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8 "
+            "(e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8)"
+        ) from None
+
+
+def failed_run_message(summary: dict[str, Any], out: Path) -> str | None:
+    """One line when no question was answered (every one failed), else None.
+
+    Why an error: a run whose every question failed measures the endpoint, not the system;
+    exiting 0 with all-zero metrics lets a script record the zeros as a result."""
+    from hoprank.evals import runner as R
+
+    m = summary.get("metrics") or {}
+    total, failed = int(m.get("n.total", 0) or 0), int(m.get("n.failed", 0) or 0)
+    if not total:
+        return "no question was evaluated: the dataset (after --limit) is empty"
+    if failed < total:
+        return None
+    first = next((r.get("error") for r in R.read_rows(out / R.RESULTS) if r.get("status") == "failed" and r.get("error")), None)
+    from hoprank.agent.cli_errors import with_hint
+
+    cause = with_hint(str(first)) if first else "see the error column of results.jsonl"
+    return f"every question failed ({failed} of {total}); first error: {cause}. Fix it and rerun with --retry-failed"
+
+
 def _run_config(run_dir: Path, config: Path | None):
     """The config to judge with: ``--config``, else the run's own config.json (API key
     redacted there: it then comes from the environment or ``--judge-api-key``)."""
@@ -156,7 +190,6 @@ def judge_from_cli(
     Dataset and path default to the ones recorded in the run's run.json (the gold
     paragraphs feed the nuggets). ``llm`` overrides the judge (tests pass a ScriptedLLM)."""
     from hoprank.evals import judge as J
-    from hoprank.evals.datasets import load_dataset
     from hoprank.tools.errors import HoprankError
 
     do_ragas, do_nuggets = J.parse_judges(judge)
@@ -170,7 +203,7 @@ def judge_from_cli(
         path = Path(info["dataset_path"])
     if limit is None:
         limit = info.get("limit")
-    examples = load_dataset(dataset, path, limit) if dataset else []
+    examples = _load_examples(dataset, path, limit) if dataset else []
     if llm is None:
         llm = J.make_judge_llm(_run_config(run_dir, config).llm, judge_base_url, judge_model, judge_api_key)
     embedder = None
@@ -229,6 +262,12 @@ def register(app: typer.Typer) -> None:
         else:
             print_summary(summary)
             typer.echo(f"results in {out}")
+        problem = failed_run_message(summary, out)
+        if problem:
+            from hoprank.agent.cli_errors import one_line, print_error
+
+            print_error(one_line(problem))
+            raise typer.Exit(1)
 
     @app.command("judge")
     def judge_cmd(

@@ -31,6 +31,10 @@ class DatasetFormatError(HoprankError, ValueError):
     """A dataset file does not have the documented layout; the message names the record."""
 
 
+class UsageError(HoprankError, ValueError):
+    """A command-line flag or argument with a value that cannot work; the message names the flag."""
+
+
 class LLMError(HoprankError, RuntimeError):
     """An LLM call failed after the allowed retries, or returned nothing usable."""
 

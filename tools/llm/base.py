@@ -246,7 +246,8 @@ def describe_error(exc: BaseException) -> str:
     msg = str(exc).strip().replace("\n", " ")
     text = f"{prefix}{type(exc).__name__}: {msg[:500]}"
     root = root_cause(exc)
-    if root is not exc and str(root).strip() and str(root).strip() not in msg:
+    # an HTTP status says it all; otherwise the root cause names what happened ("refused")
+    if status is None and root is not exc and str(root).strip() and str(root).strip() not in msg:
         text += f" ({type(root).__name__}: {str(root).strip().replace(chr(10), ' ')[:300]})"
     return text
 
