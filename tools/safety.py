@@ -153,6 +153,10 @@ _LEAD = (r"^[^\w\"“”'‘’«»]*(?:(?:please|kindly|also|and|then|now|inste
          r"|be sure to|you must|you should|you will|you need to|you have to|could you|would you(?: kindly)?|can you|will you"
          r"|i need you to|we need you to|if it is not too much trouble,? (?:please )?|we would be (?:very )?grateful if you could"
          r"|please be so kind as to|bitte|por favor|s'il vous plaît|per favore)\s+)*")
+_OBLIGE = (r"(?:must|should|shall|(?:is|are) (?:expected|required|instructed|obliged|supposed|asked|meant|told|mandated|requested)"
+           r"|(?:has|have|needs?) to|(?:mandatory|required|necessary|essential) for [\w ]{0,40}? to)")
+_DUTY = (r"(?:" + _OUT_VERB[3:-1] + r"|tell|ask|inform|direct|send|visit|mention|recommend|refer|reply|answer|respond|begin|start"
+         r"|end|cite|link|advise|warn)")
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>()\[\]\"'`]+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|ai|co|info|biz|xyz|ru|cn|ly|me|app"
                   r"|dev|site|online|top|link|click|example)\b(?:/[^\s<>()\"'`]*)?", re.I)
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
@@ -177,6 +181,13 @@ _FEATURES: list[tuple[str, float, re.Pattern[str]]] = [(n, w, re.compile(p)) for
     ("addressed_to_model", 3, r"\b" + _AI + r" (?:reading|processing|summari[sz]ing|answering|parsing|analy[sz]ing|ingesting|seeing|scanning|indexing|retrieving|crawling|using) (?:this|these|the following|the above)"),
     ("addressed_to_model", 2, r"\b(?:any|all|every|each) " + _AI + r"\b.{0,60}\b(?:must|should|shall|will|is required|are required|have to|has to|needs? to|is expected|are expected|is instructed)"),
     ("addressed_to_model", 3, r"\b(?:important|attention|notice) (?:for|to) (?:the |any )?" + _AI + r"\b"),
+    ("addressed_to_model", 2, r"\b(?:note|notes|message|instructions?|directives?|reminder)s? (?:to|for) (?:the |any |all )?(?:models?|bots?|agents?|machines?)\b"),
+    # a duty put on the model in the third person: "the assistant that summarises this page is expected to say X"
+    ("model_obligation", 2, r"\b" + _AI + r"\b.{0,80}?" + _OBLIGE + r"(?:\W+\w+){0,2}?\W+" + _DUTY + r"\b"),
+    ("model_obligation", 2, r"\b(?:responses?|answers?|replies|summar(?:y|ies)|outputs?)\b(?:\W+\w+){0,3}?\W+(?:from|about|on|using|citing|of) this (?:article|page|document|text|source|record|site)\b"),
+    ("model_obligation", 2, r"(?:^|\W)" + _OBLIGE + r"(?:\W+\w+){0,2}?\W+" + _DUTY + r"\b"),
+    # a key-value field meant for the model: {"llm_instruction": ...}, ai_directive: ..., x-assistant-policy=...
+    ("model_field", 3, r"[\"']?(?:x-)?(?:llm|ai|assistant|chatbot|gpt|bot|models?|agent)[_-](?:instructions?|directives?|notes?|polic(?:y|ies)|prompts?|commands?|tasks?|messages?|rules)[\"']?\s*[:=]"),
     ("system_prompt", 2, r"\b(?:system ?-?prompts?|system messages?|initial (?:instructions|prompt)|original (?:instructions|prompt)|hidden (?:instructions|prompt)|pre-?prompt|developer (?:message|instructions)|prompts? (?:du )?(?:syst[eè]me|del sistema|de sistema|di sistema|do sistema)|systemprompt|systemnachricht|системн\w+ (?:промпт|сообщени\w+)|系统提示)"),
     ("system_prompt", 2, r"\b(?:your|the) instructions (?:you were given|above|given to you|you received)|\b(?:everything|the text|the words) above (?:this|the)"),
     ("prompt_leak", 3, r"\b(?:reveal|print|show|output|repeat|display|leak|disclose|tell me|share|write out|reproduce|recite|give me|dump|quote|echo|paste|spell out)\b(?:\W+\w+){0,3}?\W+your (?:system |initial |original |hidden |full |complete |exact )*(?:prompt|instructions|configuration|directives|system message)"),
@@ -205,7 +216,7 @@ _SECOND_PERSON = re.compile(r"\b(?:you|your|yours|vous|votre|du|dein\w*|tu|usted
 
 
 def _clauses(s: str) -> list[str]:
-    return [c.strip() for c in re.split(r"[:;,]\s+|\.\s+|\n", s) if c.strip()]
+    return [c.strip() for c in re.split(r"[:;,|]\s*|\.\s+|\n", s) if c.strip()]
 
 
 def score_sentence(canon: str, orig: str) -> tuple[float, list[str]]:
