@@ -93,6 +93,9 @@ def describe(exc: BaseException) -> tuple[str, int]:
 
     if isinstance(exc, (UsageError, InvalidQueryError, ConfigError, DatasetFormatError, IndexNotFoundError)):
         return one_line(str(exc)), EXIT_INPUT
+    if isinstance(exc, HoprankError) and isinstance(exc, (FileNotFoundError, ValueError)):
+        msg = str(exc) if "check" in str(exc) or not isinstance(exc, FileNotFoundError) else f"{exc}; check the path"
+        return one_line(msg), EXIT_INPUT  # e.g. a source path that does not exist
     if isinstance(exc, LLMError):
         return one_line(with_hint(f"LLMError: {exc}")), EXIT_FAILED
     if isinstance(exc, HoprankError):
