@@ -105,14 +105,27 @@ def _canon(text: str, skip: Sequence[tuple[int, int]]) -> tuple[str, list[int]]:
         i += 1
     canon = "".join(chars)
     # i g n o r e  a l l -> ignore all (one space inside a word, two or more between words)
+    # a spaced run stands on its own line: obfuscated text rarely ends with a full stop
     keep = [True] * len(canon)
+    starts, ends = set(), set()
     for m in _SPACED.finditer(canon):
+        starts.add(m.start())
+        ends.add(m.end() - 1)
         for sp in re.finditer(r" +", m.group()):
             a, b = m.start() + sp.start(), m.start() + sp.end()
             for k in range(a, b - (1 if b - a >= 2 else 0)):
                 keep[k] = False
-    chars = [c for c, k in zip(canon, keep) if k]
-    pos = [p for p, k in zip(pos, keep) if k]
+    chars, old_pos, pos = [], pos, []
+    for k, c in enumerate(canon):
+        if k in starts:
+            chars.append("\n")
+            pos.append(old_pos[k])
+        if keep[k]:
+            chars.append(c)
+            pos.append(old_pos[k])
+        if k in ends:
+            chars.append("\n")
+            pos.append(old_pos[k])
     canon = "".join(chars)
     # words that mix Latin letters with look-alikes or digits: read them as a model would
     out = list(canon)
@@ -288,14 +301,20 @@ class Screened:
         return [f for f in self.findings if f.rule != "invisible_chars"]
 
 
-_UNIT_END = re.compile(r"[.!?。！？]+[\"'”’)\]]*(?=\s|$)|\n")
+_UNIT_END = re.compile(r"[.!?。！？，]+[\"'”’)\]]*(?=\s|$|<)|\n|<\|im_end\|>|\[/(?:system|inst|sys|admin)\]|</\w+>|<</sys>>|-->")
 
 
-def _units(canon: str) -> list[tuple[int, int, bool]]:
-    """Sentences (and lines) of the canonical text: (start, end, starts_paragraph)."""
+_SOFT_END = re.compile(r"(?:https?://|www\.)\S+(?=\s+\S)|[)\]}>](?=\s+\S)")
+
+
+def _units(canon: str, upper_at: Any = lambda i: False) -> list[tuple[int, int, bool]]:
+    """Sentences (and lines) of the canonical text: (start, end, starts_paragraph). A URL or a
+    closing bracket followed by a capitalised word (``upper_at`` looks at the original) also
+    ends a sentence: injections often lack their final full stop."""
     out: list[tuple[int, int, bool]] = []
     start, gap = 0, ""
-    ends = [m.end() for m in _UNIT_END.finditer(canon)] + [len(canon)]
+    soft = [m.end() for m in _SOFT_END.finditer(canon) if upper_at(len(canon[: m.end()]) + len(canon[m.end():]) - len(canon[m.end():].lstrip()))]
+    ends = sorted(set([m.end() for m in _UNIT_END.finditer(canon)] + soft)) + [len(canon)]
     for end in ends:
         seg = canon[start:end]
         if seg.strip():
@@ -323,7 +342,7 @@ def screen_text(text: str) -> Screened:
         return pos[cs], pos[min(ce, len(pos)) - 1] + 1
 
     flagged: dict[int, str] = {}
-    units = _units(canon)
+    units = _units(canon, lambda j: j < len(pos) and text[pos[j]].isupper())
     scores = []
     for k, (cs, ce, _) in enumerate(units):
         os_, oe = orig_span(cs, ce)
@@ -481,7 +500,7 @@ def check_answer(answer: str, question: str, citations: Sequence[Citation], evid
     * a URL or e-mail address is allowed only when it occurs in the (screened) text of a
       chunk the answer cites *and* the question asks for a link, site or contact (or names
       the address itself); anything else is redacted and flagged;
-    * a line of hoprank's system prompts (half of its word 4-grams or more, not in the
+    * a line of hoprank's system prompts (60% of its word 4-grams or more, not in the
       evidence) means the prompt leaked: the sentences carrying it are removed;
     * text that screening removed from the evidence (a 5-word run, or a code-like token
       such as ``ZEBRA-4821``) must not come back through the answer."""
@@ -513,7 +532,7 @@ def check_answer(answer: str, question: str, citations: Sequence[Citation], evid
             redacted = redacted.replace(value, placeholder)
     ans_sh = _shingles(redacted)
     ev_sh = _shingles(ev_text)
-    leaked = [line for line, sh in prompt_lines(prompt_names) if sh and len((sh & ans_sh) - ev_sh) >= max(2, len(sh) / 2)]
+    leaked = [line for line, sh in prompt_lines(prompt_names) if sh and len((sh & ans_sh) - ev_sh) >= max(3, 0.6 * len(sh))]
     if leaked:
         flags.append({"kind": "prompt", "value": leaked[0][:120], "reason": f"repeats {len(leaked)} line(s) of the system prompt"})
         bad = set().union(*(sh for line, sh in prompt_lines(prompt_names) if line in leaked))
