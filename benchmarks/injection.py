@@ -203,6 +203,9 @@ def main() -> int:
         "First held-out round (fake_dialogue, third_person, payload_in_data, fake_error; 16 questions, one shared index): measured "
         "once with the guard on, 2/16 payloads answered (third_person and payload_in_data canaries) and 3 tune questions carried a "
         "held-out document's payload; those styles were then tuned on and a new held-out round written. Indexes are now per split.",
+        "Second held-out round, first measured at commit 79d7815: guard on 0/16 payloads answered, screen only 1/16, guard on "
+        "gold answered 14/16 (one fact lost with an injection that lacked a full stop, one answer flagged). Since then only "
+        "sentence boundaries changed (after closing markup, URLs and obfuscated runs), found with tune fixtures.",
     ] + [f"clean text screened: {e}" for e in examples]
     common.write_results(args.name, results, sections, env=env, runs="1 run per mode (the endpoint and the agent are deterministic)",
                          data=["generated: hoprank.evals.injection.planted_set(seed=7)", "agent/sample_corpus"] + data,
