@@ -627,7 +627,7 @@ def notes_for(state: dict, labels: list[str]) -> list[str]:
         "else the ef with the best recall.",
         "Random unit vectors in 384 dimensions have no neighbourhood structure (every pair is nearly orthogonal): the hardest case for HNSW recall; "
         "the real-vector rows show the recall real embeddings get.",
-        "Edge hybrid = dense prefetch (HNSW) + sparse BM25 prefetch (IDF modifier), 50 candidates each, RRF k=60 inside the engine; "
+        "Edge hybrid = dense prefetch (HNSW) + sparse BM25 prefetch (IDF modifier), 50 candidates each, RRF inside the engine (k=2, Qdrant's default); "
         "hoprank RRF = bm25s top-50 + numpy top-50 fused by hoprank.tools.retrieval.fusion.rrf (k=60). On synthetic data queries' words and vectors are unrelated: this times the fusion, it says nothing about quality.",
     ]
     for label in labels:

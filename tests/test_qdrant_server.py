@@ -150,12 +150,12 @@ def test_server_payloads_follow_the_qdrant_schema_and_the_edge_layout(sindex, fa
     assert set(point["vector"]["bm25"]) == {"indices", "values"} and point["vector"]["bm25"]["indices"]
     assert set(point["payload"]) == {"chunk_id", "doc_id", "title", "text_hash"}
     assert q.count() == len(sindex) == edge.count()
-    # 3. a hybrid query: two prefetches fused by RRF (k=60) inside Qdrant, in one batch request
+    # 3. a hybrid query: two prefetches fused by RRF inside Qdrant, in one batch request
     hits = q.search_batch(["Which river is 212 kilometres long?", "clock tower"], 3)
     (batch,) = fake_qdrant.bodies("POST", "/collections/docs/points/query/batch")
     models.QueryRequestBatch.model_validate(batch)
     first = batch["searches"][0]
-    assert first["query"] == {"rrf": {"k": 60}} and first["limit"] == 3 and first["with_payload"] == ["chunk_id"]
+    assert first["query"] == {"fusion": "rrf"} and first["limit"] == 3 and first["with_payload"] == ["chunk_id"]
     assert [p["using"] for p in first["prefetch"]] == ["dense", "bm25"]
     assert first["prefetch"][0]["params"]["hnsw_ef"] == 128 and first["prefetch"][0]["limit"] == 50
     assert [len(h) for h in hits] == [3, 3] and hits[0][0].retriever == "qdrant-hybrid"
