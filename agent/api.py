@@ -29,13 +29,12 @@ from hoprank.agent.config import Config
 from hoprank.agent.context import AgentContext, hit_brief
 from hoprank.agent.graph import build_graph
 from hoprank.agent.state import RESET
-from hoprank.tools.errors import HoprankError, InvalidQueryError, validate_query
+from hoprank.tools.errors import MAX_QUESTION_CHARS, HoprankError, InvalidQueryError, validate_query
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.llm.base import ChatLLM
 from hoprank.tools.types import Answer, Citation, Document, Hit
 
 log = logging.getLogger(__name__)
-MAX_QUESTION_CHARS = 4000
 
 # types the checkpointer may restore (LangGraph blocks unregistered types)
 _CHECKPOINT_TYPES = [("hoprank.tools.types", "Hit"), ("hoprank.tools.types", "Citation"), ("hoprank.tools.types", "Chunk")]

@@ -33,8 +33,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hoprank.tools.errors import HoprankError, InvalidQueryError
+from hoprank.tools.errors import MAX_QUESTION_CHARS, HoprankError, InvalidQueryError
 from hoprank.tools.types import Document
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class ServerSettings:
 
     api_key: str | None = None
     max_body_bytes: int = 2_000_000  # documents are uploaded as JSON, so allow a few MB
-    max_question_chars: int = 8_000
+    max_question_chars: int = MAX_QUESTION_CHARS  # the agent's own limit: one constant
     max_messages: int = 200
     request_timeout_s: float = 600.0  # a CPU model answering a multi-hop question is slow
     keepalive_s: float = 15.0  # SSE comment lines so proxies keep the stream open
@@ -74,6 +75,9 @@ class APIError(Exception):
 
 def _error(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> JSONResponse:
     return JSONResponse(APIError(status, message, type_, param, code).body(), status_code=status)
+
+
+_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 # ---------------------------------------------------------------------------- JSON
@@ -165,6 +169,8 @@ def validate_chat(req: ChatRequest, settings: ServerSettings) -> str:
         v = getattr(req, name)
         if v is not None and len(v) > 256:
             raise APIError(400, f"{name} is longer than 256 characters", param=name)
+    if req.model is not None and req.model != settings.model_id:
+        raise APIError(404, f"The model {req.model!r} does not exist; this server serves {settings.model_id!r}", param="model", code="model_not_found")
     last = req.messages[-1]
     if last.role != "user":
         raise APIError(400, f"the last message must come from the user (it is the question), got role {last.role!r}", param="messages")
@@ -330,6 +336,19 @@ def create_app(agent: Any, settings: ServerSettings | None = None) -> FastAPI:
     async def _api_error(_: Request, e: APIError) -> JSONResponse:
         return JSONResponse(e.body(), status_code=e.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        # unknown routes (404), wrong methods (405)...: OpenAI's error object, not {"detail"}
+        kind = {401: "authentication_error", 404: "not_found_error"}.get(e.status_code, "invalid_request_error")
+        headers = dict(e.headers) if e.headers else None
+        body = APIError(e.status_code, str(e.detail), kind, code=_CODES.get(e.status_code)).body()
+        return JSONResponse(body, status_code=e.status_code, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, e: Exception) -> JSONResponse:
+        log.exception("unhandled server error")
+        return _error(500, f"internal server error: {type(e).__name__}", type_="server_error", code="internal_error")
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:
         parts = []
@@ -422,9 +441,12 @@ def parse_documents(payload: Any, max_documents: int = 10_000) -> list[Document]
         text = rec.get("text", rec.get("contents", rec.get("body")))
         if not isinstance(text, str) or not text.strip():
             raise APIError(400, f"documents[{i}] has no non-empty 'text' string")
-        doc_id = rec.get("id") or f"upload-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:12]}"
-        if not isinstance(doc_id, str):
-            doc_id = str(doc_id)
+        doc_id = rec.get("id")
+        if doc_id is None:
+            doc_id = f"upload-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:12]}"
+        elif not isinstance(doc_id, str) or not doc_id.strip():
+            # str(["a"]) would silently become the id "['a']"
+            raise APIError(400, f"documents[{i}].id must be a non-empty string, got {type(doc_id).__name__} {doc_id!r:.80}", param=f"documents[{i}].id")
         if doc_id in seen:
             raise APIError(400, f"documents[{i}]: duplicate id {doc_id!r}")
         seen.add(doc_id)
@@ -432,6 +454,8 @@ def parse_documents(payload: Any, max_documents: int = 10_000) -> list[Document]
         if not isinstance(meta, dict):
             raise APIError(400, f"documents[{i}].metadata must be an object")
         title = rec.get("title") or ""
+        if not isinstance(title, str):
+            raise APIError(400, f"documents[{i}].title must be a string, got {type(title).__name__}", param=f"documents[{i}].title")
         out.append(Document(id=doc_id, text=text, title=str(title), source=str(rec.get("source", "upload")), metadata=meta))
     return out
 

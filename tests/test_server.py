@@ -204,7 +204,7 @@ def test_oversized_body_413(server):
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "user", "content": "   "}]}, "empty"),
         ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}, "last message must come from the user"),
-        ({"messages": [{"role": "user", "content": "q" * 9000}]}, "limit is 8,000"),
+        ({"messages": [{"role": "user", "content": "q" * 4001}]}, "limit is 4,000"),
         ({"messages": "hello"}, "messages"),
         ({"max_tokens": "lots"}, "max_tokens"),
     ],
@@ -373,8 +373,9 @@ def test_thread_map_unit():
 
 
 def test_parse_documents_shapes():
-    docs = parse_documents({"documents": [{"id": 7, "text": "seven", "title": None}]})
+    docs = parse_documents({"documents": [{"id": "7", "text": "seven", "title": None}]})
     assert docs[0].id == "7" and docs[0].title == "" and docs[0].source == "upload"
+    assert parse_documents([{"text": "no id"}])[0].id.startswith("upload-")
     assert parse_documents({"text": "single"})[0].text == "single"
     assert replace(docs[0], text="x").id == "7"
 
@@ -432,3 +433,64 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# ---- issue 10.14: OpenAI error objects everywhere, the model name, one length limit ------
+def _is_openai_error(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) >= {"error"} and "detail" not in body, body
+    assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    return body["error"]
+
+
+def test_unknown_model_is_a_404_model_not_found(server):
+    url = server(FakeAgent())
+    with pytest.raises(openai.NotFoundError) as ei:
+        client(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "q"}])
+    assert "gpt-4o" in str(ei.value)
+    err = _is_openai_error(httpx.post(f"{url}/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "q"}]}), 404)
+    assert err["code"] == "model_not_found" and err["param"] == "model"
+    r = httpx.post(f"{url}/v1/chat/completions", json={"model": "nope", "stream": True, "messages": [{"role": "user", "content": "q"}]})
+    assert _is_openai_error(r, 404)["code"] == "model_not_found"
+
+
+def test_every_error_is_an_openai_error_object(server):
+    url = server(FakeAgent(), max_body_bytes=10_000)
+    _is_openai_error(httpx.get(f"{url}/v1/nothing-here"), 404)
+    _is_openai_error(httpx.get(f"{url}/v1/chat/completions"), 405)
+    _is_openai_error(httpx.post(f"{url}/v1/chat/completions", json={"messages": "x"}), 400)
+    _is_openai_error(httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 20_000}]}), 413)
+    _is_openai_error(httpx.get(f"{url}/web/missing.js"), 404)
+
+
+def test_unexpected_server_error_is_a_500_openai_error(server):
+    class Broken(FakeAgent):
+        def add_documents(self, documents: list) -> dict:
+            raise RuntimeError("disk on fire")
+
+    url = server(Broken())
+    err = _is_openai_error(httpx.post(f"{url}/v1/documents", json=[{"id": "a", "text": "x"}]), 500)
+    assert err["type"] == "server_error" and "disk on fire" not in err["message"]  # no internals leaked
+
+
+def test_server_question_limit_is_the_agent_s(server):
+    from hoprank.agent import api
+
+    assert ServerSettings().max_question_chars == api.MAX_QUESTION_CHARS
+    url = server(FakeAgent())
+    ok = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "q" * api.MAX_QUESTION_CHARS}]})
+    assert ok.status_code == 200, ok.text
+    too_long = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "q" * (api.MAX_QUESTION_CHARS + 1)}]})
+    assert _is_openai_error(too_long, 400)["param"] == "messages"
+
+
+@pytest.mark.parametrize("bad_id", [["a"], {"k": 1}, 7, True, "", "  "])
+def test_documents_reject_a_non_string_id(server, bad_id):
+    agent = FakeAgent()
+    url = server(agent)
+    err = _is_openai_error(httpx.post(f"{url}/v1/documents", json=[{"id": bad_id, "text": "x"}]), 400)
+    assert "id must be a non-empty string" in err["message"] and err["param"] == "documents[0].id"
+    assert agent.documents == []
+    err = _is_openai_error(httpx.post(f"{url}/v1/documents", json=[{"id": "a", "text": "x", "title": ["t"]}]), 400)
+    assert "title must be a string" in err["message"]

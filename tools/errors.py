@@ -40,6 +40,9 @@ class LLMError(HoprankError, RuntimeError):
 
 
 MAX_QUERY_CHARS = 20_000
+#: The longest question the agent answers. One constant for every entry point (Python API,
+#: HTTP server, MCP, CLI) so a question one of them accepts is never refused by another.
+MAX_QUESTION_CHARS = 4_000
 
 
 def validate_query(query: object, max_chars: int = MAX_QUERY_CHARS) -> str:
