@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -242,7 +243,7 @@ def probe(kind: str, path: Path, data: Path | None, limit: int | None) -> dict:
         idx.retriever("dense").search("kaloru", 10)
         if kind == "load-20k-qdrant":
             idx.retriever("qdrant").search("kaloru", 10)
-            what += " + open the synced embedded Qdrant store + one query"
+            what += " + open the synced embedded Qdrant store (Qdrant Edge) + one query"
     return {"probe": kind, "what": what, "rss_before_work_mb": before, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -274,6 +275,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--encode-docs", type=int, default=200, help="HotpotQA paragraphs in the encoding throughput measurement")
     p.add_argument("--name", default="retrieval_speed")
     p.add_argument("--render-only", action="store_true", help="re-write the .md (and .json) from the saved .json without measuring")
+    p.add_argument("--rerun-search", action="store_true", help="re-measure only the synthetic search rows (numpy, Qdrant, both hybrids) "
+                   "and the load-20k memory probes, keeping every other row of the saved .json")
     p.add_argument("--probe", help=argparse.SUPPRESS)
     p.add_argument("--probe-path", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--probe-data", type=Path, help=argparse.SUPPRESS)
@@ -292,6 +295,8 @@ def main(argv=None) -> int:
         res = saved["results"]
         write(args, env, data_file(args.data), res, sorted(int(n) for n in res["synthetic"]))
         return 0
+    if args.rerun_search:
+        return rerun_search(args)
     from hoprank.evals.datasets import load_hotpotqa, pooled_corpus
     from hoprank.tools.embeddings import Embedder
     from hoprank.tools.ingest.index import Index, _embed_text
@@ -388,6 +393,43 @@ def main(argv=None) -> int:
     return 0
 
 
+def rerun_search(args) -> int:
+    """Re-measure the rows a retriever change affects (the synthetic search rows, side by
+    side as before, and the load-20k memory probes) into the saved results. The rows they
+    replace are kept under ``*_previous`` keys, so the old figures stay comparable."""
+    saved = json.loads((RESULTS_DIR / f"{args.name}.json").read_text())
+    meta, results = saved["metadata"], saved["results"]
+    env = {k: meta[k] for k in ("date", "cpu_count", "cpu_model", "memory_gb", "platform", "python", "packages", "load_average_at_start", "load_average_at_end")}
+    now = environment(tuple(env["packages"]) + ("qdrant-edge-py",))
+    scales = sorted(int(n) for n in results["synthetic"])
+    work = Path(tempfile.mkdtemp(prefix="hoprank-speed-"))
+    t0 = time.perf_counter()
+    try:
+        synth = synthetic_corpus(max(scales))
+        syn_queries = synthetic_queries(synth, args.queries)
+        for n in scales:
+            log(f"synthetic {n}: building (random vectors)")
+            idx, _ = build_index(work / f"syn{n}", synth[:n], fake_vectors=True)
+            idx.__dict__["embedder"] = LookupEmbedder(dict(zip(syn_queries, HashEmbedder().encode(syn_queries))))
+            res = results["synthetic"][str(n)]
+            res.setdefault("search_previous", res["search"])
+            res["search"] = dense_vs_qdrant(idx, syn_queries, args.hybrid_queries)
+        big = work / f"syn{max(scales)}"
+        results.setdefault("memory_previous", results["memory"])
+        fresh = {m["probe"]: m for m in (run_probe("load-20k", big, None, None), run_probe("load-20k-qdrant", big, None, None))}
+        results["memory"] = [fresh.get(m["probe"], m) for m in results["memory"]]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["search_rerun"] = {
+        "date": now["date"], "load_average_at_start": now["load_average_at_start"], "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "packages": now["packages"], "total_s": round(time.perf_counter() - t0, 1), "previous_date": env["date"],
+    }
+    env["packages"] = {**env["packages"], **{k: v for k, v in now["packages"].items() if k.startswith("qdrant")}}
+    write(args, env, data_file(args.data), results, scales)
+    log(f"search rows re-measured in {results['search_rerun']['total_s']}s; wrote {RESULTS_DIR / (args.name + '.md')}")
+    return 0
+
+
 def write(args, env, path: Path, results: dict, scales: list[int]) -> None:
     hb, hq = results["hotpot_build"], results["hotpot_bm25"]
     big = str(max(scales))
@@ -423,6 +465,17 @@ def write(args, env, path: Path, results: dict, scales: list[int]) -> None:
                          s["p50_ratio_qdrant_hybrid_over_rrf"], s["qdrant_sync_s"]])
     sections.append(("Query latency, search only (p50 / p95 ms, k=10, one query per call)", markdown_table(
         ["chunks", "vectors", "queries", "numpy exact", "numpy exact, 1 BLAS thread", "Qdrant embedded", "p50 ratio Qdrant/numpy", "Qdrant top-10 = exact", "hybrid RRF (bm25s + numpy)", "qdrant-hybrid", "p50 ratio", "Qdrant sync s"], lat_rows, 2)))
+    prev_rows = []
+    for n in scales:
+        s, old = results["synthetic"][str(n)]["search"], results["synthetic"][str(n)].get("search_previous")
+        if old:
+            prev_rows.append([n, old["qdrant_sync_s"], s["qdrant_sync_s"], ratio(old["qdrant_sync_s"], s["qdrant_sync_s"], 1), old["qdrant"]["p50_ms"],
+                              s["qdrant"]["p50_ms"], old["qdrant_hybrid"]["p50_ms"], s["qdrant_hybrid"]["p50_ms"]])
+    if prev_rows:
+        rr = results["search_rerun"]
+        sections.append((f"Embedded Qdrant before and after: qdrant-client local mode ({rr['previous_date'][:10]}) vs Qdrant Edge ({rr['date'][:10]})", markdown_table(
+            ["chunks", "local mode sync s", "Edge sync s", "sync speed-up", "local mode p50 ms", "Edge p50 ms", "local mode hybrid p50 ms", "Edge hybrid p50 ms"],
+            prev_rows, 2)))
     mem_rows = [[m["probe"], m.get("what", m.get("error")), m.get("rss_before_work_mb"), m.get("peak_rss_mb"), m.get("increment_mb")] for m in results["memory"]]
     sections.append(("Peak memory (RSS, fresh process per probe)", markdown_table(["probe", "work", "RSS before work MB", "peak RSS MB", "increment MB"], mem_rows, 1)))
     notes = [
@@ -435,12 +488,19 @@ def write(args, env, path: Path, results: dict, scales: list[int]) -> None:
         + " instead of MiniLM embeddings (exact search cost does not depend on the values; "
         "MiniLM encodes these texts at a few documents/s on the shared cores), so their build rows measure chunking + writing only.",
         "Latency is search only: query vectors are computed before the clock starts (see the dense encoding table for the query encoding cost to add). "
-        "Qdrant runs embedded (qdrant-client local mode, pure Python); a Qdrant server with HNSW behaves very differently at scale.",
+        "Qdrant runs embedded: Qdrant Edge (qdrant-edge-py, the Rust engine in process) since the search rows' re-run, qdrant-client's pure-Python "
+        "local mode before. Its sync = tokenise + upsert + flush/optimize (the HNSW graph is built for segments above the full-scan threshold, "
+        "here the 20k index); on random vectors HNSW recall is at its worst (see benchmarks/results/scale.md for the ef sweep and real vectors).",
         "'numpy exact' is hoprank's dense retriever as shipped (OpenBLAS picks its own thread count); the '1 BLAS thread' column is the same code under "
         "threadpoolctl.threadpool_limits(1): on a loaded 2-core machine a multi-threaded matrix-vector product waits for a second core and gets far slower.",
         "q/s bm25s / rank-bm25 are hoprank's retrievers (per-query scoring + top-k); 'bm25s native batch' is bm25s's own batched retrieve(), single thread, for scale.",
         "Peak memory: VmHWM (peak RSS) of a fresh interpreter; 'before work' is its RSS after imports, so 'increment' is what the work itself added.",
     ]
+    rr = results.get("search_rerun")
+    if rr:
+        notes.insert(0, f"Partial re-run on {rr['date']} (`--rerun-search`, {rr['total_s']} s, load average {rr['load_average_at_start'][0]:.1f} at start, "
+                     f"{rr['load_average_at_end'][0]:.1f} at end): the query latency table and the load-20k memory probes; every other row is from the "
+                     f"full run of {rr['previous_date']}. The replaced figures are kept in the .json (search_previous, memory_previous).")
     loads = [x for x in (env.get("load_average_at_start") or [])[:1] + (env.get("load_average_at_end") or [])[:3]]
     if loads and max(loads) > env["cpu_count"]:
         notes.insert(0, f"The machine was shared while this ran: load average {min(loads):.0f}-{max(loads):.0f} on {env['cpu_count']} cores. "
