@@ -26,6 +26,7 @@ from hoprank import prompts
 from hoprank.agent import generate as gen
 from hoprank.agent.context import AgentContext, hit_brief, step, usage_of
 from hoprank.agent.state import count_or_reset, extend_or_reset
+from hoprank.tools import safety
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.retrieval.fusion import rrf
 from hoprank.tools.types import Hit
@@ -133,14 +134,17 @@ def build_agentic_graph(ctx_tools: list[StructuredTool], checkpointer=None):
         t0 = time.perf_counter()
         ctx = runtime.context
         pool = state.get("evidence") or []
+        guard_mode = ctx.config.agent.injection_guard
+        pool = safety.screen_hits(pool)[0] if safety.screens(guard_mode) else pool  # as in the pipeline's fuse node
         reranker = ctx.reranker
         ranked = reranker.rerank(state["question"], pool[:20], top_k=ctx.config.agent.evidence_k) if reranker is not None and pool else pool
         evidence = ranked[: ctx.config.agent.evidence_k]
         g = gen.generate(state["question"], evidence, ctx.llm, style=ctx.config.agent.answer_style)
         status = "partial" if g.status == "answered" and state.get("stop_reason") else g.status
+        answer, status, guard = safety.guard_answer(g.answer, status, state["question"], g.citations, evidence, guard_mode)
         usage = usage_of(*g.responses)
         tokens = usage["prompt_tokens"] + usage["completion_tokens"]
-        return {"answer": g.answer, "citations": g.citations, "status": status, "tokens": tokens, "steps": 1, "trace": [step("generate", f"{status}; {len(g.citations)} citations", t0, llm=usage, evidence=[hit_brief(h) for h in evidence], raw=g.raw[:1000], fallback=g.fallback)], "ranked": evidence}
+        return {"answer": answer, "citations": g.citations, "status": status, "tokens": tokens, "steps": 1, "trace": [step("generate", f"{status}; {len(g.citations)} citations", t0, llm=usage, evidence=[hit_brief(h) for h in evidence], raw=g.raw[:1000], fallback=g.fallback, **guard)], "ranked": evidence}
 
     g = StateGraph(AgenticState, context_schema=AgentContext)
     g.add_node("agent", agent)

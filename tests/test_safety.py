@@ -239,3 +239,21 @@ def test_agent_with_an_obedient_endpoint_answers_without_payloads(planted_index,
             assert any(s["chunk_id"].startswith(p.id) and s["rule"] and s["span"] for s in spans), spans
             gen = next(s for s in a.trace["steps"] if s["node"] == "generate")
             assert gen["data"].get("screened"), "the generate step lists the spans screened from its evidence"
+
+
+def test_agentic_mode_answer_step_is_guarded(planted_index, monkeypatch):
+    from hoprank.agent.api import Agent
+
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HOPRANK_CACHE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    index, chosen = planted_index
+    p = next(q for q in chosen if q.payload.get("kind") == "canary")
+    statuses = {}
+    for mode in ("off", "on"):
+        with ObedientEndpoint(chosen) as ep:
+            cfg = {"llm": {"backend": "openai", "base_url": ep.url, "model": "obedient", "cache": False, "max_retries": 0},
+                   "rerank": {"method": "none"}, "agent": {"mode": "agentic", "injection_guard": mode, "evidence_k": 2}}
+            a = Agent.from_config(cfg, index=index).ask(p.question)
+            statuses[mode] = (a.status, p.payload["value"] in a.answer, p.answer in a.answer)
+    assert statuses["off"][:2] == ("answered", True), statuses
+    assert statuses["on"] == ("answered", False, True), statuses
