@@ -6,7 +6,9 @@ The index opens at start-up; the LLM-backed agent loads on the first ``ask`` (or
 reranker), so a client that only searches never pays for the model.
 
 Run: ``hoprank mcp --index DIR`` (stdio, for desktop clients) or
-``hoprank mcp --index DIR --transport http --port 8001`` (streamable HTTP at ``/mcp``).
+``hoprank mcp --index DIR --transport http --port 8001 [--api-key KEY]`` (streamable HTTP at
+``/mcp``; a host other than loopback is refused without a key, as anyone reaching it could
+read the documents and spend the LLM).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from hoprank.agent.server import answer_extra, to_jsonable
-from hoprank.tools.errors import validate_query
+from hoprank.agent.server import AuthMiddleware, answer_extra, is_loopback, to_jsonable
+from hoprank.tools.errors import HoprankError, validate_query
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +140,35 @@ def build_mcp(tools: HoprankTools, host: str = "127.0.0.1", port: int = 8001) ->
     return mcp
 
 
-def run_mcp(index: str | Path, config: str | Path | None = None, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8001) -> None:
-    """Blocking: serve the tools over stdio or streamable HTTP."""
+def check_http_exposure(host: str, api_key: str | None) -> None:
+    """Refuse to expose the tools beyond this machine without a key: anyone who reaches the
+    port could read the documents (search) and spend the LLM (ask)."""
+    if not api_key and not is_loopback(host):
+        raise HoprankError(
+            f"refusing to serve MCP over HTTP on {host} without an API key: pass --api-key KEY "
+            "(or set HOPRANK_API_KEY), or bind 127.0.0.1"
+        )
+
+
+def http_app(tools: HoprankTools, api_key: str | None = None, host: str = "127.0.0.1", port: int = 8001) -> Any:
+    """The streamable-HTTP ASGI app (``/mcp``); with ``api_key``, every request to ``/mcp``
+    needs ``Authorization: Bearer KEY`` (401 otherwise), the same check as ``hoprank serve``."""
+    app = build_mcp(tools, host=host, port=port).streamable_http_app()
+    return AuthMiddleware(app, api_key, protected=("/mcp",)) if api_key else app
+
+
+def run_mcp(index: str | Path, config: str | Path | None = None, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8001, api_key: str | None = None) -> None:
+    """Blocking: serve the tools over stdio or streamable HTTP (loopback, or with ``api_key``)."""
     if transport not in ("stdio", "http", "streamable-http"):
         raise ValueError(f"transport must be stdio or http, got {transport!r}")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # stdout carries the protocol
-    mcp = build_mcp(HoprankTools(index, config), host=host, port=port)
-    mcp.run(transport="stdio" if transport == "stdio" else "streamable-http")
+    if transport == "stdio":
+        build_mcp(HoprankTools(index, config), host=host, port=port).run(transport="stdio")
+        return
+    check_http_exposure(host, api_key)  # before loading anything
+    import uvicorn
+
+    uvicorn.run(http_app(HoprankTools(index, config), api_key, host, port), host=host, port=port, log_level="warning")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,8 +181,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--transport", default="stdio", choices=["stdio", "http"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--api-key", default=os.environ.get("HOPRANK_API_KEY"), help="require 'Authorization: Bearer KEY' (env HOPRANK_API_KEY)")
     a = p.parse_args(argv)
-    run_mcp(a.index, a.config, a.transport, a.host, a.port)
+    try:
+        run_mcp(a.index, a.config, a.transport, a.host, a.port, api_key=a.api_key or None)
+    except HoprankError as e:
+        p.exit(2, f"error: {e}\n")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ def register(app: typer.Typer) -> None:
         transport: str = typer.Option("stdio", help="stdio | http (streamable HTTP at /mcp)"),
         host: str = typer.Option("127.0.0.1", help="Bind address for --transport http."),
         port: int = typer.Option(8001, help="Port for --transport http."),
+        api_key: Optional[str] = typer.Option(None, "--api-key", envvar="HOPRANK_API_KEY", help="--transport http: require 'Authorization: Bearer KEY' on /mcp (env HOPRANK_API_KEY); needed for a non-loopback --host."),
     ) -> None:
         """Serve search / rerank / ask as MCP tools (stdio for desktop clients, or streamable HTTP)."""
         from hoprank.agent.mcp_server import run_mcp
@@ -56,4 +57,4 @@ def register(app: typer.Typer) -> None:
         if transport not in ("stdio", "http"):
             raise HoprankError(f"--transport must be stdio or http, got {transport!r}")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        run_mcp(index, config, transport=transport, host=host, port=port)
+        run_mcp(index, config, transport=transport, host=host, port=port, api_key=api_key)

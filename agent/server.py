@@ -291,15 +291,16 @@ class BodyLimitMiddleware:
 
 
 class AuthMiddleware:
-    """Pure ASGI bearer-token check for ``/v1/*`` (the page and /health stay open).
+    """Pure ASGI bearer-token check for the ``protected`` path prefixes (``/v1/`` here: the
+    page and /health stay open; ``/mcp`` for the MCP server).
 
     Constant-time comparison so the key cannot be guessed byte by byte from timings."""
 
-    def __init__(self, app: Any, api_key: str | None):
-        self.app, self.api_key = app, api_key
+    def __init__(self, app: Any, api_key: str | None, protected: tuple[str, ...] = ("/v1/",)):
+        self.app, self.api_key, self.protected = app, api_key, protected
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and self.api_key and scope.get("path", "").startswith("/v1/"):
+        if scope["type"] == "http" and self.api_key and scope.get("path", "").startswith(self.protected):
             headers = dict(scope.get("headers") or [])
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
             ok = scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("utf-8"), self.api_key.encode("utf-8"))
@@ -308,6 +309,18 @@ class AuthMiddleware:
                 await _send_json(send, 401, body, extra_headers=[(b"www-authenticate", b"Bearer")])
                 return
         await self.app(scope, receive, send)
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (serving there needs no API key)."""
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 async def _send_json(send: Any, status: int, body: dict, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -649,5 +662,5 @@ def run_server(agent: Any, host: str = "127.0.0.1", port: int = 8000, settings: 
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=graceful_s)
 
 
-__all__ = ["APIError", "ServerSettings", "ThreadMap", "create_app", "parse_documents", "run_server", "serve_in_thread", "to_jsonable", "validate_chat"]
+__all__ = ["APIError", "AuthMiddleware", "is_loopback", "ServerSettings", "ThreadMap", "create_app", "parse_documents", "run_server", "serve_in_thread", "to_jsonable", "validate_chat"]
 

@@ -122,3 +122,78 @@ async def test_streamable_http_search(mcp_index, fast_config):
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# ---- issue 10.13: MCP over HTTP needs a key like `serve`; non-loopback without one refused --
+KEY = "mcp-secret-key"
+
+
+def _start_http(mcp_index: Path, fast_config: Path, port: int, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "hoprank.agent.mcp_server", "--index", str(mcp_index), "--config", str(fast_config), "--transport", "http", "--port", str(port), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"MCP HTTP server exited: {proc.stderr.read()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("MCP HTTP server did not open its port")
+            time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("via_env", [False, True])
+async def test_streamable_http_requires_the_api_key(mcp_index, fast_config, via_env):
+    import httpx
+    from mcp.client.streamable_http import streamablehttp_client
+
+    port = _free_port()
+    proc = _start_http(mcp_index, fast_config, port, [] if via_env else ["--api-key", KEY], env={"HOPRANK_API_KEY": KEY} if via_env else None)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        async with httpx.AsyncClient() as raw:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"}):
+                r = await raw.post(url, json=INIT, headers={**MCP_HEADERS, **headers})
+                assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", r.text
+        async with streamablehttp_client(url, headers={"Authorization": f"Bearer {KEY}"}) as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                err, text = await _call(session, "search", query="clock tower village", k=2, retriever="bm25")
+                assert not err, text
+                assert json.loads(text)["hits"][0]["id"].startswith("hollin.md")
+    finally:
+        _stop(proc)
+
+
+def test_non_loopback_host_without_a_key_is_refused(mcp_index, fast_config):
+    hoprank = str(Path(sys.executable).parent / "hoprank")
+    env = {k: v for k, v in os.environ.items() if k != "HOPRANK_API_KEY"}
+    for cmd in (
+        [hoprank, "mcp", "--index", str(mcp_index), "--transport", "http", "--host", "0.0.0.0", "--port", str(_free_port())],
+        [sys.executable, "-m", "hoprank.agent.mcp_server", "--index", str(mcp_index), "--transport", "http", "--host", "0.0.0.0"],
+    ):
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode != 0 and "Traceback" not in r.stderr
+        assert "refusing to serve MCP over HTTP on 0.0.0.0 without an API key" in r.stderr and "--api-key" in r.stderr
+
+
+def test_loopback_detection():
+    from hoprank.agent.server import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.4", "::", "example.org"))
