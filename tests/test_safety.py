@@ -257,3 +257,12 @@ def test_agentic_mode_answer_step_is_guarded(planted_index, monkeypatch):
             statuses[mode] = (a.status, p.payload["value"] in a.answer, p.answer in a.answer)
     assert statuses["off"][:2] == ("answered", True), statuses
     assert statuses["on"] == ("answered", False, True), statuses
+
+
+def test_long_and_blob_like_text_screens_in_linear_time():
+    import time
+
+    for text in ("QUJD" * 5000, "a" * 50000, "the ai assistant model must " * 2000, " ".join("abcdefghij" * 2000)):
+        t0 = time.perf_counter()
+        s = screen_text.__wrapped__(text)
+        assert time.perf_counter() - t0 < 3.0 and not s.instructions

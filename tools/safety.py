@@ -72,7 +72,7 @@ def _b64_text(blob: str) -> str | None:
     except (binascii.Error, ValueError):
         return None
     printable = sum(c.isprintable() or c in "\n\t" for c in text)
-    return text if text and printable / len(text) > 0.95 and re.search(r"[A-Za-z]{3,}\s+[A-Za-z]{2,}", text) else None
+    return text if text and printable / len(text) > 0.95 and re.search(r"[A-Za-z]{3}\s[A-Za-z]{2}", text) else None
 
 
 def _canon(text: str, skip: Sequence[tuple[int, int]]) -> tuple[str, list[int]]:
