@@ -181,3 +181,18 @@ def test_server_sync_is_incremental_and_deletes_removed_chunks(sindex, fake_qdra
     dense = fake_qdrant.bodies("POST", "/collections/hoprank/points/query/batch")[-1]["searches"][0]
     assert dense["using"] == "dense" and len(dense["query"]["nearest"]) == 384 and "prefetch" not in dense
     q.close()
+
+
+def test_server_errors_are_one_line_hoprank_errors(sindex, fake_qdrant):
+    from hoprank.tools.errors import HoprankError
+    from hoprank.tools.retrieval.qdrant_store import ServerStore
+
+    other = ServerStore(fake_qdrant.url, "docs")
+    other.ensure_collection(8)  # someone else's collection of 8-d vectors under the same name
+    other.close()
+    with pytest.raises(HoprankError, match="holds 8-d vectors but this index has 384-d"):
+        sindex.retriever("qdrant", url=fake_qdrant.url, collection="docs")
+    fake_qdrant.server.shutdown()
+    fake_qdrant.server.server_close()
+    with pytest.raises(HoprankError, match="cannot reach the Qdrant server"):
+        ServerStore(fake_qdrant.url, "docs").ensure_collection(8)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hoprank.tools.errors import IndexLockedError, MissingExtraError
+from hoprank.tools.errors import HoprankError, IndexLockedError, MissingExtraError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,14 @@ SPARSE = "bm25"
 RRF_K = 2
 Mode = Literal["dense", "sparse", "hybrid"]
 Sparse = tuple[list[int], list[float]]
+
+
+class QdrantCollectionMismatchError(HoprankError, ValueError):
+    """A server collection of the same name holds vectors of another size."""
+
+
+class QdrantUnavailableError(HoprankError, ConnectionError):
+    """The Qdrant server given with ``url=`` does not answer."""
 
 
 @dataclass(frozen=True)
@@ -273,13 +281,19 @@ class ServerStore(QdrantStore):
     def ensure_collection(self, dim: int) -> bool:
         from qdrant_client import models
 
-        if self.client.collection_exists(self.collection):
+        try:
+            exists = self.client.collection_exists(self.collection)
+        except Exception as e:  # qdrant-client wraps connection failures in its own exceptions
+            if "connect" in f"{type(e).__name__} {e}".lower():
+                raise QdrantUnavailableError(f"cannot reach the Qdrant server at {self.url} ({e}); is it running?") from e
+            raise
+        if exists:
             have = self._dim()
             if have == dim:
                 return False
-            raise ValueError(
+            raise QdrantCollectionMismatchError(
                 f"Qdrant collection {self.collection!r} at {self.url} holds {have}-d vectors but this index has {dim}-d "
-                "ones (another embedding model); pass --qdrant-collection NAME or delete the collection"
+                "ones (another embedding model); delete that collection or open the retriever with another collection= name"
             )
         self.client.create_collection(
             self.collection,
