@@ -141,7 +141,9 @@ def build_agentic_graph(ctx_tools: list[StructuredTool], checkpointer=None):
         evidence = ranked[: ctx.config.agent.evidence_k]
         g = gen.generate(state["question"], evidence, ctx.llm, style=ctx.config.agent.answer_style)
         status = "partial" if g.status == "answered" and state.get("stop_reason") else g.status
-        answer, status, guard = safety.guard_answer(g.answer, status, state["question"], g.citations, evidence, guard_mode)
+        answer, status, guard = safety.guard_answer(
+            g.answer, status, state["question"], g.citations, evidence, guard_mode
+        )
         usage = usage_of(*g.responses)
         tokens = usage["prompt_tokens"] + usage["completion_tokens"]
         return {"answer": answer, "citations": g.citations, "status": status, "tokens": tokens, "steps": 1, "trace": [step("generate", f"{status}; {len(g.citations)} citations", t0, llm=usage, evidence=[hit_brief(h) for h in evidence], raw=g.raw[:1000], fallback=g.fallback, **guard)], "ranked": evidence}

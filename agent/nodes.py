@@ -95,7 +95,9 @@ def fuse(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     t0 = time.perf_counter()
     runs = list((state.get("hits_by_query") or {}).values())
     pool = rrf(runs, k=60, top_k=POOL_SIZE) if runs else []
-    pool, screened = safety.screen_hits(pool) if safety.screens(runtime.context.config.agent.injection_guard) else (pool, [])
+    screened: list[dict] = []
+    if safety.screens(runtime.context.config.agent.injection_guard):
+        pool, screened = safety.screen_hits(pool)
     note = f"; {len(screened)} span(s) screened" if screened else ""
     return {"pool": pool, "pending": [], "steps": 1, "trace": [step("fuse", f"RRF of {len(runs)} result lists -> {len(pool)} candidates{note}", t0, pool=[hit_brief(h) for h in pool[:10]], screened=screened)]}
 
@@ -166,7 +168,9 @@ def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     if status == "answered" and state.get("stop_reason"):
         status = "partial"
     # an answer carrying foreign URLs, e-mails or prompt text is flagged, not answered (tools/safety.py)
-    answer, status, guard = safety.guard_answer(g.answer, status, state["standalone"], g.citations, evidence, cfg.injection_guard)
+    answer, status, guard = safety.guard_answer(
+        g.answer, status, state["standalone"], g.citations, evidence, cfg.injection_guard
+    )
     flags = f"; flagged: {', '.join(f['kind'] for f in guard['flags'])}" if guard.get("flags") else ""
     return {"answer": answer, "citations": g.citations, "status": status, "steps": 1, "tokens": tokens, "trace": [step("generate", f"{status}; {len(g.citations)} citations" + (f"; fallback: {g.fallback}" if g.fallback else "") + flags, t0, llm=usage_of(*g.responses), raw=g.raw[:1000], fallback=g.fallback, evidence=[hit_brief(h) for h in evidence], **guard)]}
 
@@ -189,7 +193,8 @@ def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     status, guard = state.get("status") or "answered", {}
     if revised:  # the revision is checked like the first answer
         ev = (state.get("ranked") or [])[: runtime.context.config.agent.evidence_k]
-        answer, status, guard = safety.guard_answer(answer, status, state["standalone"], cites, ev, runtime.context.config.agent.injection_guard)
+        mode = runtime.context.config.agent.injection_guard
+        answer, status, guard = safety.guard_answer(answer, status, state["standalone"], cites, ev, mode)
     return {"answer": answer, "citations": cites, "status": status, "steps": 1, "tokens": tokens, "trace": [step("verify", f"{len(unsupported)} unsupported claim(s); revised: {revised}", t0, llm=usage_of(resp), unsupported=unsupported, revised=revised, flags=guard.get("flags"))]}
 
 

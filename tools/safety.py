@@ -43,17 +43,28 @@ MAX_SPAN_CHARS = 300
 
 # ---- canonical view ----------------------------------------------------------------------
 _STRIP = re.compile("[\u200b\u2060-\u2064\ufeff\u180e\u00ad\u202a-\u202e\u2066-\u2069]")  # invisible, no meaning
-_INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u180e\u00ad\u202a-\u202e\u2066-\u2069]")  # dropped for matching
+_INVISIBLE = re.compile(
+    "[\u200b-\u200f\u2060-\u2064\ufeff\u180e\u00ad\u202a-\u202e\u2066-\u2069]"
+)  # dropped for matching
 _HOMOGLYPH = str.maketrans("аеорсухіјѕԁɡһӏԛԝαεορτυνκιχ", "aeopcyxijsdghlqwaeoptuvkix")
 _LEET = str.maketrans("0134578@$", "oieastbas")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
 _SPACED = re.compile(r"(?<!\S)(?:\S {1,3}){6,}\S(?!\S)")
 _HIDDEN = [
     ("html_comment", re.compile(r"<!--[\s\S]*?(?:-->|$)")),
-    ("markdown_comment", re.compile(r"(?m)^[ \t]*\[(?://|comment)\]:\s*#\s*(?:\([^\n]*\)|\"[^\n]*\"|'[^\n]*')[ \t]*$")),
-    ("hidden_html", re.compile(
-        r"<(\w+)\b[^>]*?(?:style\s*=\s*[\"'][^\"']*(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|opacity\s*:\s*0)"
-        r"|\shidden\b|aria-hidden\s*=\s*[\"']true)[^>]*>[\s\S]*?</\1\s*>", re.I)),
+    (
+        "markdown_comment",
+        re.compile(r"(?m)^[ \t]*\[(?://|comment)\]:\s*#\s*(?:\([^\n]*\)|\"[^\n]*\"|'[^\n]*')[ \t]*$"),
+    ),
+    (
+        "hidden_html",
+        re.compile(
+            r"<(\w+)\b[^>]*?(?:style\s*=\s*[\"'][^\"']*(?:display\s*:\s*none|visibility\s*:\s*hidden"
+            r"|font-size\s*:\s*0|opacity\s*:\s*0)"
+            r"|\shidden\b|aria-hidden\s*=\s*[\"']true)[^>]*>[\s\S]*?</\1\s*>",
+            re.I,
+        ),
+    ),
     ("unicode_tags", re.compile("[\U000e0000-\U000e007f]+")),
 ]
 _TAG_BLOCKS = [  # fake chat / system markup: the whole block goes, up to its closing tag
@@ -133,98 +144,315 @@ def _canon(text: str, skip: Sequence[tuple[int, int]]) -> tuple[str, list[int]]:
         w = m.group()
         if re.search(r"[a-z]", w) and not w.isascii():
             w = w.translate(_HOMOGLYPH)
-        if sum(c.isalpha() for c in w) >= 2 and re.search(r"[0134578@$]", w) and re.search(r"[a-z]", w) and not re.fullmatch(r"[a-z]*\d+", w):
+        if (
+            sum(c.isalpha() for c in w) >= 2
+            and re.search(r"[0134578@$]", w)
+            and re.search(r"[a-z]", w)
+            and not re.fullmatch(r"[a-z]*\d+", w)
+        ):
             w = w.translate(_LEET)
-        out[m.start():m.end()] = list(w)
+        out[m.start() : m.end()] = list(w)
     return "".join(out), pos
 
 
 # ---- features --------------------------------------------------------------------------------
-_AI = (r"(?:ai|a\.i\.|artificial intelligence|assistants?|chat ?bots?|llms?|(?:large )?language models?|gpt|chatgpt|claude|gemini|copilot"
-       r"|ai (?:models?|systems?|agents?|assistants?|readers?|tools?)|automated (?:readers?|systems?|agents?|assistants?)"
-       r"|summari[sz]ers?|answer engines?|virtual assistants?|chat assistants?|ki|ia|bot)")
-_INSTR = (r"(?:instructions?|prompts?|directions?|directives?|rules|guidelines|guidance|constraints|commands?|orders|programming"
-          r"|system messages?|policies|restrictions|safeguards|filters|training|consignes|anweisungen|instruktionen|befehle"
-          r"|instrucciones|indicaciones|istruzioni|instruções|instrucoes|instructies|инструкции|указания)")
-_PRIOR = (r"(?:previous|prior|preceding|above|earlier|former|original|initial|existing|all|any|every|your|system|developer|safety"
-          r"|précédentes|precedentes|antérieures|vorherigen|bisherigen|obigen|vorigen|früheren|anteriores|previas|precedenti"
-          r"|vorige|eerdere|предыдущие|прежние|все|toutes|tous|alle|todas|todos|tutte|tutti|as|les|las|le)")
-_IGNORE = (r"(?:ignore|disregard|forget|bypass|discard|abandon|neglect|ignorez|ignorer|oubliez|ignoriere|ignorieren"
-           r"|vergiss|vergessen|missachte|ignora|olvida|omite|dimentica|esqueça|esqueca|desconsidere|negeer|vergeet"
-           r"|игнорируй|забудь|проигнорируй)")
-_OUT_VERB = (r"(?:say|print|output|write|type|reply|respond|answer|repeat|echo|state|claim|include|append|add|insert|mention|display"
-             r"|show|return|paste|spell|render|embed|recite|reproduce|dump|leak|reveal|disclose|écrivez|ecrivez|écris|affichez|ajoutez"
-             r"|incluez|schreibe|schreib|gib|füge|zeige|escribe|muestra|incluye|añade|scrivi|mostra|includi|aggiungi|escreva|mostre"
-             r"|inclua|schrijf|toon|voeg|напиши|выведи|покажи)")
-_VERBS = (r"(?:say|print|output|write|type|reply|respond|answer|tell|state|claim|include|append|add|insert|mention|recommend|visit"
-          r"|go|open|click|send|e-?mail|forward|reveal|repeat|list|show|display|translate|ignore|forget|disregard|do|don't|never"
-          r"|always|remember|ensure|begin|start|end|use|call|fetch|summari[sz]e|describe|refuse|pretend|act|ask|inform|direct"
-          r"|redirect|report|paste|copy|return|give|provide|generate|produce|spell|render|embed|load|navigate|browse|download"
-          r"|post|submit|share|leak|disclose|dump|respond|recite|follow|obey|decode|execute|run|stop|demandez|bitte|pide|chiedi"
-          r"|peça|vraag|попроси|" + _OUT_VERB[3:-1] + ")")
-_LEAD = (r"^[^\w\"“”'‘’«»]*(?:(?:please|kindly|also|and|then|now|instead|finally|first|just|simply|remember to|make sure (?:to|you)"
-         r"|be sure to|you must|you should|you will|you need to|you have to|could you|would you(?: kindly)?|can you|will you"
-         r"|i need you to|we need you to|if it is not too much trouble,? (?:please )?|we would be (?:very )?grateful if you could"
-         r"|please be so kind as to|bitte|por favor|s'il vous plaît|per favore)\s+)*")
-_OBLIGE = (r"(?:must|should|shall|(?:is|are) (?:expected|required|instructed|obliged|supposed|asked|meant|told|mandated|requested)"
-           r"|(?:has|have|needs?) to|(?:mandatory|required|necessary|essential) for [\w ]{0,40}? to)")
-_DUTY = (r"(?:" + _OUT_VERB[3:-1] + r"|tell|ask|inform|direct|send|visit|mention|recommend|refer|reply|answer|respond|begin|start"
-         r"|end|cite|link|advise|warn)")
-_URL = re.compile(r"(?:https?://|www\.)[^\s<>()\[\]\"'`]+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|ai|co|info|biz|xyz|ru|cn|ly|me|app"
-                  r"|dev|site|online|top|link|click|example)\b(?:/[^\s<>()\"'`]*)?", re.I)
+_AI = (
+    r"(?:ai|a\.i\.|artificial intelligence|assistants?|chat ?bots?|llms?|(?:large )?language models?|gpt|chatgpt"
+    r"|claude|gemini|copilot"
+    r"|ai (?:models?|systems?|agents?|assistants?|readers?|tools?)|automated (?:readers?|systems?|agents?|assistants?)"
+    r"|summari[sz]ers?|answer engines?|virtual assistants?|chat assistants?|ki|ia|bot)"
+)
+_INSTR = (
+    r"(?:instructions?|prompts?|directions?|directives?|rules|guidelines|guidance|constraints|commands?|orders"
+    r"|programming"
+    r"|system messages?|policies|restrictions|safeguards|filters|training|consignes|anweisungen|instruktionen|befehle"
+    r"|instrucciones|indicaciones|istruzioni|instruções|instrucoes|instructies|инструкции|указания)"
+)
+_PRIOR = (
+    r"(?:previous|prior|preceding|above|earlier|former|original|initial|existing|all|any|every|your|system|developer"
+    r"|safety"
+    r"|précédentes|precedentes|antérieures|vorherigen|bisherigen|obigen|vorigen|früheren|anteriores|previas|precedenti"
+    r"|vorige|eerdere|предыдущие|прежние|все|toutes|tous|alle|todas|todos|tutte|tutti|as|les|las|le)"
+)
+_IGNORE = (
+    r"(?:ignore|disregard|forget|bypass|discard|abandon|neglect|ignorez|ignorer|oubliez|ignoriere|ignorieren"
+    r"|vergiss|vergessen|missachte|ignora|olvida|omite|dimentica|esqueça|esqueca|desconsidere|negeer|vergeet"
+    r"|игнорируй|забудь|проигнорируй)"
+)
+_OUT_VERB = (
+    r"(?:say|print|output|write|type|reply|respond|answer|repeat|echo|state|claim|include|append|add|insert|mention"
+    r"|display"
+    r"|show|return|paste|spell|render|embed|recite|reproduce|dump|leak|reveal|disclose|écrivez|ecrivez|écris|affichez"
+    r"|ajoutez"
+    r"|incluez|schreibe|schreib|gib|füge|zeige|escribe|muestra|incluye|añade|scrivi|mostra|includi|aggiungi|escreva"
+    r"|mostre"
+    r"|inclua|schrijf|toon|voeg|напиши|выведи|покажи)"
+)
+_VERBS = (
+    r"(?:say|print|output|write|type|reply|respond|answer|tell|state|claim|include|append|add|insert|mention"
+    r"|recommend|visit"
+    r"|go|open|click|send|e-?mail|forward|reveal|repeat|list|show|display|translate|ignore|forget|disregard|do|don't"
+    r"|never"
+    r"|always|remember|ensure|begin|start|end|use|call|fetch|summari[sz]e|describe|refuse|pretend|act|ask|inform|direct"
+    r"|redirect|report|paste|copy|return|give|provide|generate|produce|spell|render|embed|load|navigate|browse|download"
+    r"|post|submit|share|leak|disclose|dump|respond|recite|follow|obey|decode|execute|run|stop|demandez|bitte|pide"
+    r"|chiedi"
+    r"|peça|vraag|попроси|" + _OUT_VERB[3:-1] + ")"
+)
+_LEAD = (
+    r"^[^\w\"“”'‘’«»]*(?:(?:please|kindly|also|and|then|now|instead|finally|first|just|simply|remember to"
+    r"|make sure (?:to|you)"
+    r"|be sure to|you must|you should|you will|you need to|you have to|could you|would you(?: kindly)?|can you|will you"
+    r"|i need you to|we need you to|if it is not too much trouble,? (?:please )?"
+    r"|we would be (?:very )?grateful if you could"
+    r"|please be so kind as to|bitte|por favor|s'il vous plaît|per favore)\s+)*"
+)
+_OBLIGE = (
+    r"(?:must|should|shall|(?:is|are) (?:expected|required|instructed|obliged|supposed|asked|meant|told|mandated"
+    r"|requested)"
+    r"|(?:has|have|needs?) to|(?:mandatory|required|necessary|essential) for [\w ]{0,40}? to)"
+)
+_DUTY = (
+    r"(?:"
+    + _OUT_VERB[3:-1]
+    + r"|tell|ask|inform|direct|send|visit|mention|recommend|refer|reply|answer|respond|begin|start"
+    r"|end|cite|link|advise|warn)"
+)
+_URL = re.compile(
+    r"(?:https?://|www\.)[^\s<>()\[\]\"'`]+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|ai|co|info|biz|xyz|ru|cn"
+    r"|ly|me|app"
+    r"|dev|site|online|top|link|click|example)\b(?:/[^\s<>()\"'`]*)?",
+    re.I,
+)
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _CODE = re.compile(r"\b[A-Z][A-Z0-9]{2,}(?:[-_][A-Z0-9]+)+\b|(?:(?<=\s)|^)[\"“‘'][^\"”’'\n]{1,40}[\"”’'](?!\w)")
 
 # (rule, weight, pattern on the canonical lower-cased sentence)
-_FEATURES: list[tuple[str, float, re.Pattern[str]]] = [(n, w, re.compile(p)) for n, w, p in [
-    ("ignore_instructions", 3, _IGNORE + r"\b(?:\W+\w+){0,3}?\W+" + _PRIOR + r"\b(?:\W+\w+){0,3}?\W+" + _INSTR + r"\b"),
-    ("ignore_instructions", 3, _IGNORE + r"\b(?:\W+\w+){0,3}?\W+" + _INSTR + r"\W+" + _PRIOR + r"\b"),
-    ("ignore_instructions", 3, _IGNORE + r"\s+(?:everything|all|anything)\s+(?:above|before|else|previously|you (?:were|have been) told|so far)"),
-    ("ignore_instructions", 3, r"\b(?:disregard|ignore|forget) (?:the|everything) (?:above|preceding)"),
-    ("ignore_instructions", 3, r"\b(?:do not|don't|never|stop) (?:follow|obey|listen to)(?:ing)? (?:(?:the |any |those )?(?:previous|prior|original|system|earlier|above) |your (?:previous |prior |original |system )?)(?:instructions|rules|prompt|guidelines)"),
-    ("override", 2, r"\b(?:override|overrule|bypass)\b(?:\W+\w+){0,3}?\W+" + _PRIOR + r"\b(?:\W+\w+){0,3}?\W+" + _INSTR + r"\b"),
-    ("ignore_instructions", 3, r"(?:忽略|无视|忘记|忽視|無視)[^。！？\n]{0,12}(?:指令|指示|说明|提示)"),
-    ("new_instructions", 3, r"\b(?:new|updated|real|actual|true|revised|secret|hidden|additional) (?:instructions?|directives?|system prompt|system message)\s*(?::|are|is|follow|below|as follows)"),
-    ("new_instructions", 3, r"\binstructions? (?:have|has) (?:changed|been updated)"),
-    ("addressed_to_model", 3, r"\b(?:note|message|instructions?|reminder|directive|memo|notice|hint|request|command|warning|attention|p\.?s\.?|compliance notice|notice)s? (?:to|for) (?:the |any |all |every )?" + _AI + r"\b"),
-    ("addressed_to_model", 3, r"^[\W_]*(?:dear|hey|hi|hello|attention|psst|ok|okay|listen|yo)\W+(?:the |an? )?" + _AI + r"\b"),
-    ("addressed_to_model", 2, r"^[\W_]*(?:the )?" + _AI + r"\s*[,:!]"),
-    ("addressed_to_model", 3, r"\bif you(?:'re| are) (?:an?|the) (?:" + _AI[3:-1] + r"|model|bot|agent|machine|automated \w+)\b"
-                              r"(?=\s*(?:[,.:;!]|reading|processing|summari|answering|parsing|who|that|and)|$)"),
-    ("addressed_to_model", 3, r"\b" + _AI + r" (?:reading|processing|summari[sz]ing|answering|parsing|analy[sz]ing|ingesting|seeing|scanning|indexing|retrieving|crawling|using) (?:this|these|the following|the above)"),
-    ("addressed_to_model", 2, r"\b(?:any|all|every|each) " + _AI + r"\b.{0,60}\b(?:must|should|shall|will|is required|are required|have to|has to|needs? to|is expected|are expected|is instructed)"),
-    ("addressed_to_model", 3, r"\b(?:important|attention|notice) (?:for|to) (?:the |any )?" + _AI + r"\b"),
-    ("addressed_to_model", 2, r"\b(?:note|notes|message|instructions?|directives?|reminder)s? (?:to|for) (?:the |any |all )?(?:models?|bots?|agents?|machines?)\b"),
-    # a duty put on the model in the third person: "the assistant that summarises this page is expected to say X"
-    ("model_obligation", 2, r"\b" + _AI + r"\b.{0,80}?" + _OBLIGE + r"(?:\W+\w+){0,2}?\W+" + _DUTY + r"\b"),
-    ("model_obligation", 2, r"\b(?:responses?|answers?|replies|summar(?:y|ies)|outputs?)\b(?:\W+\w+){0,3}?\W+(?:from|about|on|using|citing|of) this (?:article|page|document|text|source|record|site)\b"),
-    ("model_obligation", 2, r"(?:^|\W)" + _OBLIGE + r"(?:\W+\w+){0,2}?\W+" + _DUTY + r"\b"),
-    # a key-value field meant for the model: {"llm_instruction": ...}, ai_directive: ..., x-assistant-policy=...
-    ("model_field", 3, r"[\"']?(?:x-)?(?:llm|ai|assistant|chatbot|gpt|bot|models?|agent)[_-](?:instructions?|directives?|notes?|polic(?:y|ies)|prompts?|commands?|tasks?|messages?|rules)[\"']?\s*[:=]"),
-    ("system_prompt", 2, r"\b(?:system ?-?prompts?|system messages?|initial (?:instructions|prompt)|original (?:instructions|prompt)|hidden (?:instructions|prompt)|pre-?prompt|developer (?:message|instructions)|prompts? (?:du )?(?:syst[eè]me|del sistema|de sistema|di sistema|do sistema)|systemprompt|systemnachricht|системн\w+ (?:промпт|сообщени\w+)|系统提示)"),
-    ("system_prompt", 2, r"\b(?:your|the) instructions (?:you were given|above|given to you|you received)|\b(?:everything|the text|the words) above (?:this|the)"),
-    ("prompt_leak", 3, r"\b(?:reveal|print|show|output|repeat|display|leak|disclose|tell me|share|write out|reproduce|recite|give me|dump|quote|echo|paste|spell out)\b(?:\W+\w+){0,3}?\W+your (?:system |initial |original |hidden |full |complete |exact )*(?:prompt|instructions|configuration|directives|system message)"),
-    ("prompt_leak", 3, r"\bwhat (?:is|are|were) your (?:system |initial |original |hidden )?(?:prompt|instructions)"),
-    ("fake_system", 3, r"<\|(?:im_start|im_end|system|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\|>|\[/?inst\]|<</?sys>>"),
-    ("fake_system", 3, r"(?m)^[\W_]*(?:system|sys|admin|administrator|developer|root|operator)\s*(?:message|prompt|note|notice|override|update|instructions?|command|alert|directive|policy)\s*[:>\]#-]"),
-    ("fake_system", 3, r"\b(?:system|admin|developer|root) override\b|#{2,}\s*(?:system|instructions?|new instructions)\b"),
-    ("fake_system", 1.5, r"(?m)^[\W_]*(?:system|assistant)\s*:"),
-    ("roleplay", 3, r"\b(?:jailbreak|jailbroken|dan mode|do anything now|developer mode enabled)\b|\b(?:god|dan|evil|unrestricted|unfiltered) mode\b"),
-    ("roleplay", 2, r"\byou are now\b|\byou(?:'re| are) no longer\b|\bfrom now on,? you\b|\blet's play a game\b|\bplay the role of\b|\brole-?play\b|\bstay in character\b"),
-    ("roleplay", 2, r"\b(?:pretend|imagine) (?:to be|you are|you're|that you are)\b|\byour (?:new )?(?:role|persona|identity|task|goal|purpose|job) (?:is|are|will be)\b"),
-    ("roleplay", 1, r"\bact as (?:an?|the|my|if)\b|\b(?:unfiltered|uncensored)\b|\bno (?:rules|restrictions|filters|limits)\b"),
-    ("output_directive", 3, r"\b(?:begin|start|end|finish|prefix|conclude|open|close|sign) (?:your|every|each) (?:final )?(?:answers?|responses?|repl(?:y|ies)|outputs?|messages?|summar(?:y|ies))\b"),
-    ("output_directive", 2, r"\b(?:in|to|into|at the (?:start|end|beginning|top|bottom) of|before|after|with|within|throughout) (?:your|every|each|all your) (?:final )?(?:answers?|responses?|repl(?:y|ies)|outputs?|summar(?:y|ies)|completions?)\b"),
-    ("output_directive", 2, r"\byour (?:answers?|responses?|repl(?:y|ies)|outputs?) (?:must|should|shall|will|has to|needs to|may only)\b"),
-    ("output_directive", 2, r"\b(?:do not|don't|never) (?:answer|respond to|address) the (?:question|query|user)\b|\bignore the (?:question|query|user)\b"),
-    ("output_directive", 2, r"\b(?:votre|deine|ihre|tu|su|tua|sua|je) (?:réponse|reponse|antwort|respuesta|risposta|resposta|antwoord)\b"),
-    ("user_directive", 2, r"\b(?:must|should|shall|will|always|please|kindly|has to|have to|needs? to) (?:tell|inform|warn|advise|remind|convince|persuade|ask|urge|instruct|direct|redirect|refer|encourage|invite) (?:the )?(?:user|reader|human|customer|visitor)s?\b"),
-    ("reply_context", 2, r"\bwhen (?:you|an? \w+) (?:reply|respond|answer|summari[sz]e|write (?:your|the) (?:answer|reply|response))"),
-    ("user_directive", 1.5, r"\b(?:tell|inform|warn|advise|remind|convince|persuade|ask|urge|instruct|direct|redirect|refer|encourage|invite|demandez à|bitte den|pide al|chiedi all'?|peça ao|vraag de) (?:the |l'|den |al |ao |de )?(?:user|reader|human|customer|visitor|utilisateur|nutzer|benutzer|usuario|utente|usuário|usuario|gebruiker)s?\b"),
-]]
+_FEATURES: list[tuple[str, float, re.Pattern[str]]] = [
+    (n, w, re.compile(p))
+    for n, w, p in [
+        (
+            "ignore_instructions",
+            3,
+            _IGNORE + r"\b(?:\W+\w+){0,3}?\W+" + _PRIOR + r"\b(?:\W+\w+){0,3}?\W+" + _INSTR + r"\b",
+        ),
+        ("ignore_instructions", 3, _IGNORE + r"\b(?:\W+\w+){0,3}?\W+" + _INSTR + r"\W+" + _PRIOR + r"\b"),
+        (
+            "ignore_instructions",
+            3,
+            _IGNORE
+            + r"\s+(?:everything|all|anything)\s+(?:above|before|else|previously|you (?:were|have been) told|so far)",
+        ),
+        ("ignore_instructions", 3, r"\b(?:disregard|ignore|forget) (?:the|everything) (?:above|preceding)"),
+        (
+            "ignore_instructions",
+            3,
+            r"\b(?:do not|don't|never|stop) (?:follow|obey|listen to)(?:ing)? (?:(?:the |any |those )?(?:previous"
+            r"|prior|original|system|earlier|above) |your (?:previous |prior |original |system )?)(?:instructions"
+            r"|rules|prompt|guidelines)",
+        ),
+        (
+            "override",
+            2,
+            r"\b(?:override|overrule|bypass)\b(?:\W+\w+){0,3}?\W+"
+            + _PRIOR
+            + r"\b(?:\W+\w+){0,3}?\W+"
+            + _INSTR
+            + r"\b",
+        ),
+        ("ignore_instructions", 3, r"(?:忽略|无视|忘记|忽視|無視)[^。！？\n]{0,12}(?:指令|指示|说明|提示)"),
+        (
+            "new_instructions",
+            3,
+            r"\b(?:new|updated|real|actual|true|revised|secret|hidden|additional) (?:instructions?|directives?"
+            r"|system prompt|system message)\s*(?::|are|is|follow|below|as follows)",
+        ),
+        ("new_instructions", 3, r"\binstructions? (?:have|has) (?:changed|been updated)"),
+        (
+            "addressed_to_model",
+            3,
+            r"\b(?:note|message|instructions?|reminder|directive|memo|notice|hint|request|command|warning|attention"
+            r"|p\.?s\.?|compliance notice|notice)s? (?:to|for) (?:the |any |all |every )?"
+            + _AI
+            + r"\b",
+        ),
+        (
+            "addressed_to_model",
+            3,
+            r"^[\W_]*(?:dear|hey|hi|hello|attention|psst|ok|okay|listen|yo)\W+(?:the |an? )?" + _AI + r"\b",
+        ),
+        ("addressed_to_model", 2, r"^[\W_]*(?:the )?" + _AI + r"\s*[,:!]"),
+        (
+            "addressed_to_model",
+            3,
+            r"\bif you(?:'re| are) (?:an?|the) (?:" + _AI[3:-1] + r"|model|bot|agent|machine|automated \w+)\b"
+            r"(?=\s*(?:[,.:;!]|reading|processing|summari|answering|parsing|who|that|and)|$)",
+        ),
+        (
+            "addressed_to_model",
+            3,
+            r"\b"
+            + _AI
+            + r" (?:reading|processing|summari[sz]ing|answering|parsing|analy[sz]ing|ingesting|seeing|scanning"
+              r"|indexing|retrieving|crawling|using) (?:this|these|the following|the above)",
+        ),
+        (
+            "addressed_to_model",
+            2,
+            r"\b(?:any|all|every|each) "
+            + _AI
+            + r"\b.{0,60}\b(?:must|should|shall|will|is required|are required|have to|has to|needs? to|is expected"
+              r"|are expected|is instructed)",
+        ),
+        ("addressed_to_model", 3, r"\b(?:important|attention|notice) (?:for|to) (?:the |any )?" + _AI + r"\b"),
+        (
+            "addressed_to_model",
+            2,
+            r"\b(?:note|notes|message|instructions?|directives?|reminder)s? (?:to|for) (?:the |any |all )?(?:models?"
+            r"|bots?|agents?|machines?)\b",
+        ),
+        # a duty put on the model in the third person: "the assistant that summarises this page is expected to say X"
+        ("model_obligation", 2, r"\b" + _AI + r"\b.{0,80}?" + _OBLIGE + r"(?:\W+\w+){0,2}?\W+" + _DUTY + r"\b"),
+        (
+            "model_obligation",
+            2,
+            r"\b(?:responses?|answers?|replies|summar(?:y|ies)|outputs?)\b(?:\W+\w+){0,3}?\W+(?:from|about|on|using"
+            r"|citing|of) this (?:article|page|document|text|source|record|site)\b",
+        ),
+        ("model_obligation", 2, r"(?:^|\W)" + _OBLIGE + r"(?:\W+\w+){0,2}?\W+" + _DUTY + r"\b"),
+        # a key-value field meant for the model: {"llm_instruction": ...}, ai_directive: ..., x-assistant-policy=...
+        (
+            "model_field",
+            3,
+            r"[\"']?(?:x-)?(?:llm|ai|assistant|chatbot|gpt|bot|models?|agent)[_-](?:instructions?|directives?|notes?"
+            r"|polic(?:y|ies)|prompts?|commands?|tasks?|messages?|rules)[\"']?\s*[:=]",
+        ),
+        (
+            "system_prompt",
+            2,
+            r"\b(?:system ?-?prompts?|system messages?|initial (?:instructions|prompt)|original (?:instructions"
+            r"|prompt)|hidden (?:instructions|prompt)|pre-?prompt|developer (?:message|instructions)"
+            r"|prompts? (?:du )?(?:syst[eè]me|del sistema|de sistema|di sistema|do sistema)|systemprompt"
+            r"|systemnachricht|системн\w+ (?:промпт|сообщени\w+)|系统提示)",
+        ),
+        (
+            "system_prompt",
+            2,
+            r"\b(?:your|the) instructions (?:you were given|above|given to you|you received)|\b(?:everything"
+            r"|the text|the words) above (?:this|the)",
+        ),
+        (
+            "prompt_leak",
+            3,
+            r"\b(?:reveal|print|show|output|repeat|display|leak|disclose|tell me|share|write out|reproduce|recite"
+            r"|give me|dump|quote|echo|paste|spell out)\b(?:\W+\w+){0,3}?\W+your (?:system |initial |original "
+            r"|hidden |full |complete |exact )*(?:prompt|instructions|configuration|directives|system message)",
+        ),
+        (
+            "prompt_leak",
+            3,
+            r"\bwhat (?:is|are|were) your (?:system |initial |original |hidden )?(?:prompt|instructions)",
+        ),
+        (
+            "fake_system",
+            3,
+            r"<\|(?:im_start|im_end|system|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\|>"
+            r"|\[/?inst\]|<</?sys>>",
+        ),
+        (
+            "fake_system",
+            3,
+            r"(?m)^[\W_]*(?:system|sys|admin|administrator|developer|root|operator)\s*(?:message|prompt|note|notice"
+            r"|override|update|instructions?|command|alert|directive|policy)\s*[:>\]#-]",
+        ),
+        (
+            "fake_system",
+            3,
+            r"\b(?:system|admin|developer|root) override\b|#{2,}\s*(?:system|instructions?|new instructions)\b",
+        ),
+        ("fake_system", 1.5, r"(?m)^[\W_]*(?:system|assistant)\s*:"),
+        (
+            "roleplay",
+            3,
+            r"\b(?:jailbreak|jailbroken|dan mode|do anything now|developer mode enabled)\b|\b(?:god|dan|evil"
+            r"|unrestricted|unfiltered) mode\b",
+        ),
+        (
+            "roleplay",
+            2,
+            r"\byou are now\b|\byou(?:'re| are) no longer\b|\bfrom now on,? you\b|\blet's play a game\b"
+            r"|\bplay the role of\b|\brole-?play\b|\bstay in character\b",
+        ),
+        (
+            "roleplay",
+            2,
+            r"\b(?:pretend|imagine) (?:to be|you are|you're|that you are)\b|\byour (?:new )?(?:role|persona|identity"
+            r"|task|goal|purpose|job) (?:is|are|will be)\b",
+        ),
+        (
+            "roleplay",
+            1,
+            r"\bact as (?:an?|the|my|if)\b|\b(?:unfiltered|uncensored)\b|\bno (?:rules|restrictions|filters|limits)\b",
+        ),
+        (
+            "output_directive",
+            3,
+            r"\b(?:begin|start|end|finish|prefix|conclude|open|close|sign) (?:your|every"
+            r"|each) (?:final )?(?:answers?|responses?|repl(?:y|ies)|outputs?|messages?|summar(?:y|ies))\b",
+        ),
+        (
+            "output_directive",
+            2,
+            r"\b(?:in|to|into|at the (?:start|end|beginning|top|bottom) of|before|after|with|within"
+            r"|throughout) (?:your|every|each|all your) (?:final )?(?:answers?|responses?|repl(?:y|ies)|outputs?"
+            r"|summar(?:y|ies)|completions?)\b",
+        ),
+        (
+            "output_directive",
+            2,
+            r"\byour (?:answers?|responses?|repl(?:y|ies)|outputs?) (?:must|should|shall|will|has to|needs to"
+            r"|may only)\b",
+        ),
+        (
+            "output_directive",
+            2,
+            r"\b(?:do not|don't|never) (?:answer|respond to|address) the (?:question|query|user)\b"
+            r"|\bignore the (?:question|query|user)\b",
+        ),
+        (
+            "output_directive",
+            2,
+            r"\b(?:votre|deine|ihre|tu|su|tua|sua|je) (?:réponse|reponse|antwort|respuesta|risposta|resposta"
+            r"|antwoord)\b",
+        ),
+        (
+            "user_directive",
+            2,
+            r"\b(?:must|should|shall|will|always|please|kindly|has to|have to|needs? to) (?:tell|inform|warn|advise"
+            r"|remind|convince|persuade|ask|urge|instruct|direct|redirect|refer|encourage|invite) (?:the )?(?:user"
+            r"|reader|human|customer|visitor)s?\b",
+        ),
+        (
+            "reply_context",
+            2,
+            r"\bwhen (?:you|an? \w+) (?:reply|respond|answer|summari[sz]e|write (?:your|the) (?:answer|reply"
+            r"|response))",
+        ),
+        (
+            "user_directive",
+            1.5,
+            r"\b(?:tell|inform|warn|advise|remind|convince|persuade|ask|urge|instruct|direct|redirect|refer"
+            r"|encourage|invite|demandez à|bitte den|pide al|chiedi all'?|peça ao|vraag de) (?:the |l'|den |al |ao "
+            r"|de )?(?:user|reader|human|customer|visitor|utilisateur|nutzer|benutzer|usuario|utente|usuário|usuario"
+            r"|gebruiker)s?\b",
+        ),
+    ]
+]
 _REQUEST = re.compile(_LEAD + _VERBS + r"\b")
 _LEAD_OUT = re.compile(_LEAD + _OUT_VERB + r"\b")
-_OUTPUT_REQUEST = re.compile(r"\b(?:and|then|you (?:must|should|will)|could you|would you(?: kindly)?|please|kindly)\s+" + _OUT_VERB + r"\b")
+_OUTPUT_REQUEST = re.compile(
+    r"\b(?:and|then|you (?:must|should|will)|could you|would you(?: kindly)?|please|kindly)\s+" + _OUT_VERB + r"\b"
+)
 _SECOND_PERSON = re.compile(r"\b(?:you|your|yours|vous|votre|du|dein\w*|tu|usted|voi|você|jij|je)\b")
 
 
@@ -249,7 +477,9 @@ def score_sentence(canon: str, orig: str) -> tuple[float, list[str]]:
         score += 1
         why.append("request")
     payload = bool(_URL.search(orig) or _EMAIL.search(orig) or _CODE.search(orig))
-    if (any(_LEAD_OUT.match(c) for c in clauses) or _OUTPUT_REQUEST.search(canon)) and (request or _SECOND_PERSON.search(canon)):
+    if (any(_LEAD_OUT.match(c) for c in clauses) or _OUTPUT_REQUEST.search(canon)) and (
+        request or _SECOND_PERSON.search(canon)
+    ):
         score += 2 if payload else 1
         why.append("output_request")
     if payload and score > 0:
@@ -258,7 +488,11 @@ def score_sentence(canon: str, orig: str) -> tuple[float, list[str]]:
     if re.search(r"!\[[^\]]*\]\(\s*(?:https?:)?//[^)]*[?{=]", orig):
         score += 3
         why.append("exfil_image")
-    elif re.search(r"(?:https?://|www\.)\S*(?:\{[^}]*\}|<[a-z_ ]+>|\[(?:question|query|user|input|data|conversation|chat|history)\])", canon):
+    elif re.search(
+        r"(?:https?://|www\.)\S*(?:\{[^}]*\}|<[a-z_ ]+>|\[(?:question|query|user|input|data|conversation|chat"
+        r"|history)\])",
+        canon,
+    ):
         score += 2
         why.append("url_template")
     return score, why
@@ -266,8 +500,13 @@ def score_sentence(canon: str, orig: str) -> tuple[float, list[str]]:
 
 def _weak(canon: str, orig: str) -> bool:
     """Does a neighbouring sentence continue an instruction (so it goes with it)?"""
-    return bool(any(_REQUEST.match(c) for c in _clauses(canon)) or _SECOND_PERSON.search(canon)
-                or _URL.search(orig) or _EMAIL.search(orig) or re.fullmatch(r"\W*[\"“'][^\"”']+[\"”']\W*", orig.strip()))
+    return bool(
+        any(_REQUEST.match(c) for c in _clauses(canon))
+        or _SECOND_PERSON.search(canon)
+        or _URL.search(orig)
+        or _EMAIL.search(orig)
+        or re.fullmatch(r"\W*[\"“'][^\"”']+[\"”']\W*", orig.strip())
+    )
 
 
 # ---- screening ---------------------------------------------------------------------------------
@@ -301,7 +540,9 @@ class Screened:
         return [f for f in self.findings if f.rule != "invisible_chars"]
 
 
-_UNIT_END = re.compile(r"[.!?。！？，]+[\"'”’)\]]*(?=\s|$|<)|\n|<\|im_end\|>|\[/(?:system|inst|sys|admin)\]|</\w+>|<</sys>>|-->")
+_UNIT_END = re.compile(
+    r"[.!?。！？，]+[\"'”’)\]]*(?=\s|$|<)|\n|<\|im_end\|>|\[/(?:system|inst|sys|admin)\]|</\w+>|<</sys>>|-->"
+)
 
 
 _SOFT_END = re.compile(r"(?:https?://|www\.)\S+(?=\s+\S)|[)\]}>](?=\s+\S)")
@@ -313,12 +554,18 @@ def _units(canon: str, upper_at: Any = lambda i: False) -> list[tuple[int, int, 
     ends a sentence: injections often lack their final full stop."""
     out: list[tuple[int, int, bool]] = []
     start, gap = 0, ""
-    soft = [m.end() for m in _SOFT_END.finditer(canon) if upper_at(len(canon[: m.end()]) + len(canon[m.end():]) - len(canon[m.end():].lstrip()))]
+    soft = [
+        m.end()
+        for m in _SOFT_END.finditer(canon)
+        if upper_at(len(canon[: m.end()]) + len(canon[m.end() :]) - len(canon[m.end() :].lstrip()))
+    ]
     ends = sorted(set([m.end() for m in _UNIT_END.finditer(canon)] + soft)) + [len(canon)]
     for end in ends:
         seg = canon[start:end]
         if seg.strip():
-            out.append((start, end, not out or gap.count("\n") + seg[: len(seg) - len(seg.lstrip())].count("\n") >= 2))
+            out.append(
+                (start, end, not out or gap.count("\n") + seg[: len(seg) - len(seg.lstrip())].count("\n") >= 2)
+            )
             gap = ""
         else:
             gap += seg
@@ -335,7 +582,10 @@ def screen_text(text: str) -> Screened:
         return Screened(text)
     hidden = [(m.start(), m.end(), rule) for rule, pat in _HIDDEN for m in pat.finditer(text)]
     canon, pos = _canon(text, [(s, e) for s, e, _ in hidden])
-    findings = [Finding(s, e, rule, text[s:e], _tags_text(text[s:e]) if rule == "unicode_tags" else "") for s, e, rule in hidden]
+    findings = [
+        Finding(s, e, rule, text[s:e], _tags_text(text[s:e]) if rule == "unicode_tags" else "")
+        for s, e, rule in hidden
+    ]
 
     def orig_span(cs: int, ce: int) -> tuple[int, int]:
         ce = max(ce, cs + 1)
@@ -365,7 +615,12 @@ def screen_text(text: str) -> Screened:
                 break
             flagged[j] = "continuation"
             j += 1
-        if k > 0 and k - 1 not in flagged and not units[k][2] and canon[units[k - 1][0]:units[k - 1][1]].rstrip().endswith(":"):
+        if (
+            k > 0
+            and k - 1 not in flagged
+            and not units[k][2]
+            and canon[units[k - 1][0] : units[k - 1][1]].rstrip().endswith(":")
+        ):
             flagged[k - 1] = "lead_in"
     spans = [(units[k][0], units[k][1], flagged[k]) for k in sorted(flagged)]
     for pat in _TAG_BLOCKS:
@@ -388,7 +643,7 @@ def screen_text(text: str) -> Screened:
 def _widen(f: Finding, ranges: list[tuple[int, int]], text: str) -> Finding:
     for bs, be in ranges:
         if f.start < be and bs < f.end:
-            f = replace(f, start=min(f.start, bs), end=max(f.end, be), text=text[min(f.start, bs):max(f.end, be)])
+            f = replace(f, start=min(f.start, bs), end=max(f.end, be), text=text[min(f.start, bs) : max(f.end, be)])
     return f
 
 
@@ -404,11 +659,15 @@ def _merge(findings: list[Finding], invisible: list[int], text: str) -> list[Fin
             last = merged[-1]
             end = max(last.end, f.end)
             rule = last.rule if f.rule in last.rule.split("; ") else f"{last.rule}; {f.rule}"
-            merged[-1] = replace(last, end=end, rule=rule, text=text[last.start:end])
+            merged[-1] = replace(last, end=end, rule=rule, text=text[last.start : end])
         else:
             merged.append(f)
     if invisible:
-        merged.append(Finding(invisible[0], invisible[-1] + 1, "invisible_chars", f"{len(invisible)} invisible character(s) removed"))
+        merged.append(
+            Finding(
+                invisible[0], invisible[-1] + 1, "invisible_chars", f"{len(invisible)} invisible character(s) removed"
+            )
+        )
     return merged
 
 
@@ -450,7 +709,11 @@ def screen_hits(hits: Iterable[Hit]) -> tuple[list[Hit], list[dict[str, Any]]]:
 
 
 # ---- answers -----------------------------------------------------------------------------------
-_SCOPE = re.compile(r"\b(?:web ?site|site|url|link|homepage|home page|web address|web page|page|online|download|e-?mail|contact|address|domain|portal|internet|reach|write to)\b", re.I)
+_SCOPE = re.compile(
+    r"\b(?:web ?site|site|url|link|homepage|home page|web address|web page|page|online|download|e-?mail|contact"
+    r"|address|domain|portal|internet|reach|write to)\b",
+    re.I,
+)
 _WORDS = re.compile(r"[a-z0-9_]+")
 
 
@@ -474,7 +737,7 @@ def _norm_url(u: str) -> str:
 
 def _shingles(text: str, n: int = 4) -> set[tuple[str, ...]]:
     w = _WORDS.findall(text.lower())
-    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+    return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
 
 
 @lru_cache(maxsize=8)
@@ -493,8 +756,13 @@ def prompt_lines(names: tuple[str, ...] = GENERATION_PROMPTS) -> tuple[tuple[str
     return tuple(out)
 
 
-def check_answer(answer: str, question: str, citations: Sequence[Citation], evidence: Sequence[Hit],
-                 prompt_names: tuple[str, ...] = GENERATION_PROMPTS) -> AnswerCheck:
+def check_answer(
+    answer: str,
+    question: str,
+    citations: Sequence[Citation],
+    evidence: Sequence[Hit],
+    prompt_names: tuple[str, ...] = GENERATION_PROMPTS,
+) -> AnswerCheck:
     """Flag what an obeyed injection leaves in an answer.
 
     * a URL or e-mail address is allowed only when it occurs in the (screened) text of a
@@ -515,7 +783,7 @@ def check_answer(answer: str, question: str, citations: Sequence[Citation], evid
     for kind, pat, placeholder in (("email", _EMAIL, "[address removed]"), ("url", _URL, "[link removed]")):
         for m in list(pat.finditer(redacted)):
             value = m.group().rstrip(".,;:!?)]}>'\"")
-            if kind == "url" and "@" in redacted[max(0, m.start() - 1):m.start() + 1]:
+            if kind == "url" and "@" in redacted[max(0, m.start() - 1) : m.start() + 1]:
                 continue  # the domain of an e-mail address already handled
             if "removed]" in value:
                 continue
@@ -532,24 +800,46 @@ def check_answer(answer: str, question: str, citations: Sequence[Citation], evid
             redacted = redacted.replace(value, placeholder)
     ans_sh = _shingles(redacted)
     ev_sh = _shingles(ev_text)
-    leaked = [line for line, sh in prompt_lines(prompt_names) if sh and len((sh & ans_sh) - ev_sh) >= max(3, 0.6 * len(sh))]
+    leaked = [
+        line for line, sh in prompt_lines(prompt_names) if sh and len((sh & ans_sh) - ev_sh) >= max(3, 0.6 * len(sh))
+    ]
     if leaked:
-        flags.append({"kind": "prompt", "value": leaked[0][:120], "reason": f"repeats {len(leaked)} line(s) of the system prompt"})
+        flags.append(
+            {
+                "kind": "prompt",
+                "value": leaked[0][:120],
+                "reason": f"repeats {len(leaked)} line(s) of the system prompt",
+            }
+        )
         bad = set().union(*(sh for line, sh in prompt_lines(prompt_names) if line in leaked))
         redacted = _drop_sentences(redacted, lambda s: bool(_shingles(s) & bad))
-    removed = [f.get("read_as") or f.get("span", "") for h in evidence for f in (h.metadata or {}).get("screened", [])
-               if f.get("rule") != "invisible_chars"]
+    removed = [
+        f.get("read_as") or f.get("span", "")
+        for h in evidence
+        for f in (h.metadata or {}).get("screened", [])
+        if f.get("rule") != "invisible_chars"
+    ]
     if removed:
         rm_text = " ".join(removed)
         rm_sh = _shingles(rm_text, 5)
         keep_words = set(_WORDS.findall((ev_text + " " + question).lower()))
         echo = (_shingles(redacted, 5) & rm_sh) - _shingles(ev_text + " " + question, 5)
-        codes = [c for c in re.findall(r"\b[A-Z][A-Z0-9]{2,}(?:[-_][A-Z0-9]+)+\b|\b[A-Z]{5,}\b", redacted)
-                 if c.lower() in rm_text.lower() and c.lower() not in keep_words]
+        codes = [
+            c
+            for c in re.findall(r"\b[A-Z][A-Z0-9]{2,}(?:[-_][A-Z0-9]+)+\b|\b[A-Z]{5,}\b", redacted)
+            if c.lower() in rm_text.lower() and c.lower() not in keep_words
+        ]
         if echo or codes:
-            flags.append({"kind": "screened_text", "value": (codes[0] if codes else " ".join(next(iter(echo)))),
-                          "reason": "repeats text that screening removed from the evidence"})
-            redacted = _drop_sentences(redacted, lambda s: bool(_shingles(s, 5) & rm_sh) or any(c in s for c in codes))
+            flags.append(
+                {
+                    "kind": "screened_text",
+                    "value": (codes[0] if codes else " ".join(next(iter(echo)))),
+                    "reason": "repeats text that screening removed from the evidence",
+                }
+            )
+            redacted = _drop_sentences(
+                redacted, lambda s: bool(_shingles(s, 5) & rm_sh) or any(c in s for c in codes)
+            )
     if flags and not re.search(r"\w{2,}", _strip_marks(redacted)):
         redacted = "The answer was withheld: it carried content that was flagged (see the trace)."
     return AnswerCheck(redacted, flags)
@@ -570,8 +860,9 @@ def screens(mode: str) -> bool:
     return mode in ("on", "screen")
 
 
-def guard_answer(answer: str, status: str, question: str, citations: Sequence[Citation], evidence: Sequence[Hit],
-                 mode: str = "on") -> tuple[str, str, dict[str, Any]]:
+def guard_answer(
+    answer: str, status: str, question: str, citations: Sequence[Citation], evidence: Sequence[Hit], mode: str = "on"
+) -> tuple[str, str, dict[str, Any]]:
     """(answer, status, trace data) after the answer check: an ``answered`` or ``partial``
     answer with a flag becomes ``flagged`` with the flagged items redacted. The trace data
     lists the flags and every span screened out of the evidence the generator read."""
