@@ -160,3 +160,14 @@ def test_a_new_embedding_size_recreates_the_edge_shard(tmp_path):
     assert reopened.ensure_collection(8) is False and reopened.count() == 5
     assert reopened.ensure_collection(16) is True and reopened.count() == 0
     reopened.close()
+
+
+def test_an_old_local_mode_store_is_replaced_by_edge(qindex):
+    old = qindex.path / "qdrant"
+    (old / "collection" / "hoprank").mkdir(parents=True)
+    (old / "collection" / "hoprank" / "storage.sqlite").write_bytes(b"old local mode")
+    (old / "meta.json").write_text('{"collections": {"hoprank": {}}}')
+    q = qindex.retriever("qdrant")
+    assert q.count() == len(qindex)
+    assert not (old / "collection").exists() and not (old / "meta.json").exists()
+    assert (old / "edge" / "hoprank" / "edge_config.json").is_file()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
+import shutil
 import threading
 import uuid
 import zlib
@@ -42,6 +44,7 @@ from hoprank.tools.types import Hit
 if TYPE_CHECKING:
     from hoprank.tools.ingest.index import Index
 
+log = logging.getLogger(__name__)
 _NS = uuid.UUID("6f1c2a1e-4d0b-4c55-9a59-3b7f2f1c9e11")
 K1, B = 1.2, 0.75
 EDGE_DIR = "edge"  # <index>/qdrant/edge/<collection>/: one Qdrant Edge shard per collection
@@ -67,6 +70,16 @@ def sparse_doc_vector(terms: list[str], avgdl: float) -> tuple[list[int], list[f
 def sparse_query_vector(terms: list[str]) -> tuple[list[int], list[float]]:
     idx = sorted({term_id(t) for t in terms})
     return idx, [1.0] * len(idx)
+
+
+def _drop_local_mode_store(root: Path) -> None:
+    """Indexes built before Qdrant Edge hold a qdrant-client local-mode store (``meta.json`` +
+    ``collection/``) in the same folder. It is derived data nobody reads any more: remove it."""
+    if (root / "meta.json").is_file() and (root / "collection").is_dir():
+        log.info("removing the old qdrant-client local-mode store in %s (replaced by Qdrant Edge)", root)
+        shutil.rmtree(root / "collection", ignore_errors=True)
+        for name in ("meta.json", ".lock"):
+            (root / name).unlink(missing_ok=True)
 
 
 _STORES: dict[str, list] = {}  # key -> [store, refcount]
@@ -141,6 +154,7 @@ class QdrantRetriever(Retriever):
             self._store_key = f"url:{url}#{collection}"
             self.store: QdrantStore | None = _acquire(self._store_key, lambda: ServerStore(url, collection, api_key=api_key, hnsw=hnsw))
         else:
+            _drop_local_mode_store(Path(index.path) / "qdrant")
             path = Path(index.path) / "qdrant" / EDGE_DIR / collection
             self._store_key = f"edge:{path.resolve()}"
             self.store = _acquire(self._store_key, lambda: EdgeStore(path, hnsw=hnsw))
