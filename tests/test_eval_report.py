@@ -68,3 +68,65 @@ def test_report_cli(tmp_path):
     assert (tmp_path / "r" / "report.html").exists() and (tmp_path / "r" / "report.md").exists()
     res = CliRunner().invoke(app, ["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
     assert res.exit_code != 0
+
+
+def test_mean_ci_bca_and_degenerate_cases():
+    ci = Rep.mean_ci([0, 1] * 15, resamples=2000, seed=0)
+    assert ci["method"] == "bca" and ci["n"] == 30 and ci["lo"] < 0.5 < ci["hi"]
+    assert 0.25 < ci["lo"] and ci["hi"] < 0.75  # about +-1.96 * 0.5 / sqrt(30) = +-0.18
+    assert Rep.mean_ci([1.0, 1.0, 1.0]) == {"n": 3, "mean": 1.0, "lo": 1.0, "hi": 1.0, "method": "degenerate"}
+    assert Rep.mean_ci([])["method"] == "none"
+    assert Rep.mean_ci([0, 1, 1, 0], seed=5) == Rep.mean_ci([0, 1, 1, 0], seed=5)  # seeded
+
+
+def test_mhr_accuracy_interval_is_the_mapped_interval_of_the_share_correct():
+    rows = [{"answer": {"mhr_correct": float(i % 3 == 0)}} for i in range(40)]
+    share = Rep.metric_ci(rows, "answer.mhr_f1", resamples=1000)
+    acc = Rep.metric_ci(rows, "answer.mhr_accuracy", resamples=1000)
+    n, tp = 40, sum(1 for i in range(40) if i % 3 == 0)
+    assert acc["mean"] == pytest.approx(n / (n + 2 * (n - tp)))
+    assert acc["lo"] == pytest.approx(1 / (3 - 2 * share["lo"])) and acc["hi"] == pytest.approx(1 / (3 - 2 * share["hi"]))
+
+
+def test_report_sorts_metrics_by_k_warns_on_small_n_and_gives_each_run_its_interval(tmp_path):
+    exs = deterministic_examples()
+    run_eval(exs, deterministic_answer, tmp_path / "base", spec=RunSpec("jsonl"), show_progress=False)
+    md, _ = Rep.write_report([tmp_path / "base"], tmp_path / "rep", resamples=500)
+    text = md.read_text()
+    assert "n = 16 < 30" in text and "(n<30)" in text
+    overall = text.split("## Overall")[1].split("##")[0]
+    assert re.search(r"\| answer.em \| 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\] \|", overall), overall
+    names = [line.split("|")[1].strip() for line in overall.splitlines() if line.startswith("| ") and "." in line.split("|")[1]]
+    scores = [n for n in names if not n.startswith(("cost.", "n."))]
+    from hoprank.evals.metrics import metric_sort_key
+
+    assert scores == sorted(scores, key=metric_sort_key)
+    definitions = [line.split("`")[1] for line in text.split("## Metric definitions")[1].splitlines() if line.startswith("- `")]
+    assert definitions == sorted(definitions, key=metric_sort_key)
+    ks = [int(d.rsplit("@", 1)[1]) for d in definitions if d.startswith("retrieval.recall@")]
+    assert ks == sorted(ks)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_report_html_fits_1280_pixels(tmp_path):
+    from pathlib import Path
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.fail("Chromium not found at /usr/bin/chromium: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    exs = deterministic_examples()
+    names = ["naive", "decompose-with-a-long-name", "hop", "rerank-embedding", "full"]
+    for name in names:
+        run_eval(exs, deterministic_answer if name != "hop" else _better, tmp_path / name, spec=RunSpec("jsonl"), show_progress=False)
+    _, page_path = Rep.write_report([tmp_path / n for n in names], tmp_path / "rep", resamples=200)
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=args, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(page_path.as_uri())
+        widths = page.evaluate("[document.documentElement.scrollWidth, ...[...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().right)]")
+        browser.close()
+    assert widths[0] <= 1280 and max(widths[1:]) <= 1280, widths

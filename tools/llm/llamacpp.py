@@ -31,6 +31,58 @@ _MIN_KEEP = 32  # never cut a message below this many tokens
 
 _MODELS: dict[tuple[str, int, bool], tuple[Any, threading.Lock]] = {}
 _MODELS_LOCK = threading.Lock()
+N_BATCH = 512  # prompt tokens per decode batch: pinned (and recorded) because it changes the logits' rounding
+
+
+def default_threads(n_threads: int | None = None) -> int:
+    """The thread count a model is loaded with (the same rule everywhere, so run.json can
+    record the effective value rather than ``None``)."""
+    return int(n_threads or max(1, min(os.cpu_count() or 1, 8)))
+
+
+def effective_settings(cfg: Any) -> dict[str, Any]:
+    """What decides llama.cpp's output for a config, as recorded in an eval's run.json.
+
+    Same model file + these settings + the same prompt = the same tokens: the KV cache is
+    cleared before every call (no prefix reuse from the previous prompt, whose batch split
+    would change the rounding), decoding is greedy at temperature 0, and the model is loaded
+    without llama.cpp's extra (AMX / repack) weight buffers unless
+    ``HOPRANK_LLAMACPP_EXTRA_BUFTS=1``."""
+    return {
+        "backend": "llamacpp",
+        "model": str(getattr(cfg, "model", None) or "bundled:" + bundled_model_path().name),
+        "seed": int(getattr(cfg, "seed", 0)),
+        "n_threads": default_threads(getattr(cfg, "n_threads", None)),
+        "n_batch": N_BATCH,
+        "n_ctx": int(getattr(cfg, "n_ctx", 4096)),
+        "temperature": float(getattr(cfg, "temperature", 0.0)),
+        "greedy": float(getattr(cfg, "temperature", 0.0)) == 0.0,
+        "prefix_cache": False,
+        "extra_buffer_types": _extra_bufts(),
+    }
+
+
+def _extra_bufts() -> bool:
+    return os.environ.get("HOPRANK_LLAMACPP_EXTRA_BUFTS", "") == "1"
+
+
+def _without_extra_bufts(llama_module: Any) -> Any:
+    """Model params with llama.cpp's extra weight buffer types off.
+
+    Why: on CPUs with AMX (Intel Sapphire Rapids and later) llama.cpp repacks the weights
+    into an AMX buffer and the first multi-token decode segfaults (ggml-org/llama.cpp#20824),
+    which kills the whole Python process; llama-cpp-python has no constructor argument for
+    it, so the default-params factory it calls is wrapped for the duration of one load."""
+    low = llama_module.llama_cpp
+    original = low.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+
+    return original, params
 
 
 def bundled_model_path() -> Path:
@@ -65,11 +117,18 @@ def load_llama(path: str | os.PathLike[str], n_ctx: int, n_threads: int | None =
             if not Path(path).is_file():
                 raise LLMError(f"GGUF model file not found: {path} (llm.model must be a .gguf path for backend llamacpp)")
             Llama = _import_llama()
-            threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+            threads = default_threads(n_threads)
+            import llama_cpp.llama as llama_module
+
+            original, patched = _without_extra_bufts(llama_module)
+            if not _extra_bufts():
+                llama_module.llama_cpp.llama_model_default_params = patched
             try:
-                llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False, seed=seed, logits_all=logits_all)
+                llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_batch=N_BATCH, verbose=False, seed=seed, logits_all=logits_all)
             except Exception as e:
                 raise LLMError(f"llama.cpp could not load {path}: {e}") from e
+            finally:
+                llama_module.llama_cpp.llama_model_default_params = original
             _MODELS[key] = (llama, threading.Lock())
         return _MODELS[key]
 
@@ -168,6 +227,10 @@ class LlamaCppLLM(ChatLLM):
         timeout = params.get("timeout_s") or self.timeout_s
         t0 = time.perf_counter()
         with lock:
+            # every prompt evaluated from an empty KV cache: reusing the previous prompt's
+            # prefix changes how the rest is batched, hence the rounding, hence (greedy) tokens,
+            # so an answer would depend on which question came before it
+            llama.reset()
             msgs, max_tokens, warnings = self.fit_to_context(msgs, max_tokens)
             timed_out = threading.Event()
             # not under a grammar: forcing end-of-sequence where the grammar forbids it is
