@@ -9,7 +9,10 @@ STAMP  := $(VENV)/.installed
 DEMO_INDEX := .hoprank/demo-index
 DEMO_QUESTION ?= In which town was the founder of Osric Dynamics born?
 
-.PHONY: demo test test-fast install lint bench clean
+.PHONY: demo test test-fast install chromium lint bench clean
+
+# The browser test drives Debian's Chromium (`playwright install` cannot download its own).
+CHROMIUM ?= /usr/bin/chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +29,21 @@ demo: $(STAMP)
 	$(VENV)/bin/hoprank search "$(DEMO_QUESTION)" --index $(DEMO_INDEX) -k 3
 	$(VENV)/bin/hoprank ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX) --trace
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest -q -ra --timeout=900
+
+# installs Chromium when it is missing: as root with apt (non-interactive), else says how
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Chromium not found at $(CHROMIUM): installing it with apt-get (for the browser test)"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+	  echo "make test needs Chromium at $(CHROMIUM) for the browser test: install it with" \
+	    "'sudo apt-get update && sudo apt-get install -y chromium' (Debian), or run 'make test-fast'," \
+	    "which skips the browser tests" >&2; \
+	  exit 1; \
+	fi
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not browser"
