@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DEMO_INDEX := .hoprank/demo-index
 DEMO_QUESTION ?= In which town was the founder of Osric Dynamics born?
 
-.PHONY: demo test test-fast install chromium lint bench clean
+.PHONY: demo test test-fast install chromium lint bench bench-full clean
 
 # The browser test drives Debian's Chromium (`playwright install` cannot download its own).
 CHROMIUM ?= /usr/bin/chromium
@@ -50,6 +50,22 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# `make bench` regenerates the README's benchmark figures in a mode that fits CI time;
+# `make bench-full` the full versions. Every script listed takes --mode quick|full, writes
+# benchmarks/results/<name>_<mode>.{json,md,jsonl} and reads ../shared/data (or
+# $$HOPRANK_SHARED_DATA); the README tables are then re-rendered from those files and checked.
+BENCHMARKS := benchmarks/multihop_closed_book.py
+
+bench: $(STAMP)
+	set -e; for b in $(BENCHMARKS); do $(PY) $$b --mode quick; done
+	$(PY) benchmarks/readme_figures.py render
+	$(PY) benchmarks/readme_figures.py check
+
+bench-full: $(STAMP)
+	set -e; for b in $(BENCHMARKS); do $(PY) $$b --mode full; done
+	$(PY) benchmarks/readme_figures.py render
+	$(PY) benchmarks/readme_figures.py check
 
 clean:
 	rm -rf $(VENV) .hoprank build *.egg-info

@@ -77,6 +77,32 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
     return out
 
 
+def llm_settings(llm_config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What decides the LLM's output, recorded in run.json: for the embedded llama.cpp model
+    the effective seed, thread count, batch size, context and greedy decoding (a ``None``
+    thread count is resolved to the number actually used); for an endpoint its model, seed
+    and temperature (the server's own determinism is out of our hands)."""
+    if not llm_config:
+        return None
+    from pydantic import ValidationError
+
+    from hoprank.agent.config import LLMConfig
+
+    try:
+        cfg = LLMConfig.model_validate({k: v for k, v in llm_config.items() if k != "api_key"})
+    except ValidationError:  # not a hoprank LLM config (a caller's own dict): record it as given
+        return {k: v for k, v in llm_config.items() if k != "api_key"}
+    if cfg.backend == "llamacpp":
+        from hoprank.tools.llm.llamacpp import effective_settings
+
+        try:
+            return effective_settings(cfg)
+        except HoprankError as e:  # no bundled model: still record what was asked for
+            return {"backend": "llamacpp", "seed": cfg.seed, "n_threads": cfg.n_threads, "error": str(e)}
+    return {"backend": cfg.backend, "model": cfg.model, "base_url": cfg.base_url, "seed": cfg.seed,
+            "temperature": cfg.temperature, "greedy": cfg.temperature == 0.0}
+
+
 # --------------------------------------------------------------------------- scoring one row
 
 
@@ -454,6 +480,7 @@ def run_eval(
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
+            "llm": llm_settings(spec.config.get("llm") if isinstance(spec.config, dict) else None),
         })
     todo = [e for e in examples if e.id not in done]
     writer = RowWriter(results)
