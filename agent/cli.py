@@ -38,22 +38,31 @@ def index_cmd(
     chunk_overlap: int = typer.Option(40, help="Overlap between consecutive chunks, same unit."),
     chunk_unit: str = typer.Option("tokens", help="tokens | sentences"),
     qdrant: bool = typer.Option(True, "--qdrant/--no-qdrant", help="Also sync the embedded Qdrant store."),
+    encoder: Optional[str] = typer.Option(
+        None, "--encoder", help="e5-small | minilm | a sentence-transformers path (default: the index's own, "
+        "else retrieval.encoder, else the default encoder)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Build or update an index. Unchanged files are not re-read; bad files are skipped."""
+    """Build or update an index. Unchanged files are not re-read; bad files and records are skipped."""
+    from hoprank.agent.config import Config
     from hoprank.tools.ingest.chunking import ChunkingConfig
     from hoprank.tools.ingest.index import Index
 
     cfg = ChunkingConfig(size=chunk_size, overlap=chunk_overlap, unit=chunk_unit)  # type: ignore[arg-type]
-    idx, stats = Index.build(index, sources=paths, chunking=cfg, show_progress=not quiet, qdrant=qdrant)
+    if encoder is None and not Index.exists(index):
+        encoder = Config.load().retrieval.encoder  # HOPRANK_RETRIEVAL__ENCODER
+    idx, stats = Index.build(index, sources=paths, chunking=cfg, encoder=encoder, show_progress=not quiet, qdrant=qdrant)
     console.print(
         f"[bold green]indexed[/] {stats.files_seen} files ({stats.files_read} read, {stats.files_reused} unchanged, "
-        f"{stats.files_removed} removed) -> {len(idx)} chunks ({stats.chunks_embedded} embedded) in {index}"
+        f"{stats.files_removed} removed) -> {len(idx)} chunks ({stats.chunks_embedded} embedded, "
+        f"encoder {idx.encoder_name}) in {index}"
     )
-    if stats.skipped:
-        err_console.print(f"[yellow]warning:[/] skipped {len(stats.skipped)} file(s):")
-        for f, why in stats.skipped:
-            err_console.print(f"  - {f}: {why}")
+    if stats.skipped or stats.duplicates:  # each one was logged once as a warning above
+        err_console.print(
+            f"[yellow]warning:[/] skipped {len(stats.skipped)} file(s)/record(s) and "
+            f"{len(stats.duplicates)} duplicate id(s), each named above"
+        )
 
 
 def _read_queries(path: Path) -> list[tuple[str, str]]:

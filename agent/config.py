@@ -49,6 +49,9 @@ class RetrievalConfig(_Section):
     k: int = Field(20, ge=1, le=1000)  # candidates per sub-query
     qdrant_url: str | None = None
     stem: bool = False
+    # encoder of new indexes: e5-small | minilm | a sentence-transformers path (None: the default);
+    # an existing index keeps its own, and another one is refused (EncoderMismatchError)
+    encoder: str | None = None
 
 
 class RerankConfig(_Section):

@@ -1,7 +1,9 @@
 """Read files of many kinds into :class:`Document` records.
 
-A bad file (binary, undecodable, unparseable) is reported and skipped: one bad file must
-never abort an ingest of thousands of good ones.
+A bad file (binary, undecodable, unparseable, empty) is reported and skipped: one bad file
+must never abort an ingest of thousands of good ones. Inside a JSON / JSONL file the unit is
+the record: a bad line or a record without text is reported as ``<file>:<line>`` (``.json``:
+``<file>:item <n>``) and skipped, and the file's good records are kept.
 
 JSON / JSONL record layout (documented in the README): each record is an object with
 ``id`` (optional; defaults to ``<file>:<line or index>``), ``text`` (required; ``contents``
@@ -13,13 +15,17 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+from hoprank.tools.errors import HoprankError
 from hoprank.tools.types import Document
+
+log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -30,6 +36,10 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES | PDF_SUFFIXE
 
 class UnreadableFileError(Exception):
     """Raised by a reader for a file that cannot be turned into documents."""
+
+
+class SourceNotFoundError(HoprankError, FileNotFoundError):
+    """A file or folder given to index does not exist."""
 
 
 @dataclass
@@ -103,6 +113,8 @@ def _title_from_text(path: Path, text: str) -> str:
 
 def read_text(path: Path, doc_id: str) -> list[Document]:
     text = _decode(path.read_bytes(), path)
+    if not text.strip():
+        raise UnreadableFileError("empty file (nothing to index)")
     title = _title_from_text(path, text)
     return [Document(id=doc_id, text=text.strip(), title=title, source=str(path))]
 
@@ -111,6 +123,8 @@ def read_html(path: Path, doc_id: str) -> list[Document]:
     parser = _HTMLText()
     parser.feed(_decode(path.read_bytes(), path))
     text = _normalise_ws(html.unescape("".join(parser.parts)))
+    if not text:
+        raise UnreadableFileError("empty file (no text in the HTML body)")
     title = parser.title.strip() or _title_from_text(path, text)
     return [Document(id=doc_id, text=text, title=title, source=str(path))]
 
@@ -132,33 +146,40 @@ def read_pdf(path: Path, doc_id: str) -> list[Document]:
     return [Document(id=doc_id, text=text, title=_title_from_text(path, text), source=str(path), metadata=meta)]
 
 
-def record_to_document(rec: object, default_id: str, source: str) -> Document:
+def record_to_document(rec: object, default_id: str, source: str, where: str | None = None) -> Document:
     """Turn one JSON record into a Document, or raise saying which field is wrong."""
+    label = "record" if where else f"record {default_id}"  # ``where`` already names file and line
     if not isinstance(rec, dict):
-        raise UnreadableFileError(f"record {default_id} is not a JSON object")
+        raise UnreadableFileError(f"{label} is not a JSON object")
     text = rec.get("text", rec.get("contents", rec.get("body")))
     if not isinstance(text, str) or not text.strip():
-        raise UnreadableFileError(f"record {default_id} has no non-empty 'text' field")
+        raise UnreadableFileError(f"{label} has no non-empty 'text' field")
     meta = rec.get("metadata") or {}
     if not isinstance(meta, dict):
-        raise UnreadableFileError(f"record {default_id}: 'metadata' must be an object")
+        raise UnreadableFileError(f"{label}: 'metadata' must be an object")
     rid = rec.get("id", rec.get("_id", default_id))
     return Document(
         id=str(rid), text=text.strip(), title=str(rec.get("title") or ""), source=source, metadata=meta
     )
 
 
-def read_json(path: Path, doc_id: str) -> list[Document]:
+def read_json(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None = None) -> list[Document]:
+    """Records of a .json / .jsonl file. A bad record is appended to ``skipped`` as
+    (``<file>:<line>``, why) and the others are kept; without ``skipped`` it is logged."""
     text = _decode(path.read_bytes(), path)
-    records: list[tuple[str, object]] = []
+    if not text.strip():
+        raise UnreadableFileError("empty file (nothing to index)")
+    bad: list[tuple[str, str]] = []
+    docs: list[Document] = []
     if path.suffix.lower() in {".jsonl", ".ndjson"}:
+        records: list[tuple[str, str, object]] = []  # (default id, where, record)
         for i, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                records.append((f"{doc_id}:{i}", json.loads(line)))
+                records.append((f"{doc_id}:{i}", f"{path}:{i}", json.loads(line)))
             except json.JSONDecodeError as e:
-                raise UnreadableFileError(f"line {i}: invalid JSON ({e.msg})") from e
+                bad.append((f"{path}:{i}", f"invalid JSON ({e.msg})"))
     else:
         try:
             data = json.loads(text)
@@ -167,18 +188,32 @@ def read_json(path: Path, doc_id: str) -> list[Document]:
         if isinstance(data, dict) and isinstance(data.get("documents"), list):
             data = data["documents"]
         items = data if isinstance(data, list) else [data]
-        records = [(f"{doc_id}:{i}", r) for i, r in enumerate(items)]
-    return [record_to_document(r, rid, str(path)) for rid, r in records]
+        records = [(f"{doc_id}:{i}", f"{path}:item {i}", r) for i, r in enumerate(items)]
+    for default_id, where, rec in records:
+        try:
+            docs.append(record_to_document(rec, default_id, str(path), where=where))
+        except UnreadableFileError as e:
+            bad.append((where, str(e)))
+    if not docs and not bad:
+        raise UnreadableFileError("no records (empty list)")
+    if skipped is None:
+        for where, why in bad:
+            log.warning("skipped %s: %s", where, why)
+    else:
+        skipped.extend(bad)
+    return docs
 
 
-def read_file(path: Path, doc_id: str) -> list[Document]:
+def read_file(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None = None) -> list[Document]:
+    """Documents of one file; raises :class:`UnreadableFileError` for a file that yields none
+    (JSON records that fail on their own go to ``skipped``, see :func:`read_json`)."""
     suffix = path.suffix.lower()
     if suffix in TEXT_SUFFIXES:
         return read_text(path, doc_id)
     if suffix in HTML_SUFFIXES:
         return read_html(path, doc_id)
     if suffix in JSON_SUFFIXES:
-        return read_json(path, doc_id)
+        return read_json(path, doc_id, skipped)
     if suffix in PDF_SUFFIXES:
         return read_pdf(path, doc_id)
     raise UnreadableFileError(f"unsupported file type {suffix or '(none)'}")
@@ -199,4 +234,4 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str]]:
         elif p.is_file():
             yield p, p.name
         else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
+            raise SourceNotFoundError(f"no such file or folder: {p}")

@@ -1,4 +1,4 @@
-"""Embedding reranking: MiniLM cosine of each hit to the question and its sub-questions.
+"""Embedding reranking: cosine of each hit to the question and its sub-questions.
 
 The cheap default (no LLM, milliseconds). For a multi-hop question the evidence for a hop
 often matches a sub-question far better than the whole question, so each hit's score mixes
@@ -29,10 +29,10 @@ class EmbeddingReranker(Reranker):
             raise RerankError(f"embedding agg must be 'max' or 'mean', got {agg!r}")
         if not 0.0 <= float(main_weight) <= 1.0:
             raise RerankError(f"embedding main_weight must be in [0, 1], got {main_weight!r}")
-        if embedder is None:
-            from hoprank.tools.embeddings import Embedder
+        if embedder is None:  # callers with an index pass its encoder (index.embedder)
+            from hoprank.tools.embeddings import make_encoder
 
-            embedder = Embedder()
+            embedder = make_encoder()
         self.embedder = embedder
         self.agg = agg
         self.main_weight = float(main_weight)
@@ -43,8 +43,9 @@ class EmbeddingReranker(Reranker):
 
     def _score(self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder) -> list[Scored]:
         subs = [s for s in (subqueries or []) if s.strip().lower() != query.strip().lower()]
-        q = np.asarray(self.embedder.encode([query, *subs]), dtype=np.float32)
-        d = np.asarray(self.embedder.encode([doc_text(h, self.max_doc_words) for h in hits]), dtype=np.float32)
+        # asymmetric encoders (e5) need the question side as queries and the hits as passages
+        q = np.asarray(self.embedder.encode_queries([query, *subs]), dtype=np.float32)
+        d = np.asarray(self.embedder.encode_passages([doc_text(h, self.max_doc_words) for h in hits]), dtype=np.float32)
         sims = d @ q.T  # (n_hits, 1 + n_subs); vectors are L2-normalised
         main = sims[:, 0]
         if subs:
