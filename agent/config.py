@@ -73,6 +73,12 @@ class AgentConfig(_Section):
     verify: bool = False
     answer_style: Literal["full", "short"] = "full"
     evidence_k: int = Field(5, ge=1, le=50)  # chunks shown to the generator
+    # evidence as chains (agent/chain.py): pairs of chunks scored together, entity links followed
+    chain: bool = True
+    # short answers: "spans" picks a candidate span of the evidence by the LLM's likelihood
+    # (agent/spans.py; free generation when no span fits or the backend cannot score),
+    # "generate" asks the LLM to write the short answer
+    answer_mode: Literal["spans", "generate"] = "spans"
     # document-borne instructions (hoprank.tools.safety): "screen" removes instruction-like spans from
     # retrieved text, "flag" marks answers that carry foreign URLs/e-mails/prompt text; "on" does both
     injection_guard: Literal["on", "screen", "flag", "off"] = "on"

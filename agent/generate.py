@@ -13,8 +13,11 @@ import re
 from dataclasses import dataclass, field, replace
 
 from hoprank import prompts
+from hoprank.agent.spans import choose_span
 from hoprank.agent.understand import content_terms, entities
+from hoprank.tools.errors import LLMError
 from hoprank.tools.llm.base import ChatLLM, LLMResponse
+from hoprank.tools.llm.scoring import ScoringUnsupported
 from hoprank.tools.types import Citation, Hit
 
 _MARK = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -42,6 +45,7 @@ class Generated:
     fallback: str | None = None  # why the raw model output was not used as is
     raw: str = ""
     responses: list[LLMResponse] = field(default_factory=list)
+    method: str = "generate"  # generate | spans | yes/no | choice: which path wrote the answer
 
 
 def parse_citations(text: str, evidence: list[Hit]) -> tuple[str, list[Citation]]:
@@ -111,9 +115,44 @@ def best_sentence(question: str, evidence: list[Hit]) -> tuple[str, int] | None:
     return (best[1], best[2]) if best and best[0] >= 1 else None
 
 
-def generate(question: str, evidence: list[Hit], llm: ChatLLM, style: str = "full", max_tokens: int = 160) -> Generated:
+def _cite_span(answer: str, evidence: list[Hit], prefer: int | None = None) -> list[Citation]:
+    """A short answer cites the chunk that contains it (the one it was taken from first)."""
+    order = ([prefer] if prefer is not None else []) + list(range(len(evidence)))
+    n = next((i for i in order if 0 <= i < len(evidence) and answer.lower() in evidence[i].text.lower()), None)
+    if n is None:
+        return []
+    h = evidence[n]
+    return [Citation(marker=n + 1, chunk_id=h.id, title=h.title, text=h.text, score=h.score)]
+
+
+def span_answer(question: str, evidence: list[Hit], llm: ChatLLM) -> tuple[Generated | None, str]:
+    """The likelihood path for short answers; (None, why) when it cannot answer."""
+    try:
+        choice = choose_span(question, evidence, llm)
+    except ScoringUnsupported as e:
+        return None, f"span scoring unsupported: {e}"
+    except LLMError as e:
+        return None, f"span scoring failed: {e}"
+    if choice.answer is None:
+        return None, choice.reason
+    cites = _cite_span(choice.answer, evidence, choice.chunk_index)
+    raw = "; ".join(f"{c} ({v:.2f})" for c, v in choice.candidates)
+    responses = [choice.response] if choice.response is not None else []
+    return Generated(choice.answer, cites, "answered", fallback=None, raw=raw, responses=responses,
+                     method=choice.method or "spans"), ""
+
+
+def generate(
+    question: str, evidence: list[Hit], llm: ChatLLM, style: str = "full", max_tokens: int = 160,
+    answer_mode: str = "generate",
+) -> Generated:
     if not evidence:
         return Generated(NOT_FOUND_TEXT, [], "not_found", fallback="no evidence")
+    span_why = ""
+    if style == "short" and answer_mode == "spans":
+        picked, span_why = span_answer(question, evidence, llm)
+        if picked is not None:
+            return picked
     name = "answer_short" if style == "short" else "answer"
     msgs = prompts.chat(name, question=question, documents=format_evidence(evidence))
     resp = llm.chat(msgs, max_tokens=32 if style == "short" else max_tokens, temperature=0.0)
@@ -125,10 +164,9 @@ def generate(question: str, evidence: list[Hit], llm: ChatLLM, style: str = "ful
         if not ans or not re.search(r"\w", ans):
             return Generated(NOT_FOUND_TEXT, [], "not_found", fallback="empty model output", raw=raw, responses=[resp])
         ans, how = shorten(ans, question, evidence)
-        # a short answer cites the chunk that contains it, when one does
-        n = next((i for i, h in enumerate(evidence, 1) if ans.lower() in h.text.lower()), None)
-        cites = [Citation(marker=n, chunk_id=evidence[n - 1].id, title=evidence[n - 1].title, text=evidence[n - 1].text, score=evidence[n - 1].score)] if n else []
-        return Generated(ans, cites, "answered", fallback=how, raw=raw, responses=[resp])
+        if span_why:
+            how = f"free generation ({span_why})" + (f"; {how}" if how else "")
+        return Generated(ans, _cite_span(ans, evidence), "answered", fallback=how, raw=raw, responses=[resp])
     text, cites = parse_citations(raw.strip(), evidence)
     if not re.search(r"\w{2,}", text):
         picked = best_sentence(question, evidence)

@@ -1,6 +1,6 @@
 """Every node and edge of the pipeline graph, in one place: read it like the diagram.
 
-    contextualize -> understand -> search x N (Send) -> fuse -> rerank -> assess
+    contextualize -> understand -> search x N (Send) -> fuse -> rerank -> chain -> assess
                                         ^                                   |
                                         +------ hop (bridge entities) <-----+ insufficient
                                                                             | enough / budget
@@ -43,6 +43,7 @@ def build_graph(verify: bool = False, checkpointer=None):
     g.add_node("search", nodes.search)
     g.add_node("fuse", nodes.fuse)
     g.add_node("rerank", nodes.rerank)
+    g.add_node("chain", nodes.chain)
     g.add_node("assess", nodes.assess)
     g.add_node("hop", nodes.hop)
     g.add_node("generate", nodes.generate)
@@ -54,7 +55,8 @@ def build_graph(verify: bool = False, checkpointer=None):
     g.add_conditional_edges("understand", fan_out, ["search", "generate"])
     g.add_edge("search", "fuse")
     g.add_edge("fuse", "rerank")
-    g.add_edge("rerank", "assess")
+    g.add_edge("rerank", "chain")
+    g.add_edge("chain", "assess")
     g.add_conditional_edges("assess", after_assess, ["hop", "generate"])
     g.add_conditional_edges("hop", fan_out, ["search", "generate"])
     g.add_conditional_edges("generate", lambda s: after_generate(s, verify), ["verify", "finalize"])

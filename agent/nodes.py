@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 from hoprank import prompts
 from hoprank.agent import generate as gen
 from hoprank.agent.assess import assess as assess_evidence
+from hoprank.agent.chain import select_chains
 from hoprank.agent.context import AgentContext, hit_brief, step, usage_of
 from hoprank.agent.hop import hop_queries
 from hoprank.agent.state import AgentState, SearchTask
@@ -60,8 +61,13 @@ def understand_node(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     t0 = time.perf_counter()
     q = state["standalone"]
     cfg = runtime.context.config.agent
-    llm = runtime.context.llm if cfg.decompose in ("auto", "llm") else None
-    u, resp = understand(q, llm, cfg.decompose if llm is not None or cfg.decompose in ("rules", "none") else "rules")
+    mode = cfg.decompose
+    if mode == "auto" and runtime.context.config.llm.backend == "llamacpp":
+        # the embedded 135M model's decompositions fail validation on 17 of 20 questions and
+        # cost a call each (benchmarks/results/agent_quality.md): auto = rules for it
+        mode = "rules"
+    llm = runtime.context.llm if mode in ("auto", "llm") else None
+    u, resp = understand(q, llm, mode)
     pending = list(dict.fromkeys([q] + u.subquestions))
     summary = f"{u.qtype}; {len(u.subquestions)} sub-questions ({u.source})" + (f"; LLM output rejected: {u.rejected}" if u.rejected else "")
     return {
@@ -158,11 +164,34 @@ def hop(state: AgentState) -> dict:
     return {"pending": queries, "hop": n, "steps": 1, "trace": [step("hop", f"hop {n}: {len(queries)} follow-up queries", t0, queries=queries)]}
 
 
+def chain(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """Reorder the evidence so that its head is a chain (agent/chain.py): the first-hop chunk
+    and the chunk its bridge entity leads to, not k look-alikes of the question."""
+    t0 = time.perf_counter()
+    ctx = runtime.context
+    ranked: list[Hit] = state.get("ranked") or []
+    if not ctx.config.agent.chain or len(ranked) < 2:
+        return {"steps": 1, "trace": [step("chain", "off" if not ctx.config.agent.chain else "too few hits", t0)]}
+    sel = select_chains(state["standalone"], ranked, ctx.index)
+    out, screened = sel.ranked, []
+    if sel.added and safety.screens(ctx.config.agent.injection_guard):
+        # chunks brought in by entity links were never screened by fuse
+        out, screened = safety.screen_hits(out)
+    summary = f"{sel.reason}; best pair {sel.pairs[0][0]} + {sel.pairs[0][1]}" if sel.pairs else sel.reason
+    brief = [hit_brief(h) for h in out[: ctx.config.agent.evidence_k]]
+    return {"ranked": out, "steps": 1, "trace": [
+        step("chain", summary, t0, pairs=sel.pairs, added=sel.added[:20], ranked=brief, screened=screened)]}
+
+
 def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     t0 = time.perf_counter()
     cfg = runtime.context.config.agent
     evidence = (state.get("ranked") or [])[: cfg.evidence_k]
-    g = gen.generate(state["standalone"], evidence, runtime.context.llm, style=cfg.answer_style, max_tokens=runtime.context.config.llm.max_tokens if cfg.answer_style == "full" else 32)
+    g = gen.generate(
+        state["standalone"], evidence, runtime.context.llm, style=cfg.answer_style,
+        max_tokens=runtime.context.config.llm.max_tokens if cfg.answer_style == "full" else 32,
+        answer_mode=cfg.answer_mode,
+    )
     tokens = _tokens(*g.responses)
     status = g.status
     if status == "answered" and state.get("stop_reason"):
@@ -172,7 +201,7 @@ def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         g.answer, status, state["standalone"], g.citations, evidence, cfg.injection_guard
     )
     flags = f"; flagged: {', '.join(f['kind'] for f in guard['flags'])}" if guard.get("flags") else ""
-    return {"answer": answer, "citations": g.citations, "status": status, "steps": 1, "tokens": tokens, "trace": [step("generate", f"{status}; {len(g.citations)} citations" + (f"; fallback: {g.fallback}" if g.fallback else "") + flags, t0, llm=usage_of(*g.responses), raw=g.raw[:1000], fallback=g.fallback, evidence=[hit_brief(h) for h in evidence], **guard)]}
+    return {"answer": answer, "citations": g.citations, "status": status, "steps": 1, "tokens": tokens, "trace": [step("generate", f"{status}; {len(g.citations)} citations" + (f"; fallback: {g.fallback}" if g.fallback else "") + flags, t0, llm=usage_of(*g.responses), raw=g.raw[:1000], fallback=g.fallback, method=g.method, evidence=[hit_brief(h) for h in evidence], **guard)]}
 
 
 def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from hoprank import prompts
 from hoprank.tools.llm.base import ChatLLM, LLMResponse
+from hoprank.tools.names import names
 from hoprank.tools.retrieval.tokenize import ENGLISH_STOPWORDS
 
 QType = Literal["single-hop", "bridge", "comparison", "aggregation"]
@@ -45,22 +46,9 @@ def stems(text: str) -> set[str]:
 
 
 def entities(text: str) -> list[str]:
-    """Capitalised spans (names, titles), without a sentence-initial question word."""
-    out: list[str] = []
-    spans = [part for m in _ENTITY.finditer(text) for part in re.split(r"[.!?]\s+", m.group(0))]
-    for span in spans:
-        span = span.strip(" .,'’")
-        words = span.split()
-        while words and words[0].lower() in _QWORDS | {"the", "a", "an", "in", "on", "of"}:
-            words = words[1:]
-        span = " ".join(words)
-        if len(words) == 1 and span.lower() in ENGLISH_STOPWORDS:  # "Their", "She" at a sentence start
-            continue
-        if not re.search(r"[^\W\d_]", span) and not span.isdigit():  # "1931-2009"
-            continue
-        if span and (len(span) > 2 or span.isdigit()) and span not in out:
-            out.append(span)
-    return out
+    """Names and titles, kept whole (:func:`hoprank.tools.names.names`): no years, citation
+    markers, nationality adjectives or sentence-initial question words."""
+    return names(text)
 
 
 @dataclass
@@ -113,7 +101,7 @@ def classify_rules(question: str) -> str:
     return "single-hop"
 
 
-def _comparison_parts(question: str) -> list[str]:
+def comparison_parts(question: str) -> list[str]:
     """The two (or more) compared items: 'Which is older, X or Y?' -> [X, Y]."""
     q = question.strip().rstrip("?")
     if "," in q and " or " in q:
@@ -135,8 +123,8 @@ def decompose_rules(question: str, qtype: str | None = None) -> Understanding:
     quoted = _QUOTED.findall(question)
     subs: list[str] = []
     if qtype == "comparison":
-        attribute = " ".join(t for t in content_terms(question) if all(t not in content_terms(p) for p in _comparison_parts(question)))
-        for part in _comparison_parts(question):
+        attribute = " ".join(t for t in content_terms(question) if all(t not in content_terms(p) for p in comparison_parts(question)))
+        for part in comparison_parts(question):
             subs.append(f"{part} {attribute}".strip())
     elif qtype == "bridge":
         subs.extend(_role_phrases(question))
