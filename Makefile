@@ -55,7 +55,7 @@ lint: $(STAMP)
 # `make bench-full` the full versions. Every script listed takes --mode quick|full, writes
 # benchmarks/results/<name>_<mode>.{json,md,jsonl} and reads ../shared/data (or
 # $$HOPRANK_SHARED_DATA); the README tables are then re-rendered from those files and checked.
-BENCHMARKS := benchmarks/multihop_closed_book.py
+BENCHMARKS := benchmarks/multihop_closed_book.py benchmarks/bootstrap_coverage.py
 
 bench: $(STAMP)
 	set -e; for b in $(BENCHMARKS); do $(PY) $$b --mode quick; done
