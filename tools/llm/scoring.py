@@ -74,9 +74,8 @@ def _record(llm: ChatLLM, key: str, scores: Any, prompt_tokens: int, t0: float, 
     return that record, so callers can charge it to their step's usage and budget."""
     r = LLMResponse(text="", prompt_tokens=prompt_tokens, cached=cached, model=llm.model_name,
                     latency_s=0.0 if cached else time.perf_counter() - t0, finish_reason="scored")
-    llm.usage.add(r)
+    llm.usage.add(r)  # counts the seconds of a paid call too
     if not cached:
-        llm.usage.seconds += r.latency_s
         if llm.cache is not None:
             llm.cache.put(key, {"text": "", "scores": scores, "prompt_tokens": prompt_tokens})
     return r

@@ -17,11 +17,12 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hoprank.tools.errors import HoprankError, validate_query
-from hoprank.tools.llm.base import LLMResponse
+from hoprank.tools.llm.base import LLMResponse, usage_of
 from hoprank.tools.types import Hit
 
 RAW_CHARS = 4000  # raw LLM output kept per call in the trace (a runaway generation is cut)
@@ -42,19 +43,44 @@ class Scored:
 
 @dataclass
 class CallRecorder:
-    """Usage of one rerank call, counted from the responses themselves (not a global diff)."""
+    """Usage of one rerank call, counted from the responses themselves (not a global diff).
+
+    Counted like :func:`~hoprank.tools.llm.base.usage_of`: a response replayed from the
+    cache is a call with its tokens like a paid one (the agent's token budget must not
+    depend on the cache's state), and is counted again apart in ``cached_calls`` /
+    ``cached_tokens``. Likelihood scoring calls (:meth:`score_many`) count the same way,
+    and each fall back from a scoring mode to text is tallied by name in ``fallbacks``."""
 
     calls: int = 0
-    cache_hits: int = 0
+    cached_calls: int = 0
+    cached_tokens: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     llm_seconds: float = 0.0
     failed_calls: int = 0
     raw: list[dict[str, Any]] = field(default_factory=list)
     parse: dict[str, int] = field(default_factory=dict)
+    fallbacks: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def cache_hits(self) -> int:
+        """The former name of ``cached_calls``."""
+        return self.cached_calls
+
+    def add(self, r: LLMResponse | None) -> None:
+        """Count one response (paid or replayed from the cache); ``None`` is no call."""
+        u = usage_of(r)
+        with self._lock:
+            self.calls += u["calls"]
+            self.prompt_tokens += u["prompt_tokens"]
+            self.completion_tokens += u["completion_tokens"]
+            self.cached_calls += u["cached_calls"]
+            self.cached_tokens += u["cached_tokens"]
+            if r is not None and not r.cached:
+                self.llm_seconds += float(r.latency_s or 0.0)
 
     def chat_many(self, llm: Any, batch: Sequence[list[dict[str, str]]], kind: str, **params: Any) -> list[Any]:
         """Run independent prompts concurrently through ``llm.chat_many`` and count them."""
@@ -76,27 +102,86 @@ class CallRecorder:
                 except Exception as e1:  # noqa: BLE001
                     self.errors.append(f"{kind}: {type(e1).__name__}: {str(e1)[:300]}")
                     responses.append(LLMResponse(text="", finish_reason="error"))
-        with self._lock:
-            for r in responses:
-                if r.finish_reason == "error" and not r.text:
+        for r in responses:
+            if r.finish_reason == "error" and not r.text:
+                with self._lock:
                     self.failed_calls += 1  # the placeholder of a failed call: no usage to count
-                elif getattr(r, "cached", False):
-                    self.cache_hits += 1
-                else:
-                    self.calls += 1
-                    self.prompt_tokens += int(r.prompt_tokens or 0)
-                    self.completion_tokens += int(r.completion_tokens or 0)
-                    self.llm_seconds += float(r.latency_s or 0.0)
+            else:
+                self.add(r)
+            with self._lock:
                 self.raw.append({"kind": kind, "text": (r.text or "")[:RAW_CHARS]})
         return responses
 
     def chat(self, llm: Any, messages: list[dict[str, str]], kind: str, **params: Any) -> Any:
         return self.chat_many(llm, [messages], kind, **params)[0]
 
+    def score_many(
+        self, llm: Any, batch: Sequence[list[dict[str, str]]], labels: Sequence[Sequence[str]], kind: str
+    ) -> list[dict[str, float]] | None:
+        """Log-probabilities of each prompt's ``labels`` as the reply's first token
+        (:func:`~hoprank.tools.llm.scoring.label_logprobs`), the prompts concurrently.
+
+        Returns None when any prompt could not be scored (a backend without
+        log-probabilities, a label outside a server's top log-probabilities, an error): the
+        caller then falls back to its text mode, and the reason is in ``errors``. After a
+        failure the prompts not yet started are skipped; every call made is counted (a failed
+        one in ``failed_calls``)."""
+        from hoprank.tools.llm.scoring import label_logprobs
+
+        if not batch:
+            return []
+        workers = max(1, min(len(batch), int(getattr(llm, "max_concurrency", 1) or 1)))
+        failures: list[str] = []
+        stop = threading.Event()  # after one failure the rest is not asked: the caller falls back
+
+        def one(job: tuple[list[dict[str, str]], Sequence[str]]) -> dict[str, float] | None:
+            if stop.is_set():
+                return None
+            try:
+                scores, r = label_logprobs(llm, job[0], job[1])
+            except Exception as e:  # noqa: BLE001 - ScoringUnsupported, LLMError, a backend bug: fall back
+                stop.set()
+                with self._lock:
+                    self.failed_calls += 1
+                    failures.append(f"{kind}: {type(e).__name__}: {str(e)[:300]}")
+                return None
+            self.add(r)
+            return scores
+
+        jobs = list(zip(batch, labels, strict=True))
+        if workers == 1:
+            out = [one(j) for j in jobs]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                out = list(pool.map(one, jobs))
+        with self._lock:
+            self.raw.extend({"kind": kind, "text": _top_labels(s)} for s in out if s is not None)
+            if failures:
+                self.errors.append(failures[0] + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
+        if any(s is None for s in out):
+            return None
+        return [s for s in out if s is not None]
+
+    def fallback(self, name: str) -> None:
+        """Record that a scoring mode fell back (``name`` says from what to what)."""
+        with self._lock:
+            self.fallbacks[name] = self.fallbacks.get(name, 0) + 1
+
     def count(self, outcome: str) -> None:
         """Tally parse outcomes (``ok`` / ``lenient`` / ``failed``...) for honest reporting."""
         with self._lock:
             self.parse[outcome] = self.parse.get(outcome, 0) + 1
+
+
+def _top_labels(scores: dict[str, float], n: int = 5) -> str:
+    """The raw record of a scoring call: its most likely labels with their log-probabilities."""
+    best = sorted(scores.items(), key=lambda kv: -kv[1])[:n]
+    return " ".join(f"{k}:{v:.2f}" for k, v in best)
+
+
+def by_label(scores: dict[str, float], labels: Sequence[str]) -> list[int]:
+    """Positions of ``labels`` from most to least likely; ties keep the shown order."""
+    return sorted(range(len(labels)), key=lambda j: (-scores.get(labels[j], float("-inf")), j))
 
 
 class Reranker:
@@ -161,13 +246,16 @@ class Reranker:
             "n_out": len(out),
             "top_k": top_k,
             "llm_calls": rec.calls,
-            "cache_hits": rec.cache_hits,
+            "cached_calls": rec.cached_calls,
+            "cached_tokens": rec.cached_tokens,
+            "cache_hits": rec.cached_calls,
             "failed_calls": rec.failed_calls,
             "prompt_tokens": rec.prompt_tokens,
             "completion_tokens": rec.completion_tokens,
             "llm_seconds": round(rec.llm_seconds, 3),
             "seconds": round(time.perf_counter() - t0, 3),
             "parse": dict(rec.parse),
+            "fallbacks": dict(rec.fallbacks),
             "errors": list(rec.errors),
             "order": [h.id for h in out],
             "raw": rec.raw,
@@ -245,6 +333,19 @@ def doc_text(hit: Hit, max_words: int | None) -> str:
 def numbered(texts: Sequence[str]) -> str:
     """``[1] text`` lines, the layout every LLM prompt here uses."""
     return "\n".join(f"[{i + 1}] {t}" for i, t in enumerate(texts))
+
+
+# Labels of the likelihood modes: each capital letter is one token, with or without a leading
+# space, in SmolLM2's tokenizer (and the usual BPE vocabularies), so the first token of the
+# reply names exactly one document; "10" would start like "1".
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def lettered(texts: Sequence[str], prefix: str = "Passage ") -> str:
+    """``Passage A: text`` lines for the likelihood prompts (at most 26 documents)."""
+    if len(texts) > len(LETTERS):
+        raise RerankError(f"at most {len(LETTERS)} documents can be labelled by letters, got {len(texts)}")
+    return "\n".join(f"{prefix}{LETTERS[i]}: {t}" for i, t in enumerate(texts))
 
 
 def positional_scores(order: Sequence[int], rationales: dict[int, str] | None = None) -> list[Scored]:

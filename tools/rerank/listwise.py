@@ -4,19 +4,29 @@ A sliding window (20 documents, stride 10) moves from the back of the list to th
 a strong document found low can climb up to the top in one pass. The windows overlap, so
 they are sequential by nature (each one reads the previous one's result); a list of at most
 ``window`` documents is a single call.
+
+``scoring="first"`` (FIRST, Reddy et al. 2024) asks the same question with the documents
+labelled A, B, C... and reads the window's ranking off the log-probabilities of the reply's
+first token, the first identifier a listwise model would write: one forward pass per
+window, no permutation to generate or parse. Letters, not numbers: each is one token, while
+"12" starts with the token of "1". A backend that cannot score falls back to the generated
+permutation for the rest of the call (counted in the trace's ``fallbacks``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from hoprank import prompts
 from hoprank.tools.rerank.base import (
+    LETTERS,
     CallRecorder,
     Reranker,
     RerankError,
     Scored,
+    by_label,
     doc_text,
+    lettered,
     numbered,
     positional_scores,
 )
@@ -46,10 +56,22 @@ class ListwiseReranker(Reranker):
     )
     uses_llm = True
 
-    def __init__(self, llm: Any, window: int = 20, stride: int = 10, max_doc_words: int = 80, max_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        window: int = 20,
+        stride: int = 10,
+        max_doc_words: int = 80,
+        max_tokens: int | None = None,
+        scoring: Literal["text", "first"] = "text",
+    ) -> None:
         super().__init__()
         if not isinstance(window, int) or window < 2:
             raise RerankError(f"listwise window must be an integer >= 2, got {window!r}")
+        if scoring not in ("text", "first"):
+            raise RerankError(f"listwise scoring must be 'text' or 'first', got {scoring!r}")
+        if scoring == "first" and window > len(LETTERS):
+            raise RerankError(f"listwise scoring 'first' labels a window with letters: window must be <= {len(LETTERS)}, got {window}")
         if not isinstance(stride, int) or not 1 <= stride <= window:
             raise RerankError(f"listwise stride must be an integer in 1..window ({window}), got {stride!r}")
         self.llm = llm
@@ -57,9 +79,24 @@ class ListwiseReranker(Reranker):
         self.stride = stride
         self.max_doc_words = max_doc_words
         self.max_tokens = max_tokens
+        self.scoring = scoring
 
     def options(self) -> dict[str, Any]:
-        return {"window": self.window, "stride": self.stride, "max_doc_words": self.max_doc_words}
+        return {"scoring": self.scoring, "window": self.window, "stride": self.stride, "max_doc_words": self.max_doc_words}
+
+    def _first(self, query: str, part: list[int], texts: list[str], rec: CallRecorder) -> list[int] | None:
+        """The window's order from the first token's label log-probabilities (None: not scored)."""
+        labels = list(LETTERS[: len(part)])
+        example = " > ".join(labels[:3][::-1])  # "C > B > A": an example that is not the shown order
+        msgs = prompts.chat(
+            "rerank_listwise_first", query=query, num=len(part), example=example,
+            documents=lettered([texts[i] for i in part]),
+        )
+        scored = rec.score_many(self.llm, [msgs], [labels], "listwise-first")
+        if scored is None:
+            return None
+        rec.count("logprob")
+        return by_label(scored[0], labels)
 
     def _score(self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder) -> list[Scored]:
         n = len(hits)
@@ -70,6 +107,13 @@ class ListwiseReranker(Reranker):
         for start, end in sliding_windows(n, self.window, self.stride):
             part = ranking[start:end]
             m = len(part)
+            if self.scoring == "first":
+                order = None if rec.extra.get("scoring_fallback") else self._first(query, part, texts, rec)
+                if order is not None:
+                    ranking[start:end] = [part[j] for j in order]
+                    continue
+                rec.extra["scoring_fallback"] = "text"
+                rec.fallback("listwise first -> text")
             msgs = prompts.chat("rerank_listwise", query=query, num=m, documents=numbered([texts[i] for i in part]))
             # about 5 tokens per "[12] > "; a cap stops a rambling small model early
             r = rec.chat(self.llm, msgs, "listwise", max_tokens=self.max_tokens or 6 * m + 16, temperature=0)

@@ -8,10 +8,18 @@ Heap building is done level by level: heapify calls on nodes of one level touch 
 subtrees, so their prompts go out together through ``chat_many`` and the result is exactly
 the sequential algorithm's, in fewer round trips. Permutation voting sends its shuffled
 copies of a set concurrently too.
+
+``scoring="likelihood"`` (the setwise paper's likelihood variant for open models) labels the
+documents of a comparison A, B, C... and takes as winner the label with the highest
+log-probability as the first token of the reply: one forward pass, nothing generated, no
+format to follow, which is what a model too small to write ``<answer>[3]</answer>`` needs.
+A backend that cannot score falls back to the text prompt for the rest of the call, and the
+trace counts the comparisons that fell back (``fallbacks``).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from collections import Counter
@@ -19,11 +27,13 @@ from typing import Any, Literal
 
 from hoprank import prompts
 from hoprank.tools.rerank.base import (
+    LETTERS,
     CallRecorder,
     Reranker,
     RerankError,
     Scored,
     doc_text,
+    lettered,
     numbered,
 )
 from hoprank.tools.rerank.parsing import parse_setwise
@@ -49,10 +59,15 @@ class SetwiseReranker(Reranker):
         max_doc_words: int = 80,
         max_tokens: int = 256,
         seed: int = 0,
+        scoring: Literal["text", "likelihood"] = "text",
     ) -> None:
         super().__init__()
         if method not in ("heapsort", "bubblesort"):
             raise RerankError(f"setwise method must be 'heapsort' or 'bubblesort', got {method!r}")
+        if scoring not in ("text", "likelihood"):
+            raise RerankError(f"setwise scoring must be 'text' or 'likelihood', got {scoring!r}")
+        if scoring == "likelihood" and isinstance(num_child, int) and num_child + 1 > len(LETTERS):
+            raise RerankError(f"setwise likelihood scoring labels a set with letters: num_child must be <= {len(LETTERS) - 1}, got {num_child}")
         if not isinstance(num_child, int) or num_child < 1:
             raise RerankError(f"setwise num_child must be an integer >= 1, got {num_child!r}")
         if not isinstance(num_permutation, int) or num_permutation < 1:
@@ -67,9 +82,11 @@ class SetwiseReranker(Reranker):
         self.max_doc_words = max_doc_words
         self.max_tokens = max_tokens
         self.seed = seed
+        self.scoring = scoring
 
     def options(self) -> dict[str, Any]:
         return {
+            "scoring": self.scoring,
             "method": self.method,
             "num_child": self.num_child,
             "k": self.k,
@@ -88,17 +105,19 @@ class SetwiseReranker(Reranker):
         lets the heap parent win a failed comparison; in a heap that is not the retrieval
         order, so a model that never answers would scramble the list. With this rule it
         returns the retrieval order unchanged.)"""
-        messages: list[list[dict[str, str]]] = []
-        layouts: list[tuple[int, list[int]]] = []  # (set number, order of set positions shown)
-        for s_i, s in enumerate(sets):
-            for p in range(self.num_permutation):
-                perm = list(range(len(s)))
-                if p > 0:
-                    key = f"{self.seed}|{query}|{','.join(map(str, s))}|{p}".encode()
-                    random.Random(zlib.crc32(key)).shuffle(perm)
-                shown = [texts[s[j]] for j in perm]
-                messages.append(prompts.chat("rerank_setwise", query=query, documents=numbered(shown)))
-                layouts.append((s_i, perm))
+        if self.scoring == "likelihood" and not rec.extra.get("scoring_fallback"):
+            won = self._compare_likelihood(query, sets, texts, rec, wins)
+            if won is not None:
+                return won
+            rec.extra["scoring_fallback"] = "text"
+        if self.scoring == "likelihood":
+            for _ in sets:
+                rec.fallback("setwise likelihood -> text")
+        layouts = self._layouts(query, sets)
+        messages = [
+            prompts.chat("rerank_setwise", query=query, documents=numbered([texts[sets[s_i][j]] for j in perm]))
+            for s_i, perm in layouts
+        ]
         responses = rec.chat_many(self.llm, messages, "setwise", max_tokens=self.max_tokens, temperature=0)
         votes: list[Counter[int]] = [Counter() for _ in sets]
         reasons: list[dict[int, str]] = [{} for _ in sets]
@@ -121,6 +140,50 @@ class SetwiseReranker(Reranker):
             pos = min(tied, key=lambda p: s[p])  # ties and failures: the retriever's order decides
             if pos in reasons[s_i]:
                 wins[s[pos]] = reasons[s_i][pos]
+            winners.append(pos)
+        return winners
+
+    def _layouts(self, query: str, sets: list[list[int]]) -> list[tuple[int, list[int]]]:
+        """(set number, order of the set's positions shown) for every prompt: the set as
+        given, then ``num_permutation - 1`` seeded shuffles of it."""
+        out = []
+        for s_i, s in enumerate(sets):
+            for p in range(self.num_permutation):
+                perm = list(range(len(s)))
+                if p > 0:
+                    key = f"{self.seed}|{query}|{','.join(map(str, s))}|{p}".encode()
+                    random.Random(zlib.crc32(key)).shuffle(perm)
+                out.append((s_i, perm))
+        return out
+
+    def _compare_likelihood(
+        self, query: str, sets: list[list[int]], texts: list[str], rec: CallRecorder, wins: dict[int, str]
+    ) -> list[int] | None:
+        """Winners by label likelihood, or None when the backend could not score (fall back).
+
+        Each prompt's label probabilities (renormalised over the set's labels) are mapped
+        back to set positions and summed over the permutations: the winner has the highest
+        total, ties go to the document ranked highest by the retriever."""
+        layouts = self._layouts(query, sets)
+        messages, labels = [], []
+        for s_i, perm in layouts:
+            shown = [texts[sets[s_i][j]] for j in perm]
+            messages.append(prompts.chat("rerank_setwise_likelihood", query=query, documents=lettered(shown)))
+            labels.append(list(LETTERS[: len(perm)]))
+        scored = rec.score_many(self.llm, messages, labels, "setwise-likelihood")
+        if scored is None:
+            return None
+        totals = [[0.0] * len(s) for s in sets]
+        for (s_i, perm), labs, lp in zip(layouts, labels, scored):
+            rec.count("logprob")
+            probs = _normalised([lp[lab] for lab in labs])
+            for j, p in enumerate(probs):
+                totals[s_i][perm[j]] += p
+        winners = []
+        for s_i, s in enumerate(sets):
+            best = max(totals[s_i])
+            pos = min((p for p, v in enumerate(totals[s_i]) if v == best), key=lambda p: s[p])
+            wins[s[pos]] = f"label likelihood {best / self.num_permutation:.2f} among {len(s)}"
             winners.append(pos)
         return winners
 
@@ -197,3 +260,11 @@ class SetwiseReranker(Reranker):
         chosen = set(top)
         order = top + [i for i in range(n) if i not in chosen]
         return [Scored(idx, float(n - pos), wins.get(idx) if pos < len(top) else None) for pos, idx in enumerate(order)]
+
+
+def _normalised(logprobs: list[float]) -> list[float]:
+    """Probabilities of the labels renormalised among themselves (a softmax of log-probs)."""
+    top = max(logprobs)
+    exp = [math.exp(v - top) for v in logprobs]
+    total = sum(exp)
+    return [e / total for e in exp]
