@@ -44,7 +44,12 @@ METHODS: dict[str, tuple[str, dict]] = {
     "rebel-2turn": ("rebel", {"variant": "two-turn", "max_doc_words": 40, "max_tokens": 160, "meta_max_tokens": 80}),
     "setwise-heap": ("setwise", {"method": "heapsort", "num_child": 3, "k": 5, "max_doc_words": 40, "max_tokens": 64}),
     "setwise-bubble": ("setwise", {"method": "bubblesort", "num_child": 3, "k": 5, "max_doc_words": 40, "max_tokens": 64}),
+    # likelihood modes: no generation, no format to follow (issue 9, item 4)
+    "setwise-likelihood": ("setwise", {"method": "heapsort", "num_child": 3, "k": 5, "max_doc_words": 40, "scoring": "likelihood"}),
+    "listwise-first": ("listwise", {"max_doc_words": 40, "scoring": "first"}),
+    "pointwise-calibrated": ("pointwise", {"max_doc_words": 40, "scoring": "calibrated"}),
 }
+LIKELIHOOD = ("setwise-likelihood", "listwise-first", "pointwise-calibrated")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,7 +62,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true", help="ignore rows of an earlier run")
     p.add_argument("--max-minutes", type=float, default=20.0, help="stop starting new questions after this long (0: no limit)")
     p.add_argument("--name", default="rerank_quality")
+    p.add_argument("--no-earlier", action="store_true", help="do not carry rows of methods not run now over from the earlier results file")
     return p.parse_args(argv)
+
+
+def earlier_results(name: str, methods: list[str]) -> tuple[dict[str, dict], str | None]:
+    """Rows of the earlier results file for methods this run does not measure, tagged with
+    that run's date, so a partial re-run (only the new modes) keeps the full table."""
+    from common import RESULTS_DIR
+
+    path = RESULTS_DIR / f"{name}.json"
+    if not path.exists():
+        return {}, None
+    old = json.loads(path.read_text("utf-8"))
+    date = old.get("metadata", {}).get("date")
+    out = {}
+    carried = set(METHODS) - set(methods)
+    if "setwise-bubble" in carried:  # its same-questions comparison rows go with it
+        carried |= {"baseline_on_bubble_subset", "setwise-heap_on_bubble_subset"}
+    for m, s in old.get("results", {}).items():
+        if m in carried and isinstance(s, dict) and "questions" in s:
+            out[m] = {**s, "run": s.get("run") if s.get("run") not in (None, "this run") else date}
+    if "none" in old.get("results", {}):
+        out["_none_then"] = old["results"]["none"]
+    return out, date
 
 
 def gold_metrics(ranked: list[str], gold: list[str]) -> dict[str, float]:
@@ -160,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                 "prompt_tokens": trace.get("prompt_tokens", 0),
                 "completion_tokens": trace.get("completion_tokens", 0),
                 "seconds": round(secs, 3),
+                "cached_calls": trace.get("cached_calls", 0),
                 "parse": trace.get("parse", {}),
+                "fallbacks": trace.get("fallbacks", {}),
                 "errors": ([error] if error else []) + list(trace.get("errors", [])),
                 "raw_sample": [r["text"][:200] for r in trace.get("raw", [])[:2]],
             }
@@ -172,17 +202,27 @@ def main(argv: list[str] | None = None) -> int:
     def summary(rs: list[dict]) -> dict:
         mean = lambda k: round(statistics.fmean(r.get(k, 0) for r in rs), 4) if rs else None  # noqa: E731
         parse: dict[str, int] = {}
+        fallbacks: dict[str, int] = {}
         for r in rs:
             for k, v in r.get("parse", {}).items():
                 parse[k] = parse.get(k, 0) + v
+            for k, v in r.get("fallbacks", {}).items():
+                fallbacks[k] = fallbacks.get(k, 0) + v
         return {
+            "run": "this run",
             "questions": len(rs),
             **{k: mean(k) for k in ("both@2", "both@5", "ndcg@10", "llm_calls", "prompt_tokens", "completion_tokens", "seconds")},
             "parse": parse,
+            "fallbacks": fallbacks,
             "failed_questions": sum(1 for r in rs if r.get("errors")),
         }
 
     results = {m: summary(rs) for m, rs in rows.items()}
+    earlier, earlier_date = ({}, None) if args.no_earlier else earlier_results(args.name, methods)
+    none_then = earlier.pop("_none_then", None)
+    same_candidates = bool(none_then) and all(
+        none_then.get(k) == results["none"].get(k) for k in ("questions", "both@2", "both@5", "ndcg@10"))
+    results.update(earlier)
     # the same questions as the bubblesort subset, for a fair quality/cost comparison
     nb = len(rows.get("setwise-bubble", []))
     if nb:
@@ -198,11 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         if m == "setwise_calls_perfect_judge":
             continue
         label = "none (hybrid order)" if m == "none" else m
-        table_rows.append([label, s["questions"], s["both@2"], s["both@5"], s["ndcg@10"], s.get("llm_calls"), s.get("prompt_tokens"), s.get("completion_tokens"), s.get("seconds"), _parse_rate(s["parse"])])
-    headers = ["reranker", "questions", "both-gold@2", "both-gold@5", "nDCG@10", "LLM calls/q", "prompt tok/q", "completion tok/q", "s/q", "format followed"]
+        run = "this run" if s.get("run", "this run") == "this run" else f"earlier ({str(s['run'])[:10]})"
+        table_rows.append([label, run, s["questions"], s["both@2"], s["both@5"], s["ndcg@10"], s.get("llm_calls"), s.get("prompt_tokens"), s.get("completion_tokens"), s.get("seconds"), _parse_rate(s["parse"]), _fallback_count(s.get("fallbacks"))])
+    headers = ["reranker", "run", "questions", "both-gold@2", "both-gold@5", "nDCG@10", "LLM calls/q", "prompt tok/q", "completion tok/q", "s/q", "format followed / scored", "fallbacks"]
     calls_rows = [
         ["perfect scripted judge", perfect["setwise-heap"], perfect["setwise-bubble"], len(all_examples)],
-        ["SmolLM2-135M (measured)", results.get("setwise-heap_on_bubble_subset", {}).get("llm_calls"), results.get("setwise-bubble", {}).get("llm_calls"), nb],
+        ["SmolLM2-135M (measured)", results.get("setwise-heap_on_bubble_subset", {}).get("llm_calls"),
+         results.get("setwise-bubble", {}).get("llm_calls"), results.get("setwise-bubble", {}).get("questions", nb)],
     ]
     sections = [
         ("Quality and cost per query (top-20 hybrid candidates reranked)", markdown_table(headers, table_rows)),
@@ -214,7 +256,17 @@ def main(argv: list[str] | None = None) -> int:
         "cross-encoder skipped: no cross-encoder weights ship offline (pass model=<local path> to use one).",
         "'format followed' = share of LLM replies the parser read in the method's format (lenient fallbacks and failures excluded); a failed parse keeps the retrieval order for that decision.",
         f"Baseline both-gold@2 {base['both@2']}, @5 {base['both@5']}, nDCG@10 {base['ndcg@10']}.",
+        "Likelihood rows (setwise-likelihood, listwise-first, pointwise-calibrated) generate nothing: each call is one "
+        "forward pass whose first-token label log-probabilities decide (llama.cpp logits); 'scored' counts prompts scored "
+        "that way, 'fallbacks' the decisions that fell back to the text prompt. Their completion tokens are 0 by design.",
     ]
+    if earlier:
+        notes.append(
+            f"Rows marked 'earlier' ({', '.join(sorted(earlier))}) are carried over from the run of {earlier_date}, not "
+            f"re-measured now; that run's baseline row {'equals' if same_candidates else 'DIFFERS from'} this run's, "
+            f"so {'the candidates are the same and the rows compare' if same_candidates else 'compare them with care'}."
+        )
+    results["per_question"] = {m: rs for m, rs in rows.items()}
     jpath, mpath = write_results(
         args.name,
         results,
@@ -228,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     print(mpath.read_text("utf-8"))
     print(f"wrote {jpath} and {mpath}", file=sys.stderr)
     return 0
+
+
+def _fallback_count(fallbacks: dict[str, int] | None) -> str:
+    return str(sum((fallbacks or {}).values())) if fallbacks is not None else "–"
 
 
 def _parse_rate(parse: dict[str, int]) -> str:
