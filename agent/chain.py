@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from hoprank.agent.understand import stems
 from hoprank.tools.names import names
 from hoprank.tools.retrieval.links import link_graph
 from hoprank.tools.types import Hit
@@ -52,6 +53,7 @@ def select_chains(
     n_seeds: int = 3,
     w_link: float = 0.2,
     w_cover: float = 0.4,
+    w_terms: float = 0.0,
     keep: int = 10,
 ) -> ChainSelection:
     """Reorder ``ranked`` so that its head is the best-scoring chain of two chunks."""
@@ -80,12 +82,16 @@ def select_chains(
     s = (sims - lo) / (hi - lo + 1e-9)
     q_names = [n.lower() for n in names(question)]
     blobs = [f"{h.title} {h.text}".lower() for h in cands]
+    q_stems = stems(question)
+    c_stems = [stems(b) & q_stems for b in blobs]
     cand_rows = [rows[h.id] for h in cands]
     pairs: list[tuple[float, int, int, bool]] = []
     for a, b in itertools.combinations(range(len(cands)), 2):
         linked = graph.linked(cands[a].text, cand_rows[b]) or graph.linked(cands[b].text, cand_rows[a])
         cover = sum(n in blobs[a] or n in blobs[b] for n in q_names) / len(q_names) if q_names else 0.0
-        pairs.append((float(s[a] + s[b] + w_link * linked + w_cover * cover), a, b, linked))
+        terms = len(c_stems[a] | c_stems[b]) / len(q_stems) if q_stems else 0.0
+        score = s[a] + s[b] + w_link * linked + w_cover * cover + w_terms * terms
+        pairs.append((float(score), a, b, linked))
     pairs.sort(key=lambda p: -p[0])
     order: list[int] = []
     for _, a, b, _ in pairs:

@@ -46,7 +46,9 @@ class SpanChoice:
 
 
 def answer_kind(question: str) -> str:
-    """What the question asks for: yesno | choice | date | number | name | other."""
+    """What the question asks for: yesno | choice | date | number | name | other.
+
+    "other" (what/which ...) takes names: most such answers are titles, places, organisations."""
     q = question.strip()
     low = q.lower()
     if _YESNO_Q.match(q) and " or " not in low:
@@ -78,9 +80,9 @@ def candidates(question: str, evidence: list[Hit], kind: str, max_candidates: in
         for s in _SENT.findall(h.text):
             overlap = len(q_terms & set(content_terms(s)))
             spans: list[str] = []
-            if kind in ("date", "other"):
+            if kind == "date":
                 spans += [m.group(0).strip() for m in _DATE.finditer(s)]
-            if kind in ("number", "other"):
+            if kind == "number":
                 spans += [m.group(0).strip(" ,.") for m in _NUMBER.finditer(s)]
             if kind in ("name", "other"):
                 spans += names(s)

