@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         if m == "setwise_calls_perfect_judge":
             continue
         label = "none (hybrid order)" if m == "none" else m
-        run = "this run" if s.get("run", "this run") == "this run" else f"earlier ({str(s['run'])[:10]})"
+        run = "this run" if s.get("run", "this run") == "this run" else "earlier"  # its date: in the notes
         table_rows.append([label, run, s["questions"], s["both@2"], s["both@5"], s["ndcg@10"], s.get("llm_calls"), s.get("prompt_tokens"), s.get("completion_tokens"), s.get("seconds"), _parse_rate(s["parse"]), _fallback_count(s.get("fallbacks"))])
     headers = ["reranker", "run", "questions", "both-gold@2", "both-gold@5", "nDCG@10", "LLM calls/q", "prompt tok/q", "completion tok/q", "s/q", "format followed / scored", "fallbacks"]
     calls_rows = [
@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             f"re-measured now; that run's baseline row {'equals' if same_candidates else 'DIFFERS from'} this run's, "
             f"so {'the candidates are the same and the rows compare' if same_candidates else 'compare them with care'}."
         )
+    results["readme_table"] = markdown_table(headers, table_rows)  # README.md cites it (benchmarks/readme_figures.py)
     results["per_question"] = {m: rs for m, rs in rows.items()}
     jpath, mpath = write_results(
         args.name,

@@ -57,16 +57,33 @@ def labelled_docs(user: str) -> list[tuple[str, int]]:
     return [(lab, int(d)) for lab, d in re.findall(r"^Passage ([A-Z]): [^\n]*?DOC(\d\d)", user, flags=re.M)]
 
 
+def label_bias(label: str) -> float:
+    """The server model's prior for a label as the first token: "A" strongly, then falling
+    (a small model's position bias), strong enough to override the documents uncalibrated."""
+    return -2.0 * (ord(label) - ord("A"))
+
+
+def log_softmax(pairs: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    z = math.log(sum(math.exp(v) for _, v in pairs))
+    return sorted(((t, v - z) for t, v in pairs), key=lambda tv: -tv[1])
+
+
 def oracle(body: dict[str, Any], rank: dict[int, int] = RANK) -> dict[str, Any]:
-    """The hidden-order judge: letter log-probabilities for setwise/FIRST prompts, yes/no
+    """The hidden-order judge: letter log-probabilities (hidden preference + a label bias)
+    for setwise/FIRST prompts, the bias alone for their "N/A" calibration prompts, yes/no
     log-probabilities for pointwise ones; text prompts get the Rank-R1 / RankGPT answer."""
     user = body["messages"][-1]["content"]
     docs = labelled_docs(user)
     if body.get("logprobs"):
+        if "Passage A: N/A" in user:  # content-free: only the bias
+            labels = re.findall(r"^Passage ([A-Z]): N/A$", user, flags=re.M)
+            pairs = log_softmax([(lab, label_bias(lab)) for lab in labels])
+            return chat_reply(pairs[0][0], top(pairs[:20]))
         if docs:
             ranked = sorted(docs, key=lambda ld: rank[ld[1]])
+            pairs = log_softmax([(lab, -1.5 * i + label_bias(lab)) for i, (lab, _) in enumerate(ranked)])
             # a leading space on some tokens: servers return " B" as often as "B"
-            return chat_reply(ranked[0][0], top([((" " if i % 2 else "") + lab, -0.3 - 1.5 * i) for i, (lab, _) in enumerate(ranked)]))
+            return chat_reply(pairs[0][0], top([((" " if i % 2 else "") + t, v) for i, (t, v) in enumerate(pairs[:20])]))
         m = re.search(r"DOC(\d\d)", user)
         if m is None:  # a content-free calibration prompt ("N/A" or empty document)
             return chat_reply("Yes", top([("Yes", math.log(0.8)), ("No", math.log(0.2))]))
@@ -158,7 +175,10 @@ def test_setwise_likelihood_recovers_the_order(serve, tmp_path, method, num_chil
     assert [h.id for h in out] == expected(12)[:5]
     t = rr.last_trace
     assert t["fallbacks"] == {} and t["errors"] == [] and "scoring_fallback" not in t
-    assert t["llm_calls"] == len(server.requests) == len(server.scoring_requests()) == t["parse"]["logprob"]
+    # one calibration prompt ("N/A" passages) per set size
+    sizes = {len(labelled_docs(b["messages"][-1]["content"])) for b in server.requests} - {0}
+    assert sorted(t["label_prior"]) == sorted(str(n) for n in sizes)
+    assert t["llm_calls"] == len(server.requests) == len(server.scoring_requests()) == t["parse"]["logprob"] + len(sizes)
     assert t["prompt_tokens"] == 50 * t["llm_calls"] and t["completion_tokens"] == 0  # scored, nothing generated
     assert server.requests[0]["max_tokens"] == 1 and server.requests[0]["top_logprobs"] == 20
     assert "label likelihood" in out[0].rationale and t["options"]["scoring"] == "likelihood"
@@ -183,7 +203,9 @@ def test_listwise_first_recovers_the_order(serve, tmp_path, n, window, stride, e
     # one pass of sliding windows sorts at least the top window - stride exactly
     assert [h.id for h in out][:exact] == [f"d{d}" for d in hidden][:exact]
     t = rr.last_trace
-    assert t["llm_calls"] == len(server.requests) == (1 if n <= window else 4) and t["fallbacks"] == {}
+    windows = 1 if n <= window else 4
+    sizes = {min(n, window)} | ({n - (windows - 1) * stride} if n > window else set())
+    assert t["llm_calls"] == len(server.requests) == windows + len(sizes) and t["fallbacks"] == {}
     prompt = server.requests[0]["messages"][-1]["content"]
     assert "Passage A:" in prompt and "C > B > A" in prompt
 
@@ -202,6 +224,19 @@ def test_pointwise_calibrated_orders_and_calibrates(serve, tmp_path):
     assert t["pointwise_mode"] == "calibrated-likelihood" and "calibrated" in out[0].rationale
     docs = [b["messages"][-1]["content"].split("Document:", 1)[1].split("\n\n")[0].strip() for b in server.scoring_requests()]
     assert "N/A" in docs and "" in docs
+
+
+@pytest.mark.parametrize("name,opts", [("setwise", {"num_child": 3, "k": 5}), ("listwise", {"window": 20})])
+def test_calibration_removes_the_label_bias(serve, tmp_path, name, opts):
+    """The server's first token favours "A" by 2 nats a letter: uncalibrated, the bias wins."""
+    scoring = "likelihood" if name == "setwise" else "first"
+    got = {}
+    for calib in (True, False):
+        server = serve()
+        rr = make_reranker(name, llm=llm_for(server, tmp_path), scoring=scoring, calibrate=calib, **opts)
+        got[calib] = [h.id for h in rr.rerank("q", make_hits(12), top_k=5)]
+        assert ("label_prior" in rr.last_trace) == calib and rr.last_trace["options"]["calibrate"] is calib
+    assert got[True] == expected(12)[:5] and got[False] != got[True]
 
 
 # ---- fallbacks, named and counted ------------------------------------------------------------
@@ -234,7 +269,7 @@ def test_setwise_falls_back_to_text_and_says_so(serve, tmp_path, respond, why):
     n_text = len(server.requests) - len(server.scoring_requests())
     assert t["fallbacks"] == {"setwise likelihood -> text": n_text} and n_text > 0
     # the failed first batch is not retried as scoring: one try, then text for the rest
-    assert len(server.scoring_requests()) <= 3 and t["failed_calls"] >= 1
+    assert len(server.scoring_requests()) <= 3 + 1 and t["failed_calls"] >= 1  # + the "N/A" prompt
     assert t["llm_calls"] == n_text and t["parse"].get("ok") == n_text
 
 
@@ -245,7 +280,7 @@ def test_listwise_first_falls_back_to_the_permutation(serve, tmp_path, respond):
     out = rr.rerank("q", make_hits(8))
     t = rr.last_trace
     assert [h.id for h in out][:2] == expected(8)[:2]
-    assert t["fallbacks"] == {"listwise first -> text": 3} and len(server.scoring_requests()) == 1
+    assert t["fallbacks"] == {"listwise first -> text": 3} and len(server.scoring_requests()) <= 2  # window + "N/A"
     assert t["parse"] == {"ok": 3} and t["errors"]
 
 

@@ -179,6 +179,32 @@ def _top_labels(scores: dict[str, float], n: int = 5) -> str:
     return " ".join(f"{k}:{v:.2f}" for k, v in best)
 
 
+def content_free(n: int) -> list[str]:
+    """The ``n`` documents of a calibration prompt, each "N/A" (Zhao et al. 2021)."""
+    return ["N/A"] * n
+
+
+def calibrate(scores: dict[str, float], prior: dict[str, float] | None) -> dict[str, float]:
+    """Label log-probabilities minus their content-free prior: log p(label) - log p_cf(label).
+
+    Why: a small model's first token carries a strong label prior, from the position ("A"
+    first) and from the label as a word ("I" and "A" start English sentences); the same
+    prompt with "N/A" documents measures that prior, and dividing it out ("Calibrate Before
+    Use", Zhao et al. 2021) leaves what the documents changed. A label a server left out of
+    its top log-probabilities (exactly :data:`FLOOR_LOGPROB`) gets no credit from calibration, and a
+    prior below every other observed one is clipped to the lowest observed, so a label the
+    content-free prompt never produced is not boosted by 30 nats."""
+    from hoprank.tools.llm.scoring import FLOOR_LOGPROB
+
+    if not prior:
+        return dict(scores)
+    seen = [v for v in prior.values() if v != FLOOR_LOGPROB]
+    if not seen:
+        return dict(scores)
+    low = min(seen)
+    return {k: (v if v == FLOOR_LOGPROB else v - max(prior.get(k, low), low)) for k, v in scores.items()}
+
+
 def by_label(scores: dict[str, float], labels: Sequence[str]) -> list[int]:
     """Positions of ``labels`` from most to least likely; ties keep the shown order."""
     return sorted(range(len(labels)), key=lambda j: (-scores.get(labels[j], float("-inf")), j))

@@ -25,6 +25,8 @@ from hoprank.tools.rerank.base import (
     RerankError,
     Scored,
     by_label,
+    calibrate,
+    content_free,
     doc_text,
     lettered,
     numbered,
@@ -64,6 +66,7 @@ class ListwiseReranker(Reranker):
         max_doc_words: int = 80,
         max_tokens: int | None = None,
         scoring: Literal["text", "first"] = "text",
+        calibrate: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(window, int) or window < 2:
@@ -80,23 +83,35 @@ class ListwiseReranker(Reranker):
         self.max_doc_words = max_doc_words
         self.max_tokens = max_tokens
         self.scoring = scoring
+        self.calibrate = bool(calibrate)
 
     def options(self) -> dict[str, Any]:
-        return {"scoring": self.scoring, "window": self.window, "stride": self.stride, "max_doc_words": self.max_doc_words}
+        calib = {"calibrate": self.calibrate} if self.scoring == "first" else {}
+        return {"scoring": self.scoring, **calib, "window": self.window, "stride": self.stride, "max_doc_words": self.max_doc_words}
 
     def _first(self, query: str, part: list[int], texts: list[str], rec: CallRecorder) -> list[int] | None:
-        """The window's order from the first token's label log-probabilities (None: not scored)."""
+        """The window's order from the first token's label log-probabilities (None: not scored).
+
+        With ``calibrate`` the labels' prior on the same prompt with "N/A" passages is divided
+        out (asked once per window size and rerank call): a 135M model's first token favours
+        some letters whatever the passages say ("I" and "A" start English sentences)."""
         labels = list(LETTERS[: len(part)])
+        priors: dict[str, dict[str, float]] = rec.extra.setdefault("label_prior", {}) if self.calibrate else {}
+        docs = [[texts[i] for i in part]]
+        if self.calibrate and str(len(part)) not in priors:
+            docs.append(content_free(len(part)))
         example = " > ".join(labels[:3][::-1])  # "C > B > A": an example that is not the shown order
-        msgs = prompts.chat(
-            "rerank_listwise_first", query=query, num=len(part), example=example,
-            documents=lettered([texts[i] for i in part]),
-        )
-        scored = rec.score_many(self.llm, [msgs], [labels], "listwise-first")
+        msgs = [
+            prompts.chat("rerank_listwise_first", query=query, num=len(part), example=example, documents=lettered(d))
+            for d in docs
+        ]
+        scored = rec.score_many(self.llm, msgs, [labels] * len(msgs), "listwise-first")
         if scored is None:
             return None
+        if len(scored) > 1:
+            priors[str(len(part))] = {k: round(v, 4) for k, v in scored[1].items()}
         rec.count("logprob")
-        return by_label(scored[0], labels)
+        return by_label(calibrate(scored[0], priors.get(str(len(part)))), labels)
 
     def _score(self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder) -> list[Scored]:
         n = len(hits)

@@ -32,6 +32,8 @@ from hoprank.tools.rerank.base import (
     Reranker,
     RerankError,
     Scored,
+    calibrate,
+    content_free,
     doc_text,
     lettered,
     numbered,
@@ -60,6 +62,7 @@ class SetwiseReranker(Reranker):
         max_tokens: int = 256,
         seed: int = 0,
         scoring: Literal["text", "likelihood"] = "text",
+        calibrate: bool = True,
     ) -> None:
         super().__init__()
         if method not in ("heapsort", "bubblesort"):
@@ -83,10 +86,12 @@ class SetwiseReranker(Reranker):
         self.max_tokens = max_tokens
         self.seed = seed
         self.scoring = scoring
+        self.calibrate = bool(calibrate)
 
     def options(self) -> dict[str, Any]:
         return {
             "scoring": self.scoring,
+            **({"calibrate": self.calibrate} if self.scoring == "likelihood" else {}),
             "method": self.method,
             "num_child": self.num_child,
             "k": self.k,
@@ -161,21 +166,34 @@ class SetwiseReranker(Reranker):
     ) -> list[int] | None:
         """Winners by label likelihood, or None when the backend could not score (fall back).
 
+        A set is shown in retrieval order (label A = the retriever's best of the set), so a
+        position bias left after calibration leans towards the retrieval order, never a
+        scramble. With ``calibrate`` each label's log-probability is divided by its prior on
+        the same prompt with "N/A" documents (one extra call per set size and rerank call).
         Each prompt's label probabilities (renormalised over the set's labels) are mapped
         back to set positions and summed over the permutations: the winner has the highest
         total, ties go to the document ranked highest by the retriever."""
-        layouts = self._layouts(query, sets)
+        shown_sets = [sorted(range(len(s)), key=lambda p, s=s: s[p]) for s in sets]
+        layouts = [(s_i, [shown_sets[s_i][j] for j in perm]) for s_i, perm in self._layouts(query, sets)]
         messages, labels = [], []
         for s_i, perm in layouts:
             shown = [texts[sets[s_i][j]] for j in perm]
             messages.append(prompts.chat("rerank_setwise_likelihood", query=query, documents=lettered(shown)))
             labels.append(list(LETTERS[: len(perm)]))
+        priors: dict[str, dict[str, float]] = rec.extra.setdefault("label_prior", {}) if self.calibrate else {}
+        new_sizes = sorted({len(s) for s in sets} - {int(k) for k in priors}) if self.calibrate else []
+        for n in new_sizes:
+            messages.append(prompts.chat("rerank_setwise_likelihood", query=query, documents=lettered(content_free(n))))
+            labels.append(list(LETTERS[:n]))
         scored = rec.score_many(self.llm, messages, labels, "setwise-likelihood")
         if scored is None:
             return None
+        for n, lp in zip(new_sizes, scored[len(layouts):]):
+            priors[str(n)] = {k: round(v, 4) for k, v in lp.items()}
         totals = [[0.0] * len(s) for s in sets]
         for (s_i, perm), labs, lp in zip(layouts, labels, scored):
             rec.count("logprob")
+            lp = calibrate(lp, priors.get(str(len(labs))))
             probs = _normalised([lp[lab] for lab in labs])
             for j, p in enumerate(probs):
                 totals[s_i][perm[j]] += p
