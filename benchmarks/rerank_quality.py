@@ -45,7 +45,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     "setwise-heap": ("setwise", {"method": "heapsort", "num_child": 3, "k": 5, "max_doc_words": 40, "max_tokens": 64}),
     "setwise-bubble": ("setwise", {"method": "bubblesort", "num_child": 3, "k": 5, "max_doc_words": 40, "max_tokens": 64}),
     # likelihood modes: no generation, no format to follow (issue 9, item 4)
-    "setwise-likelihood": ("setwise", {"method": "heapsort", "num_child": 3, "k": 5, "max_doc_words": 40, "scoring": "likelihood"}),
+    "setwise-likelihood": (
+        "setwise", {"method": "heapsort", "num_child": 3, "k": 5, "max_doc_words": 40, "scoring": "likelihood"}),
     "listwise-first": ("listwise", {"max_doc_words": 40, "scoring": "first"}),
     "pointwise-calibrated": ("pointwise", {"max_doc_words": 40, "scoring": "calibrated"}),
 }
@@ -62,7 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true", help="ignore rows of an earlier run")
     p.add_argument("--max-minutes", type=float, default=20.0, help="stop starting new questions after this long (0: no limit)")
     p.add_argument("--name", default="rerank_quality")
-    p.add_argument("--no-earlier", action="store_true", help="do not carry rows of methods not run now over from the earlier results file")
+    p.add_argument("--no-earlier", action="store_true",
+                   help="do not carry rows of methods not run now over from the earlier results file")
     return p.parse_args(argv)
 
 
@@ -239,8 +241,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         label = "none (hybrid order)" if m == "none" else m
         run = "this run" if s.get("run", "this run") == "this run" else "earlier"  # its date: in the notes
-        table_rows.append([label, run, s["questions"], s["both@2"], s["both@5"], s["ndcg@10"], s.get("llm_calls"), s.get("prompt_tokens"), s.get("completion_tokens"), s.get("seconds"), _parse_rate(s["parse"]), _fallback_count(s.get("fallbacks"))])
-    headers = ["reranker", "run", "questions", "both-gold@2", "both-gold@5", "nDCG@10", "LLM calls/q", "prompt tok/q", "completion tok/q", "s/q", "format followed / scored", "fallbacks"]
+        table_rows.append([
+            label, run, s["questions"], s["both@2"], s["both@5"], s["ndcg@10"], s.get("llm_calls"),
+            s.get("prompt_tokens"), s.get("completion_tokens"), s.get("seconds"), _parse_rate(s["parse"]),
+            _fallback_count(s.get("fallbacks")),
+        ])
+    headers = ["reranker", "run", "questions", "both-gold@2", "both-gold@5", "nDCG@10", "LLM calls/q", "prompt tok/q",
+               "completion tok/q", "s/q", "format followed / scored", "fallbacks"]
     calls_rows = [
         ["perfect scripted judge", perfect["setwise-heap"], perfect["setwise-bubble"], len(all_examples)],
         ["SmolLM2-135M (measured)", results.get("setwise-heap_on_bubble_subset", {}).get("llm_calls"),
@@ -256,14 +263,15 @@ def main(argv: list[str] | None = None) -> int:
         "cross-encoder skipped: no cross-encoder weights ship offline (pass model=<local path> to use one).",
         "'format followed' = share of LLM replies the parser read in the method's format (lenient fallbacks and failures excluded); a failed parse keeps the retrieval order for that decision.",
         f"Baseline both-gold@2 {base['both@2']}, @5 {base['both@5']}, nDCG@10 {base['ndcg@10']}.",
-        "Likelihood rows (setwise-likelihood, listwise-first, pointwise-calibrated) generate nothing: each call is one "
-        "forward pass whose first-token label log-probabilities decide (llama.cpp logits); 'scored' counts prompts scored "
-        "that way, 'fallbacks' the decisions that fell back to the text prompt. Their completion tokens are 0 by design.",
+        "Likelihood rows (setwise-likelihood, listwise-first, pointwise-calibrated) generate nothing: each call is "
+        "one forward pass whose first-token label log-probabilities decide (llama.cpp logits); 'scored' counts "
+        "prompts scored that way (the content-free calibration prompts not included), 'fallbacks' the decisions "
+        "that fell back to the text prompt. Their completion tokens are 0 by design.",
     ]
     if earlier:
         notes.append(
-            f"Rows marked 'earlier' ({', '.join(sorted(earlier))}) are carried over from the run of {earlier_date}, not "
-            f"re-measured now; that run's baseline row {'equals' if same_candidates else 'DIFFERS from'} this run's, "
+            f"Rows marked 'earlier' ({', '.join(sorted(earlier))}) are carried over from the run of {earlier_date}, "
+            f"not re-measured now; that run's baseline row {'equals' if same_candidates else 'DIFFERS from'} this run's, "
             f"so {'the candidates are the same and the rows compare' if same_candidates else 'compare them with care'}."
         )
     results["readme_table"] = markdown_table(headers, table_rows)  # README.md cites it (benchmarks/readme_figures.py)

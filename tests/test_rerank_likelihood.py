@@ -35,13 +35,19 @@ RANK = {d: r for r, d in enumerate(HIDDEN)}
 
 
 def make_hits(n: int) -> list[Hit]:
-    return [Hit(id=f"d{i}", score=1.0 - i / 100, text=f"passage about topic DOC{i:02d} with words", title=f"T{i}", rank=i + 1) for i in range(n)]
+    return [
+        Hit(id=f"d{i}", score=1.0 - i / 100, text=f"passage on topic DOC{i:02d} with words", title=f"T{i}", rank=i + 1)
+        for i in range(n)
+    ]
 
 
 def chat_reply(content: str, logprobs: Any = None) -> dict[str, Any]:
     return {
         "id": "c", "object": "chat.completion", "created": 0, "model": "fake-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop", "logprobs": logprobs}],
+        "choices": [{
+            "index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
+            "logprobs": logprobs,
+        }],
         "usage": {"prompt_tokens": 50, "completion_tokens": 1, "total_tokens": 51},
     }
 
@@ -83,7 +89,8 @@ def oracle(body: dict[str, Any], rank: dict[int, int] = RANK) -> dict[str, Any]:
             ranked = sorted(docs, key=lambda ld: rank[ld[1]])
             pairs = log_softmax([(lab, -1.5 * i + label_bias(lab)) for i, (lab, _) in enumerate(ranked)])
             # a leading space on some tokens: servers return " B" as often as "B"
-            return chat_reply(pairs[0][0], top([((" " if i % 2 else "") + t, v) for i, (t, v) in enumerate(pairs[:20])]))
+            spaced = [((" " if i % 2 else "") + t, v) for i, (t, v) in enumerate(pairs[:20])]
+            return chat_reply(pairs[0][0], top(spaced))
         m = re.search(r"DOC(\d\d)", user)
         if m is None:  # a content-free calibration prompt ("N/A" or empty document)
             return chat_reply("Yes", top([("Yes", math.log(0.8)), ("No", math.log(0.2))]))
@@ -157,7 +164,8 @@ def _no_ambient_openai_env(monkeypatch):
 
 def llm_for(server: LogprobServer, tmp_path, cache: bool = False) -> Any:
     over = {"cache_dir": str(tmp_path / "cache")} if cache else {}
-    return make_llm(LLMConfig(backend="openai", base_url=server.url, model="fake-model", cache=cache, max_retries=0, timeout_s=5.0, **over))
+    return make_llm(LLMConfig(
+        backend="openai", base_url=server.url, model="fake-model", cache=cache, max_retries=0, timeout_s=5.0, **over))
 
 
 def expected(n: int) -> list[str]:
@@ -170,7 +178,8 @@ def expected(n: int) -> list[str]:
 @pytest.mark.parametrize("method,num_child", [("heapsort", 3), ("heapsort", 19), ("bubblesort", 3)])
 def test_setwise_likelihood_recovers_the_order(serve, tmp_path, method, num_child):
     server = serve()
-    rr = make_reranker("setwise", llm=llm_for(server, tmp_path), method=method, num_child=num_child, k=5, scoring="likelihood")
+    llm = llm_for(server, tmp_path)
+    rr = make_reranker("setwise", llm=llm, method=method, num_child=num_child, k=5, scoring="likelihood")
     out = rr.rerank("q", make_hits(12), top_k=5)
     assert [h.id for h in out] == expected(12)[:5]
     t = rr.last_trace
@@ -178,7 +187,8 @@ def test_setwise_likelihood_recovers_the_order(serve, tmp_path, method, num_chil
     # one calibration prompt ("N/A" passages) per set size
     sizes = {len(labelled_docs(b["messages"][-1]["content"])) for b in server.requests} - {0}
     assert sorted(t["label_prior"]) == sorted(str(n) for n in sizes)
-    assert t["llm_calls"] == len(server.requests) == len(server.scoring_requests()) == t["parse"]["logprob"] + len(sizes)
+    assert t["llm_calls"] == len(server.requests) == len(server.scoring_requests())
+    assert t["llm_calls"] == t["parse"]["logprob"] + len(sizes)
     assert t["prompt_tokens"] == 50 * t["llm_calls"] and t["completion_tokens"] == 0  # scored, nothing generated
     assert server.requests[0]["max_tokens"] == 1 and server.requests[0]["top_logprobs"] == 20
     assert "label likelihood" in out[0].rationale and t["options"]["scoring"] == "likelihood"
@@ -186,7 +196,8 @@ def test_setwise_likelihood_recovers_the_order(serve, tmp_path, method, num_chil
 
 def test_setwise_likelihood_permutations_vote_with_probabilities(serve, tmp_path):
     server = serve()
-    rr = make_reranker("setwise", llm=llm_for(server, tmp_path), num_child=3, k=3, num_permutation=3, scoring="likelihood")
+    llm = llm_for(server, tmp_path)
+    rr = make_reranker("setwise", llm=llm, num_child=3, k=3, num_permutation=3, scoring="likelihood")
     out = rr.rerank("q", make_hits(10), top_k=3)
     assert [h.id for h in out] == expected(10)[:3]
     shown = [[d for _, d in labelled_docs(b["messages"][-1]["content"])] for b in server.requests]
@@ -222,7 +233,10 @@ def test_pointwise_calibrated_orders_and_calibrates(serve, tmp_path):
     p = 0.95 - RANK[2] / 15  # d2 is the best of d0..d5
     assert out[0].id == "d2" and out[0].score == pytest.approx(math.log(p / (1 - p)) - bias, abs=1e-3)
     assert t["pointwise_mode"] == "calibrated-likelihood" and "calibrated" in out[0].rationale
-    docs = [b["messages"][-1]["content"].split("Document:", 1)[1].split("\n\n")[0].strip() for b in server.scoring_requests()]
+    docs = [
+        b["messages"][-1]["content"].split("Document:", 1)[1].split("\n\n")[0].strip()
+        for b in server.scoring_requests()
+    ]
     assert "N/A" in docs and "" in docs
 
 
@@ -258,7 +272,10 @@ def error_on_scoring(body: dict[str, Any]) -> Any:
     return 500 if body.get("logprobs") else oracle(body)
 
 
-@pytest.mark.parametrize("respond,why", [(no_logprobs, "no log-probabilities"), (garbage_top, "none of the labels"), (error_on_scoring, "500")])
+@pytest.mark.parametrize(
+    "respond,why",
+    [(no_logprobs, "no log-probabilities"), (garbage_top, "none of the labels"), (error_on_scoring, "500")],
+)
 def test_setwise_falls_back_to_text_and_says_so(serve, tmp_path, respond, why):
     server = serve(respond)
     rr = make_reranker("setwise", llm=llm_for(server, tmp_path), num_child=3, k=3, scoring="likelihood")
@@ -298,7 +315,11 @@ def test_a_backend_that_cannot_score_falls_back_without_a_server():
     from test_rerank import judge  # the scripted perfect judge of the text prompts
 
     hidden = [3, 0, 5, 1, 4, 2]
-    for name, opts, style in [("setwise", {"num_child": 2, "k": 3, "scoring": "likelihood"}, "r1"), ("listwise", {"scoring": "first"}, "perm")]:
+    cases = [
+        ("setwise", {"num_child": 2, "k": 3, "scoring": "likelihood"}, "r1"),
+        ("listwise", {"scoring": "first"}, "perm"),
+    ]
+    for name, opts, style in cases:
         rr = make_reranker(name, llm=ScriptedLLM(judge(hidden, style)), **opts)
         out = rr.rerank("q", make_hits(6), top_k=3)
         t = rr.last_trace
@@ -334,7 +355,8 @@ def test_cached_text_calls_count_their_tokens(tmp_path):
     _, a = rr.rerank_with_trace("q", make_hits(3))
     _, b = rr.rerank_with_trace("q", make_hits(3))
     assert len(llm.calls) == 1 and a["llm_calls"] == b["llm_calls"] == 1
-    assert a["prompt_tokens"] + a["completion_tokens"] == b["prompt_tokens"] + b["completion_tokens"] == b["cached_tokens"] > 0
+    tokens = [t["prompt_tokens"] + t["completion_tokens"] for t in (a, b)]
+    assert tokens[0] == tokens[1] == b["cached_tokens"] > 0
     assert b["cached_calls"] == b["cache_hits"] == 1 and a["cached_calls"] == 0
 
 
@@ -363,12 +385,13 @@ def test_bad_scoring_options_are_one_line_errors(name, opts, msg):
 def test_every_likelihood_mode_scores_on_embedded_smollm2():
     llm = make_llm(LLMConfig(cache=False, timeout_s=900))
     hits = [
-        Hit(id="ada", score=0.9, text="Ada Quill was born in Marrow Bay in 1871 and founded the Quill Lamp Works.", title="Ada Quill"),
-        Hit(id="river", score=0.8, text="The Seren River is 212 kilometres long and flows into the Grey Sound.", title="Seren River"),
-        Hit(id="cafe", score=0.7, text="The Cafe Nandu serves creme brulee and strong coffee.", title="Cafe Nandu"),
-        Hit(id="lamp", score=0.6, text="The Quill Lamp Works made brass ship lamps in Marrow Bay until 1932.", title="Quill Lamp Works"),
-        Hit(id="bay", score=0.5, text="Marrow Bay is a fishing town on the Grey Sound.", title="Marrow Bay"),
+        ("ada", "Ada Quill", "Ada Quill was born in Marrow Bay in 1871 and founded the Quill Lamp Works."),
+        ("river", "Seren River", "The Seren River is 212 kilometres long and flows into the Grey Sound."),
+        ("cafe", "Cafe Nandu", "The Cafe Nandu serves creme brulee and strong coffee."),
+        ("lamp", "Quill Lamp Works", "The Quill Lamp Works made brass ship lamps in Marrow Bay until 1932."),
+        ("bay", "Marrow Bay", "Marrow Bay is a fishing town on the Grey Sound."),
     ]
+    hits = [Hit(id=i, score=1.0 - n / 10, text=text, title=title) for n, (i, title, text) in enumerate(hits)]
     q = "Where was the founder of the Quill Lamp Works born?"
     for name, opts in [
         ("setwise", {"num_child": 2, "k": 2, "scoring": "likelihood"}),

@@ -9,8 +9,9 @@ they are sequential by nature (each one reads the previous one's result); a list
 labelled A, B, C... and reads the window's ranking off the log-probabilities of the reply's
 first token, the first identifier a listwise model would write: one forward pass per
 window, no permutation to generate or parse. Letters, not numbers: each is one token, while
-"12" starts with the token of "1". A backend that cannot score falls back to the generated
-permutation for the rest of the call (counted in the trace's ``fallbacks``).
+"12" starts with the token of "1". The letters' prior on the same prompt with "N/A"
+passages is divided out (``calibrate``), as for setwise. A backend that cannot score falls
+back to the generated permutation for the rest of the call (counted in ``fallbacks``).
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ class ListwiseReranker(Reranker):
         if scoring not in ("text", "first"):
             raise RerankError(f"listwise scoring must be 'text' or 'first', got {scoring!r}")
         if scoring == "first" and window > len(LETTERS):
-            raise RerankError(f"listwise scoring 'first' labels a window with letters: window must be <= {len(LETTERS)}, got {window}")
+            raise RerankError(
+                f"listwise scoring 'first' labels a window with letters: window must be <= {len(LETTERS)}, got {window}"
+            )
         if not isinstance(stride, int) or not 1 <= stride <= window:
             raise RerankError(f"listwise stride must be an integer in 1..window ({window}), got {stride!r}")
         self.llm = llm
@@ -87,7 +90,10 @@ class ListwiseReranker(Reranker):
 
     def options(self) -> dict[str, Any]:
         calib = {"calibrate": self.calibrate} if self.scoring == "first" else {}
-        return {"scoring": self.scoring, **calib, "window": self.window, "stride": self.stride, "max_doc_words": self.max_doc_words}
+        return {
+            "scoring": self.scoring, **calib, "window": self.window, "stride": self.stride,
+            "max_doc_words": self.max_doc_words,
+        }
 
     def _first(self, query: str, part: list[int], texts: list[str], rec: CallRecorder) -> list[int] | None:
         """The window's order from the first token's label log-probabilities (None: not scored).

@@ -13,8 +13,10 @@ copies of a set concurrently too.
 documents of a comparison A, B, C... and takes as winner the label with the highest
 log-probability as the first token of the reply: one forward pass, nothing generated, no
 format to follow, which is what a model too small to write ``<answer>[3]</answer>`` needs.
-A backend that cannot score falls back to the text prompt for the rest of the call, and the
-trace counts the comparisons that fell back (``fallbacks``).
+The labels' content-free prior (the same prompt with "N/A" passages) is divided out, and a
+set is shown in retrieval order, so the model's taste for "A" does not decide. A backend
+that cannot score falls back to the text prompt for the rest of the call, and the trace
+counts the comparisons that fell back (``fallbacks``).
 """
 
 from __future__ import annotations
@@ -70,7 +72,10 @@ class SetwiseReranker(Reranker):
         if scoring not in ("text", "likelihood"):
             raise RerankError(f"setwise scoring must be 'text' or 'likelihood', got {scoring!r}")
         if scoring == "likelihood" and isinstance(num_child, int) and num_child + 1 > len(LETTERS):
-            raise RerankError(f"setwise likelihood scoring labels a set with letters: num_child must be <= {len(LETTERS) - 1}, got {num_child}")
+            raise RerankError(
+                "setwise likelihood scoring labels a set with letters: "
+                f"num_child must be <= {len(LETTERS) - 1}, got {num_child}"
+            )
         if not isinstance(num_child, int) or num_child < 1:
             raise RerankError(f"setwise num_child must be an integer >= 1, got {num_child!r}")
         if not isinstance(num_permutation, int) or num_permutation < 1:
