@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             for s in range(sims):
                 x = (rng.random(n) < p).astype(float)
                 ci = mean_ci(x, resamples=RESAMPLES, seed=s)
-                intervals = {"bca": (ci["lo"], ci["hi"]), "percentile": percentile_interval(x, np.random.default_rng(s))}
+                intervals = {
+                    "bca": (ci["lo"], ci["hi"]),
+                    "percentile": percentile_interval(x, np.random.default_rng(s)),
+                }
                 for m, (lo, hi) in intervals.items():
                     hits[m] += lo <= p <= hi
                     width[m] += hi - lo
@@ -60,8 +63,17 @@ def main(argv: list[str] | None = None) -> int:
             all_equal = round((1 - p) ** n + p**n, 3)  # samples whose interval is a point
             results[f"p={p},n={n}"] = {"coverage": cov, "width": wid, "share_all_equal": all_equal}
             rows.append([f"p={p}, n={n}", cov["bca"], cov["percentile"], wid["bca"], wid["percentile"], all_equal])
-    table = markdown_table(["true accuracy, questions", "BCa coverage", "percentile coverage", "BCa width",
-                            "percentile width", "share of samples all 0 or all 1"], rows)
+    table = markdown_table(
+        [
+            "true accuracy, questions",
+            "BCa coverage",
+            "percentile coverage",
+            "BCa width",
+            "percentile width",
+            "share of samples all 0 or all 1",
+        ],
+        rows,
+    )
     results["readme_table"] = table
     results["samples_per_cell"] = sims
     results["resamples"] = RESAMPLES
@@ -69,13 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         "Nominal coverage 0.95. Standard error of a coverage figure: about sqrt(0.95*0.05/samples) "
         f"= {np.sqrt(0.95 * 0.05 / sims):.3f}.",
-        "A sample whose scores are all equal gets the point as its interval under both methods (a miss unless p is 0 or 1): "
-        "that caps coverage at 1 - share_all_equal.",
+        "A sample whose scores are all equal gets the point as its interval under both methods "
+        "(a miss unless p is 0 or 1): that caps coverage at 1 - share_all_equal.",
     ]
     cmd = "python benchmarks/bootstrap_coverage.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_results(f"bootstrap_coverage_{args.mode}", results, [("95% interval coverage on 0/1 scores", table)], env=env,
-                  runs=f"{sims} simulated samples per cell, {RESAMPLES} bootstrap resamples each", data=[], command=cmd.strip(),
-                  notes=notes)
+    write_results(
+        f"bootstrap_coverage_{args.mode}",
+        results,
+        [("95% interval coverage on 0/1 scores", table)],
+        env=env,
+        runs=f"{sims} simulated samples per cell, {RESAMPLES} bootstrap resamples each",
+        data=[],
+        command=cmd.strip(),
+        notes=notes,
+    )
     print(table)
     return 0
 

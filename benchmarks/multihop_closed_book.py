@@ -65,9 +65,27 @@ def one_run(data: Path, limit: int, run_dir: Path, threads: int) -> tuple[list[s
     cfg = run_dir.parent / f"{run_dir.name}.config.yaml"
     cache = run_dir.parent / f"{run_dir.name}.llm-cache"
     shutil.rmtree(cache, ignore_errors=True)
-    cfg.write_text(yaml.safe_dump({"llm": {"cache_dir": str(cache), "n_threads": threads, "seed": 0, "temperature": 0.0}}))
-    cmd = [*hoprank_cli(), "eval", "--dataset", "multihop-rag", "--path", str(data), "--setting", "closed-book",
-           "--limit", str(limit), "--config", str(cfg), "--out", str(run_dir), "--quiet", "--json"]
+    cfg.write_text(
+        yaml.safe_dump({"llm": {"cache_dir": str(cache), "n_threads": threads, "seed": 0, "temperature": 0.0}})
+    )
+    cmd = [
+        *hoprank_cli(),
+        "eval",
+        "--dataset",
+        "multihop-rag",
+        "--path",
+        str(data),
+        "--setting",
+        "closed-book",
+        "--limit",
+        str(limit),
+        "--config",
+        str(cfg),
+        "--out",
+        str(run_dir),
+        "--quiet",
+        "--json",
+    ]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return cmd, time.perf_counter() - t0
@@ -108,19 +126,39 @@ def type_rows(run_dir: Path, resamples: int) -> tuple[list[list[Any]], dict[str,
             "em": round(m["answer.em"], 3),
         }
         data[t] = entry
-        table.append([t.replace("_query", ""), entry["n"], f"{entry['mhr_f1']:.3f} [{entry['mhr_f1_ci'][0]:.3f}, {entry['mhr_f1_ci'][1]:.3f}]",
-                      f"{entry['mhr_accuracy']:.3f}", f"{entry['word_overlap_lenient']:.3f}", f"{entry['em']:.3f}"])
+        table.append(
+            [
+                t.replace("_query", ""),
+                entry["n"],
+                f"{entry['mhr_f1']:.3f} [{entry['mhr_f1_ci'][0]:.3f}, {entry['mhr_f1_ci'][1]:.3f}]",
+                f"{entry['mhr_accuracy']:.3f}",
+                f"{entry['word_overlap_lenient']:.3f}",
+                f"{entry['em']:.3f}",
+            ]
+        )
     return table, data
 
 
-HEADER = ["question type", "n", "reference F1 = precision = recall [95% CI]", "reference printed accuracy", "lenient word overlap (hoprank)", "EM"]
+HEADER = [
+    "question type",
+    "n",
+    "reference F1 = precision = recall [95% CI]",
+    "reference printed accuracy",
+    "lenient word overlap (hoprank)",
+    "EM",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mode", choices=sorted(MODES), default="quick")
     ap.add_argument("--limit", type=int, default=None, help="override the mode's number of queries")
-    ap.add_argument("--repeat", type=int, default=2, help="runs, each in a fresh process with a fresh cache (>= 2 checks reproduction)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="runs, each in a fresh process with a fresh cache (>= 2 checks reproduction)",
+    )
     ap.add_argument("--threads", type=int, default=2, help="llama.cpp threads (recorded)")
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--runs-dir", type=Path, default=RESULTS_DIR / "tmp" / "multihop_closed_book")
@@ -135,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = args.runs_dir / f"{args.mode}-run{i + 1}"
         print(f"== run {i + 1}/{args.repeat}: {limit} queries closed-book", file=sys.stderr, flush=True)
         cmd, secs = one_run(data, limit, run_dir, args.threads)
-        runs.append({"dir": run_dir, "cmd": cmd, "seconds": round(secs, 1), "bytes": prediction_bytes(read_rows(run_dir))})
+        runs.append(
+            {"dir": run_dir, "cmd": cmd, "seconds": round(secs, 1), "bytes": prediction_bytes(read_rows(run_dir))}
+        )
     first = runs[0]
     identical = all(r["bytes"] == first["bytes"] for r in runs[1:]) if len(runs) > 1 else None
     table, by_type = type_rows(first["dir"], args.resamples)
@@ -144,17 +184,30 @@ def main(argv: list[str] | None = None) -> int:
     # per-question predictions, committed next to the aggregates
     rows = read_rows(first["dir"])
     keep = ("id", "type", "question", "gold", "prediction", "status")
-    lines = [json.dumps({**{k: r[k] for k in keep}, "mhr_correct": r["answer"]["mhr_correct"],
-                         "word_overlap_lenient": r["answer"]["word_overlap_lenient"], "em": r["answer"]["em"]},
-                        ensure_ascii=False, sort_keys=True) for r in rows]
+    lines = [
+        json.dumps(
+            {
+                **{k: r[k] for k in keep},
+                "mhr_correct": r["answer"]["mhr_correct"],
+                "word_overlap_lenient": r["answer"]["word_overlap_lenient"],
+                "em": r["answer"]["em"],
+            },
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+        for r in rows
+    ]
     (RESULTS_DIR / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     readme = markdown_table(HEADER, table)
     results = {
         "by_type": by_type,
         "n_queries": limit,
-        "reproduced": {"runs": len(runs), "predictions_identical": identical,
-                       "predictions_sha256": [hashlib.sha256(r["bytes"]).hexdigest() for r in runs]},
+        "reproduced": {
+            "runs": len(runs),
+            "predictions_identical": identical,
+            "predictions_sha256": [hashlib.sha256(r["bytes"]).hexdigest() for r in runs],
+        },
         "llm": run_info.get("llm"),
         "data_sha256": {str(data.name): sha256(data)},
         "eval_commands": [shlex.join(r["cmd"]) for r in runs],
@@ -165,20 +218,32 @@ def main(argv: list[str] | None = None) -> int:
     verdict = {True: "identical", False: "DIFFERENT", None: "not checked (one run)"}[identical]
     sections = [
         (f"MultiHop-RAG closed-book, first {limit} queries (no corpus, no retrieval)", readme),
-        ("Reproduction", f"{len(runs)} runs, each in a fresh process with an empty LLM cache: predictions {verdict} "
-                         f"(sha256 {results['reproduced']['predictions_sha256'][0][:16]}...)."),
+        (
+            "Reproduction",
+            f"{len(runs)} runs, each in a fresh process with an empty LLM cache: predictions {verdict} "
+            f"(sha256 {results['reproduced']['predictions_sha256'][0][:16]}...).",
+        ),
     ]
     notes = [
-        "Scoring is MultiHop-RAG's qa_evaluate.py: extract_answer, lower-case, whitespace words, a shared word = correct; "
-        "its precision, recall and F1 are all tp/n, its printed 'accuracy' is n/(n+2*wrong). "
+        "Scoring is MultiHop-RAG's qa_evaluate.py: extract_answer, lower-case, whitespace words, "
+        "a shared word = correct; its precision, recall and F1 are all tp/n, its printed 'accuracy' is n/(n+2*wrong). "
         "'lenient' strips punctuation at word edges (hoprank's variant, not the reference).",
         f"LLM settings (from run.json): {json.dumps(run_info.get('llm'), sort_keys=True)}",
-        "A closed-book 'yes'/'no' guess scores well on comparison queries: these numbers measure the 135M model, not RAG.",
+        "A closed-book 'yes'/'no' guess scores well on comparison queries: "
+        "these numbers measure the 135M model, not RAG.",
         f"Wall seconds per run: {results['wall_seconds']} (load average in the header).",
     ]
     cmd = "python benchmarks/multihop_closed_book.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_results(name, results, sections, env=env, runs=f"{len(runs)} runs of {limit} queries (fresh process, fresh cache each)",
-                  data=[data], command=cmd.strip(), notes=notes)
+    write_results(
+        name,
+        results,
+        sections,
+        env=env,
+        runs=f"{len(runs)} runs of {limit} queries (fresh process, fresh cache each)",
+        data=[data],
+        command=cmd.strip(),
+        notes=notes,
+    )
     print((RESULTS_DIR / f"{name}.md").read_text())
     return 0 if identical is not False else 1
 

@@ -129,7 +129,9 @@ def main(argv: list[str]) -> int:
         problems = check()
         for p in problems:
             print(p, file=sys.stderr)
-        print(f"{len(list(blocks((REPO / 'README.md').read_text('utf-8'))))} cited table(s), {len(problems)} problem(s)")
+        print(
+            f"{len(list(blocks((REPO / 'README.md').read_text('utf-8'))))} cited table(s), {len(problems)} problem(s)"
+        )
         return 1 if problems else 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -41,7 +41,10 @@ NUGGETS_FILE = "nuggets.json"
 JUDGES = ("ragas", "nuggets")
 RAGAS_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall", "factual_correctness")
 # the reference scores (nuggetizer: 0 for an empty group), then hoprank's variants that leave those out
-NUGGET_METRICS = ("v_strict", "a_strict", "v", "a", "v_strict_determined_only", "a_strict_determined_only", "v_determined_only", "a_determined_only")
+NUGGET_METRICS = (
+    "v_strict", "a_strict", "v", "a",
+    "v_strict_determined_only", "a_strict_determined_only", "v_determined_only", "a_determined_only",
+)
 FAILED_REASON = "failed_question"
 FILE_VERSION = 1
 
@@ -53,12 +56,16 @@ _RAGAS_DESC = {
     "factual_correctness": "RAGAS factual correctness (F1 of answer claims vs gold-answer claims)",
 }
 _NUGGET_DESC = {
-    "v_strict": "nuggets V_strict: share of vital gold nuggets fully supported by the answer (no vital nugget = 0 as in nuggetizer; failed question = 0)",
+    "v_strict": "nuggets V_strict: share of vital gold nuggets fully supported by the answer "
+    "(no vital nugget = 0 as in nuggetizer; failed question = 0)",
     "a_strict": "nuggets A_strict: share of all gold nuggets fully supported by the answer (failed question = 0)",
     "v": "nuggets V: vital nuggets supported, partial support counting 0.5 (no vital nugget = 0; failed question = 0)",
     "a": "nuggets A: all nuggets supported, partial support counting 0.5 (failed question = 0)",
-    **{f"{_m}_determined_only": f"hoprank variant of nuggets.{_m}: responses without a vital nugget (V) or without nuggets (A) "
-       "left out instead of scoring 0" for _m in ("v_strict", "a_strict", "v", "a")},
+    **{
+        f"{_m}_determined_only": f"hoprank variant of nuggets.{_m}: responses without a vital nugget (V) "
+        "or without nuggets (A) left out instead of scoring 0"
+        for _m in ("v_strict", "a_strict", "v", "a")
+    },
 }
 for _m, _d in _RAGAS_DESC.items():
     M.register_metric(f"ragas.{_m}", _d + "; mean over determined questions", kind="judge")

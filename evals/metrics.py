@@ -111,9 +111,12 @@ register_metric("answer.precision", "token precision of the answer (HotpotQA nor
 register_metric("answer.recall", "token recall of the answer (HotpotQA normalisation)")
 register_metric(
     "answer.mhr_precision",
-    "MultiHop-RAG qa_evaluate.py precision: its extract_answer, then a lower-cased whitespace word shared with the gold",
+    "MultiHop-RAG qa_evaluate.py precision: its extract_answer, then a lower-cased whitespace word "
+    "shared with the gold",
 )
-register_metric("answer.mhr_recall", "MultiHop-RAG qa_evaluate.py recall (same counts as its precision: equal by construction)")
+register_metric(
+    "answer.mhr_recall", "MultiHop-RAG qa_evaluate.py recall (same counts as its precision: equal by construction)"
+)
 register_metric("answer.mhr_f1", "MultiHop-RAG qa_evaluate.py F1 (harmonic mean of its precision and recall)")
 register_metric(
     "answer.mhr_accuracy",
@@ -155,7 +158,9 @@ register_metric(
     "most evidence chunks any question of the run returned; @k metrics are reported only for k <= this depth",
     kind="count",
 )
-register_metric("n.mhr_qa_scored", "questions with a non-empty gold answer (MultiHop-RAG qa_evaluate.py skips the others)", kind="count")
+register_metric(
+    "n.mhr_qa_scored", "questions with a non-empty gold answer (MultiHop-RAG qa_evaluate.py skips the others)", kind="count"
+)
 
 # --------------------------------------------------------------------------- answers (HotpotQA official)
 

@@ -492,7 +492,9 @@ def ragas_nanmean(values: Sequence[float]) -> float | None:
     return float(np.nanmean(arr))
 
 
-def summarize_samples(names: Sequence[str], results: Sequence[RagasSampleResult]) -> tuple[dict, dict, dict, dict, dict]:
+def summarize_samples(
+    names: Sequence[str], results: Sequence[RagasSampleResult]
+) -> tuple[dict, dict, dict, dict, dict]:
     """(aggregates, undetermined, undetermined_reasons, aggregates_determined_only,
     silent_zeros) per metric: ragas' nanmean, the NaN counts with reasons, and hoprank's
     variant without ragas' silent zeros."""

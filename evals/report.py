@@ -35,11 +35,29 @@ from hoprank.evals.runner import RESULTS, RUN_INFO, SUMMARY, read_rows, summariz
 from hoprank.tools.errors import HoprankError
 
 HEADLINE = (
-    "answer.em", "answer.f1", "answer.mhr_f1", "answer.mhr_accuracy", "answer.word_overlap_lenient",
-    "retrieval.both_gold@2", "retrieval.both_gold@5", "retrieval.recall@5", "retrieval.recall@10", "retrieval.mrr@10",
-    "retrieval.mhr_hits@4", "retrieval.mhr_hits@10", "retrieval.mhr_map@10", "retrieval.mhr_mrr@10",
+    "answer.em",
+    "answer.f1",
+    "answer.mhr_f1",
+    "answer.mhr_accuracy",
+    "answer.word_overlap_lenient",
+    "retrieval.both_gold@2",
+    "retrieval.both_gold@5",
+    "retrieval.recall@5",
+    "retrieval.recall@10",
+    "retrieval.mrr@10",
+    "retrieval.mhr_hits@4",
+    "retrieval.mhr_hits@10",
+    "retrieval.mhr_map@10",
+    "retrieval.mhr_mrr@10",
 )
-COMPARE = ("answer.f1", "answer.em", "answer.mhr_f1", "retrieval.both_gold@5", "retrieval.recall@5", "retrieval.mhr_hits@10")
+COMPARE = (
+    "answer.f1",
+    "answer.em",
+    "answer.mhr_f1",
+    "retrieval.both_gold@5",
+    "retrieval.recall@5",
+    "retrieval.mhr_hits@10",
+)
 TYPE_COLS = ("answer.em", "answer.f1", "answer.mhr_f1", "retrieval.both_gold@5", "retrieval.mhr_hits@10")
 SMALL_N = 30  # below this many questions a report warns that its intervals are rough
 RESAMPLES = 2000
@@ -73,8 +91,12 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
 
 
 # per-question value behind a summary metric, when it is not row[group][key]
-_ROW_ALIASES = {"answer.mhr_precision": "answer.mhr_correct", "answer.mhr_recall": "answer.mhr_correct",
-                "answer.mhr_f1": "answer.mhr_correct", "answer.mhr_accuracy": "answer.mhr_correct"}
+_ROW_ALIASES = {
+    "answer.mhr_precision": "answer.mhr_correct",
+    "answer.mhr_recall": "answer.mhr_correct",
+    "answer.mhr_f1": "answer.mhr_correct",
+    "answer.mhr_accuracy": "answer.mhr_correct",
+}
 
 
 def _mhr_accuracy(mean: float) -> float:
@@ -97,12 +119,22 @@ def row_value(row: dict[str, Any], metric: str) -> float | None:
     return None
 
 
-def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., Any], paired: bool, resamples: int, seed: int,
-               alpha: float) -> tuple[float, float, np.ndarray]:
+def _bootstrap(
+    data: tuple[np.ndarray, ...], statistic: Callable[..., Any], paired: bool, resamples: int, seed: int, alpha: float
+) -> tuple[float, float, np.ndarray]:
     from scipy import stats
 
-    res = stats.bootstrap(data, statistic, n_resamples=resamples, paired=paired, vectorized=True, batch=200,
-                          confidence_level=1 - alpha, method="BCa", rng=np.random.default_rng(seed))
+    res = stats.bootstrap(
+        data,
+        statistic,
+        n_resamples=resamples,
+        paired=paired,
+        vectorized=True,
+        batch=200,
+        confidence_level=1 - alpha,
+        method="BCa",
+        rng=np.random.default_rng(seed),
+    )
     dist = np.asarray(res.bootstrap_distribution)
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (math.isfinite(lo) and math.isfinite(hi)):  # BCa undefined (e.g. one distinct resample mean)
@@ -132,7 +164,9 @@ def mean_ci(values: Sequence[float], resamples: int = RESAMPLES, seed: int = 0, 
     return {"n": n, "mean": mean, "lo": lo, "hi": hi, "method": "bca"}
 
 
-def metric_ci(rows: Sequence[dict[str, Any]], metric: str, resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any] | None:
+def metric_ci(
+    rows: Sequence[dict[str, Any]], metric: str, resamples: int = RESAMPLES, seed: int = 0
+) -> dict[str, Any] | None:
     """The interval of one summary metric over rows (None when the metric has no
     per-question values, e.g. costs and counts)."""
     vals = [v for v in (row_value(r, metric) for r in rows) if v is not None]
@@ -145,7 +179,9 @@ def metric_ci(rows: Sequence[dict[str, Any]], metric: str, resamples: int = RESA
     return ci
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = RESAMPLES, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], resamples: int = RESAMPLES, seed: int = 0, alpha: float = 0.05
+) -> dict[str, float]:
     """Mean of b - a with a paired BCa bootstrap CI (questions resampled in pairs) and the
     share of resampled differences <= 0."""
     if len(a) != len(b):
@@ -159,12 +195,15 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = RE
     diff = float(d.mean())
     if n < 2 or bool(np.all(d == d[0])):
         return {"n": n, "diff": diff, "lo": diff, "hi": diff, "p_le_0": float(diff <= 0)}
-    lo, hi, dist = _bootstrap((x, y), lambda p, q, axis: np.mean(q, axis=axis) - np.mean(p, axis=axis), True,
-                              resamples, seed, alpha)
+    lo, hi, dist = _bootstrap(
+        (x, y), lambda p, q, axis: np.mean(q, axis=axis) - np.mean(p, axis=axis), True, resamples, seed, alpha
+    )
     return {"n": n, "diff": diff, "lo": lo, "hi": hi, "p_le_0": float((dist <= 0).mean())}
 
 
-def compare_runs(base: Run, other: Run, metrics: Sequence[str] = COMPARE, resamples: int = RESAMPLES, seed: int = 0) -> list[dict[str, Any]]:
+def compare_runs(
+    base: Run, other: Run, metrics: Sequence[str] = COMPARE, resamples: int = RESAMPLES, seed: int = 0
+) -> list[dict[str, Any]]:
     """Paired CIs of ``other - base`` on their common question ids, per metric."""
     a_by = {r["id"]: r for r in base.rows}
     b_by = {r["id"]: r for r in other.rows}
@@ -213,10 +252,14 @@ def _score_ylim(values: Sequence[float]) -> tuple[float, float]:
     return (lo - pad if lo < 0 else 0.0), hi + pad
 
 
-def plot_metric_bars(runs: Sequence[Run], metrics: Sequence[str], cis: dict[tuple[str, str], dict[str, Any]] | None = None) -> bytes:
+def plot_metric_bars(
+    runs: Sequence[Run], metrics: Sequence[str], cis: dict[tuple[str, str], dict[str, Any]] | None = None
+) -> bytes:
     """Grouped bars per metric; with ``cis`` ({(run, metric): ci}) each bar has its 95% CI."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(6.5, 0.9 * len(metrics) * max(1, len(runs)) / 1.5 + 2), 4.2), layout="constrained")
+    fig, ax = plt.subplots(
+        figsize=(max(6.5, 0.9 * len(metrics) * max(1, len(runs)) / 1.5 + 2), 4.2), layout="constrained"
+    )
     width = 0.8 / max(1, len(runs))
     x = np.arange(len(metrics))
     values = []
@@ -226,8 +269,12 @@ def plot_metric_bars(runs: Sequence[Run], metrics: Sequence[str], cis: dict[tupl
         err = None
         if cis:
             lo_hi = [cis.get((run.name, m)) for m in metrics]
-            err = np.array([[max(0.0, y - c["lo"]) if c else 0.0 for y, c in zip(ys, lo_hi)],
-                            [max(0.0, c["hi"] - y) if c else 0.0 for y, c in zip(ys, lo_hi)]])
+            err = np.array(
+                [
+                    [max(0.0, y - c["lo"]) if c else 0.0 for y, c in zip(ys, lo_hi)],
+                    [max(0.0, c["hi"] - y) if c else 0.0 for y, c in zip(ys, lo_hi)],
+                ]
+            )
             values += [c["hi"] for c in lo_hi if c] + [c["lo"] for c in lo_hi if c]
         ax.bar(x + j * width, ys, width, label=run.name, yerr=err, capsize=3 if err is not None else 0)
     ax.set_xticks(x + width * (len(runs) - 1) / 2, metrics, rotation=25, ha="right")
@@ -271,7 +318,9 @@ def plot_recall_curves(runs: Sequence[Run]) -> bytes | None:
 _MARKERS = "osD^vP*Xhp<>"
 
 
-def plot_cost_quality(runs: Sequence[Run], quality: str, cis: dict[tuple[str, str], dict[str, Any]] | None = None) -> bytes:
+def plot_cost_quality(
+    runs: Sequence[Run], quality: str, cis: dict[tuple[str, str], dict[str, Any]] | None = None
+) -> bytes:
     """Quality vs cost per run. Runs are told apart by marker and a legend outside the
     panels (labels next to points overlapped each other and the next panel); both axes start
     at 0, so equal runs do not look different."""
@@ -363,31 +412,48 @@ def small_n_warnings(runs: Sequence[Run]) -> list[str]:
         n = len(r.rows)
         if n < SMALL_N:
             out.append(f"run `{r.name}` has n = {n} < {SMALL_N} questions: its intervals are wide and only approximate")
-        small = [f"{t} (n = {int(m.get('n.total', 0))})" for t, m in sorted(r.summary.get("by_type", {}).items())
-                 if m.get("n.total", 0) < SMALL_N]
+        small = [
+            f"{t} (n = {int(m.get('n.total', 0))})"
+            for t, m in sorted(r.summary.get("by_type", {}).items())
+            if m.get("n.total", 0) < SMALL_N
+        ]
         if small and len(r.summary.get("by_type", {})) > 1:
             out.append(f"run `{r.name}`: question types with n < {SMALL_N}: {', '.join(small)}")
     return out
 
 
-def build_sections(runs: Sequence[Run], resamples: int = RESAMPLES, seed: int = 0) -> list[tuple[str, list[str], list[list[Any]]]]:
+def build_sections(
+    runs: Sequence[Run], resamples: int = RESAMPLES, seed: int = 0
+) -> list[tuple[str, list[str], list[list[Any]]]]:
     """(title, header, rows) tables shared by the markdown and the HTML outputs.
 
     The overall table has one row per metric and one column per run (it stays narrow with
     many metrics); values are "mean [95% CI]" wherever the metric has per-question values."""
     cols = _headline(runs)
     cis = {r.name: run_cis(r, cols, resamples, seed) for r in runs}
+
     def cell(r: Run, c: str) -> str:
         if c not in r.metrics:
             return "–"
         return str(int(r.metrics[c])) if c.startswith("n.") else _with_ci(r.metrics[c], cis[r.name].get(c))
 
     overall = [[c, *[cell(r, c) for r in runs]] for c in cols]
-    sections = [(f"Overall: mean [95% BCa CI] over each run's questions ({resamples} resamples, seed {seed})",
-                 ["metric", *[f"{r.name} (n={len(r.rows)})" for r in runs]], overall)]
+    sections = [
+        (
+            f"Overall: mean [95% BCa CI] over each run's questions ({resamples} resamples, seed {seed})",
+            ["metric", *[f"{r.name} (n={len(r.rows)})" for r in runs]],
+            overall,
+        )
+    ]
     judged = judged_rows(runs)
     if judged:
-        sections.append(("LLM-judged (RAGAS, nuggets; means over determined questions)", ["run", "metric", "score", "undetermined"], judged))
+        sections.append(
+            (
+                "LLM-judged (RAGAS, nuggets; means over determined questions)",
+                ["run", "metric", "score", "undetermined"],
+                judged,
+            )
+        )
     type_cols = sorted([c for c in TYPE_COLS if any(c in r.metrics for r in runs)], key=M.metric_sort_key)
     trows = []
     for r in runs:
@@ -404,8 +470,23 @@ def build_sections(runs: Sequence[Run], resamples: int = RESAMPLES, seed: int = 
         crow = []
         for other in runs[1:]:
             for c in compare_runs(runs[0], other, resamples=resamples, seed=seed):
-                crow.append([f"{c['other']} - {c['base']}", c["metric"], c["n"], c["diff"], f"[{c['lo']:.3f}, {c['hi']:.3f}]", c["p_le_0"]])
-        sections.append((f"Paired bootstrap 95% CI ({resamples} resamples, seed {seed}, common question ids)", ["comparison", "metric", "n", "mean diff", "95% CI", "P(diff<=0)"], crow))
+                crow.append(
+                    [
+                        f"{c['other']} - {c['base']}",
+                        c["metric"],
+                        c["n"],
+                        c["diff"],
+                        f"[{c['lo']:.3f}, {c['hi']:.3f}]",
+                        c["p_le_0"],
+                    ]
+                )
+        sections.append(
+            (
+                f"Paired bootstrap 95% CI ({resamples} resamples, seed {seed}, common question ids)",
+                ["comparison", "metric", "n", "mean diff", "95% CI", "P(diff<=0)"],
+                crow,
+            )
+        )
     return sections
 
 
@@ -420,7 +501,13 @@ CSS = (
 )
 
 
-def write_report(run_paths: Sequence[str | Path], out: str | Path, resamples: int = RESAMPLES, seed: int = 0, title: str = "hoprank evaluation report") -> tuple[Path, Path]:
+def write_report(
+    run_paths: Sequence[str | Path],
+    out: str | Path,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    title: str = "hoprank evaluation report",
+) -> tuple[Path, Path]:
     if not run_paths:
         raise HoprankError("give at least one run folder")
     runs = [load_run(p) for p in run_paths]
@@ -435,7 +522,9 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path, resamples: in
     quality = "answer.f1" if any(r.metrics.get("answer.f1", 0) for r in runs) else "answer.mhr_f1"
     bar_metrics = sorted([m for m in HEADLINE if any(m in r.metrics for r in runs)], key=M.metric_sort_key)
     cis = {(r.name, m): ci for r in runs for m, ci in run_cis(r, [*bar_metrics, quality], resamples, seed).items()}
-    plots: list[tuple[str, str, bytes]] = [("metrics", "Metrics per run (95% CI)", plot_metric_bars(runs, bar_metrics, cis))]
+    plots: list[tuple[str, str, bytes]] = [
+        ("metrics", "Metrics per run (95% CI)", plot_metric_bars(runs, bar_metrics, cis))
+    ]
     rc = plot_recall_curves(runs)
     if rc is not None:
         plots.append(("recall_at_k", "Recall@k and all-gold@k", rc))
@@ -470,7 +559,10 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path, resamples: in
         parts += [f"<h2>{html.escape(t)}</h2>", _html_table(header, rows)]
     for slug, caption, png in plots:
         b64 = base64.b64encode(png).decode("ascii")
-        parts += [f"<h2>{html.escape(caption)}</h2>", f"<img id='{slug}' alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'>"]
+        parts += [
+            f"<h2>{html.escape(caption)}</h2>",
+            f"<img id='{slug}' alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'>",
+        ]
     parts.append("</body></html>")
     html_path = out / "report.html"
     html_path.write_text("\n".join(parts), encoding="utf-8")

@@ -330,7 +330,9 @@ def aggregate(rows: Sequence[dict[str, Any]], depth: int | None = None) -> dict[
         out[f"n.{st}"] = float(sum(1 for r in rows if r.get("status") == st))
     for key in ("em", "f1", "precision", "recall"):
         out[f"answer.{key}"] = _mean([r["answer"][key] for r in rows])
-    out["answer.word_overlap_lenient"] = _mean([r["answer"].get("word_overlap_lenient", r["answer"].get("word_overlap", 0.0)) for r in rows])
+    # rows written before the rename carry "word_overlap" (the same lenient computation)
+    lenient = [r["answer"].get("word_overlap_lenient", r["answer"].get("word_overlap", 0.0)) for r in rows]
+    out["answer.word_overlap_lenient"] = _mean(lenient)
     mhr = M.mhr_qa_metrics([_mhr_correct(r) for r in rows])
     for key in ("mhr_precision", "mhr_recall", "mhr_f1", "mhr_accuracy"):
         out[f"answer.{key}"] = mhr[key]
@@ -545,7 +547,8 @@ def _rewrite(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 def _write_json(path: Path, data: Any, sort_keys: bool = True) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str) + "\n", encoding="utf-8")
+    text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str)
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 

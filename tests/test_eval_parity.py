@@ -48,7 +48,7 @@ def ref_extract(answer: str) -> str:
         at = answer.find(MARKER, start)
         if at < 0:
             return answer
-        rest = answer[at + len(MARKER):]
+        rest = answer[at + len(MARKER) :]
         close = rest.find('"')
         line_end = rest.find("\n")
         if close >= 0 and (line_end < 0 or close < line_end):
@@ -76,12 +76,36 @@ def ref_group_metrics(pairs: list[tuple[str, str]]) -> dict[str, float]:
     recall = tp / (tp + fn) if tp + fn else 0
     f1 = 2 * (precision * recall) / (precision + recall) if precision + recall else 0
     everything = tp + tn + fp + fn
-    return {"mhr_precision": precision, "mhr_recall": recall, "mhr_f1": f1,
-            "mhr_accuracy": (tp + tn) / everything if everything else 0}
+    return {
+        "mhr_precision": precision,
+        "mhr_recall": recall,
+        "mhr_f1": f1,
+        "mhr_accuracy": (tp + tn) / everything if everything else 0,
+    }
 
 
-VOCAB = ["No", "No.", "no", "Yes", "yes,", "YES", "-", "", "the", "Apple", "apple", "Google.", "Trump",
-         "Insufficient", "information.", "2023", "TechCrunch", "Sam\u00a0Altman", "über", "\"quoted\""]
+VOCAB = [
+    "No",
+    "No.",
+    "no",
+    "Yes",
+    "yes,",
+    "YES",
+    "-",
+    "",
+    "the",
+    "Apple",
+    "apple",
+    "Google.",
+    "Trump",
+    "Insufficient",
+    "information.",
+    "2023",
+    "TechCrunch",
+    "Sam\u00a0Altman",
+    "über",
+    '"quoted"',
+]
 
 
 def random_text(rng: random.Random) -> str:
@@ -90,7 +114,9 @@ def random_text(rng: random.Random) -> str:
     if roll < 0.15:
         return f'The answer to the question is "{words}". Because {rng.choice(VOCAB)}'
     if roll < 0.2:
-        return f'The answer to the question is "{words}\nsplit" then The answer to the question is "{rng.choice(VOCAB)}"'
+        return (
+            f'The answer to the question is "{words}\nsplit" then The answer to the question is "{rng.choice(VOCAB)}"'
+        )
     if roll < 0.25:
         return f"The answer is {words}"
     if roll < 0.3:
@@ -99,9 +125,17 @@ def random_text(rng: random.Random) -> str:
 
 
 EDGE_CASES = [
-    ("No.", "No", 0.0), ("No", "no", 1.0), ("-", "-", 1.0), ("-", "No", 0.0), ("", "Yes", 0.0),
-    ("Yes", "", None), ("", "", None), ("yes.", "Yes", 0.0), ('The answer to the question is "Yes".', "yes", 1.0),
-    ("The answer is: No", "no", 1.0), ('The answer to the question is "maybe', "maybe", 0.0),
+    ("No.", "No", 0.0),
+    ("No", "no", 1.0),
+    ("-", "-", 1.0),
+    ("-", "No", 0.0),
+    ("", "Yes", 0.0),
+    ("Yes", "", None),
+    ("", "", None),
+    ("yes.", "Yes", 0.0),
+    ('The answer to the question is "Yes".', "yes", 1.0),
+    ("The answer is: No", "no", 1.0),
+    ('The answer to the question is "maybe', "maybe", 0.0),
 ]
 
 
@@ -184,16 +218,24 @@ def random_nuggets(rng: random.Random) -> list[dict[str, str]]:
     kind = rng.random()
     n = 0 if kind < 0.1 else rng.randint(1, 14)
     only_okay = kind < 0.25
-    return [{"text": f"n{i}", "importance": "okay" if only_okay else rng.choice(["vital", "okay"]),
-             "assignment": rng.choice(["support", "partial_support", "not_support"])} for i in range(n)]
+    return [
+        {
+            "text": f"n{i}",
+            "importance": "okay" if only_okay else rng.choice(["vital", "okay"]),
+            "assignment": rng.choice(["support", "partial_support", "not_support"]),
+        }
+        for i in range(n)
+    ]
 
 
 def test_nugget_scores_and_global_mean_agree_on_generated_cases():
     rng = random.Random(3)
     for _ in range(60):
         records = [random_nuggets(rng) for _ in range(rng.randint(1, 25))]
-        per = [calculate_nugget_scores(f"q{i}", [AssignedNugget(n["text"], n["importance"], n["assignment"]) for n in r])
-               for i, r in enumerate(records)]
+        per = [
+            calculate_nugget_scores(f"q{i}", [AssignedNugget(n["text"], n["importance"], n["assignment"]) for n in r])
+            for i, r in enumerate(records)
+        ]
         refs = [ref_nugget_scores(r) for r in records]
         for ours, ref in zip(per, refs):
             assert (ours.v_strict, ours.a_strict, ours.v, ours.a) == ref
@@ -247,7 +289,12 @@ def ref_answer_relevancy(question_vec, generated: list[tuple[list[float], bool]]
 
 @pytest.mark.parametrize(
     ("vectors", "noncommittal"),
-    [([[-1.0, 0.0]], False), ([[-0.6, 0.8], [0.0, 1.0]], False), ([[1.0, 0.0]], True), ([[0.6, -0.8], [-1.0, 0.0]], False)],
+    [
+        ([[-1.0, 0.0]], False),
+        ([[-0.6, 0.8], [0.0, 1.0]], False),
+        ([[1.0, 0.0]], True),
+        ([[0.6, -0.8], [-1.0, 0.0]], False),
+    ],
 )
 def test_ragas_answer_relevancy_keeps_ragas_own_value(vectors, noncommittal):
     from hoprank.evals.ragas_eval import RagasSample, ragas_scores
@@ -261,8 +308,13 @@ def test_ragas_answer_relevancy_keeps_ragas_own_value(vectors, noncommittal):
     def reply(messages):
         return json.dumps({"question": next(replies), "noncommittal": int(noncommittal)})
 
-    res = ragas_scores([RagasSample(question, "Ada Quill.")], ScriptedLLM(reply), VectorTable(table),
-                       metrics=["answer_relevancy"], strictness=len(vectors))
+    res = ragas_scores(
+        [RagasSample(question, "Ada Quill.")],
+        ScriptedLLM(reply),
+        VectorTable(table),
+        metrics=["answer_relevancy"],
+        strictness=len(vectors),
+    )
     expected = ref_answer_relevancy([1.0, 0.0], [(v, noncommittal) for v in vectors])
     assert res.samples[0].scores["answer_relevancy"] == pytest.approx(expected, abs=1e-6)
     assert res.aggregates["answer_relevancy"] == pytest.approx(expected, abs=1e-6)

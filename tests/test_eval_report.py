@@ -18,7 +18,13 @@ def _better(question: str) -> Answer:
     i = int(question.split()[2].rstrip("?"))
     from dataclasses import replace
 
-    return replace(a, answer=f"answer {i % 3}", status="answered", error=None, evidence=a.evidence or deterministic_answer("question number 0?").evidence)
+    return replace(
+        a,
+        answer=f"answer {i % 3}",
+        status="answered",
+        error=None,
+        evidence=a.evidence or deterministic_answer("question number 0?").evidence,
+    )
 
 
 def test_paired_bootstrap_hand_checked():
@@ -85,7 +91,9 @@ def test_mhr_accuracy_interval_is_the_mapped_interval_of_the_share_correct():
     acc = Rep.metric_ci(rows, "answer.mhr_accuracy", resamples=1000)
     n, tp = 40, sum(1 for i in range(40) if i % 3 == 0)
     assert acc["mean"] == pytest.approx(n / (n + 2 * (n - tp)))
-    assert acc["lo"] == pytest.approx(1 / (3 - 2 * share["lo"])) and acc["hi"] == pytest.approx(1 / (3 - 2 * share["hi"]))
+    assert acc["lo"] == pytest.approx(1 / (3 - 2 * share["lo"])) and acc["hi"] == pytest.approx(
+        1 / (3 - 2 * share["hi"])
+    )
 
 
 def test_report_sorts_metrics_by_k_warns_on_small_n_and_gives_each_run_its_interval(tmp_path):
@@ -96,12 +104,18 @@ def test_report_sorts_metrics_by_k_warns_on_small_n_and_gives_each_run_its_inter
     assert "n = 16 < 30" in text and "(n<30)" in text
     overall = text.split("## Overall")[1].split("##")[0]
     assert re.search(r"\| answer.em \| 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\] \|", overall), overall
-    names = [line.split("|")[1].strip() for line in overall.splitlines() if line.startswith("| ") and "." in line.split("|")[1]]
+    names = [
+        line.split("|")[1].strip()
+        for line in overall.splitlines()
+        if line.startswith("| ") and "." in line.split("|")[1]
+    ]
     scores = [n for n in names if not n.startswith(("cost.", "n."))]
     from hoprank.evals.metrics import metric_sort_key
 
     assert scores == sorted(scores, key=metric_sort_key)
-    definitions = [line.split("`")[1] for line in text.split("## Metric definitions")[1].splitlines() if line.startswith("- `")]
+    definitions = [
+        line.split("`")[1] for line in text.split("## Metric definitions")[1].splitlines() if line.startswith("- `")
+    ]
     assert definitions == sorted(definitions, key=metric_sort_key)
     ks = [int(d.rsplit("@", 1)[1]) for d in definitions if d.startswith("retrieval.recall@")]
     assert ks == sorted(ks)
@@ -120,13 +134,22 @@ def test_report_html_fits_1280_pixels(tmp_path):
     exs = deterministic_examples()
     names = ["naive", "decompose-with-a-long-name", "hop", "rerank-embedding", "full"]
     for name in names:
-        run_eval(exs, deterministic_answer if name != "hop" else _better, tmp_path / name, spec=RunSpec("jsonl"), show_progress=False)
+        run_eval(
+            exs,
+            deterministic_answer if name != "hop" else _better,
+            tmp_path / name,
+            spec=RunSpec("jsonl"),
+            show_progress=False,
+        )
     _, page_path = Rep.write_report([tmp_path / n for n in names], tmp_path / "rep", resamples=200)
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=args, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(page_path.as_uri())
-        widths = page.evaluate("[document.documentElement.scrollWidth, ...[...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().right)]")
+        widths = page.evaluate(
+            "[document.documentElement.scrollWidth,"
+            " ...[...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().right)]"
+        )
         browser.close()
     assert widths[0] <= 1280 and max(widths[1:]) <= 1280, widths

@@ -194,7 +194,8 @@ def test_silent_zeros_of_ragas_are_kept_and_flagged(embedder):
         strictness=1,
     )
     assert res.samples[0].scores == {"answer_relevancy": 0.0, "factual_correctness": 0.0}
-    assert res.samples[0].silent_zero == {"answer_relevancy": "no_questions_generated", "factual_correctness": "no_claims"}
+    flagged = {"answer_relevancy": "no_questions_generated", "factual_correctness": "no_claims"}
+    assert res.samples[0].silent_zero == flagged
     assert res.undetermined == {"answer_relevancy": 0, "factual_correctness": 0}
     assert res.aggregates == {"answer_relevancy": 0.0, "factual_correctness": 0.0}
     assert res.aggregates_determined_only == {"answer_relevancy": None, "factual_correctness": None}

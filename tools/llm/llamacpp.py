@@ -124,7 +124,10 @@ def load_llama(path: str | os.PathLike[str], n_ctx: int, n_threads: int | None =
             if not _extra_bufts():
                 llama_module.llama_cpp.llama_model_default_params = patched
             try:
-                llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_batch=N_BATCH, verbose=False, seed=seed, logits_all=logits_all)
+                llama = Llama(
+                    model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_batch=N_BATCH,
+                    verbose=False, seed=seed, logits_all=logits_all,
+                )
             except Exception as e:
                 raise LLMError(f"llama.cpp could not load {path}: {e}") from e
             finally:
