@@ -2,7 +2,9 @@
 
 LLM rerankers: ``setwise`` (Rank-R1), ``rebel`` (multi-criteria), ``listwise`` (RankGPT),
 ``pointwise``; model rerankers: ``cross-encoder`` (user-given model), ``embedding``
-(bundled MiniLM, the cheap default); ``none`` keeps the retrieval order.
+(bundled MiniLM, the cheap default); ``none`` keeps the retrieval order. Setwise, listwise
+and pointwise also score without generating (``scoring="likelihood"`` / ``"first"`` /
+``"calibrated"``: label log-probabilities, for open models too small to follow a format).
 """
 
 from hoprank.tools.rerank.base import Reranker, RerankError
