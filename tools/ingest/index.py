@@ -120,7 +120,9 @@ class BuildStats:
     chunks_embedded: int = 0  # chunks whose vector is new in this build (not from the old index)
     chunks_resumed: int = 0  # of those, texts found in batches of an interrupted earlier build
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or file:line, why)
-    duplicates: list[tuple[str, str, str]] = field(default_factory=list)  # (id, kept file, skipped file)
+    duplicates: list[tuple[str, str, str]] = field(
+        default_factory=list
+    )  # (id, kept file, skipped file)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -129,7 +131,9 @@ def _encoder_of(manifest: dict[str, Any]) -> tuple[str, int | None]:
     if isinstance(enc, dict) and enc.get("name"):
         return str(enc["name"]), enc.get("dim")
     # format 1 had "embedding_model" (always the bundled MiniLM in practice)
-    return canonical_encoder_name(manifest.get("embedding_model") or LEGACY_ENCODER), manifest.get("dim")
+    return canonical_encoder_name(manifest.get("embedding_model") or LEGACY_ENCODER), manifest.get(
+        "dim"
+    )
 
 
 def check_encoder(path: Path, recorded: str, wanted: str, doing: str = "open") -> None:
@@ -144,7 +148,9 @@ def check_encoder(path: Path, recorded: str, wanted: str, doing: str = "open") -
 class Index:
     """A loaded index. Cheap to open: embeddings are memory-mapped, BM25 is built lazily."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], chunks: list[Chunk], embeddings: np.ndarray):
+    def __init__(
+        self, path: Path, manifest: dict[str, Any], chunks: list[Chunk], embeddings: np.ndarray
+    ):
         self.path = Path(path)
         self.manifest = manifest
         self.chunks = chunks
@@ -176,9 +182,15 @@ class Index:
                 if line.strip():
                     chunks.append(Chunk.from_dict(json.loads(line)))
         emb_file = path / f"embeddings.{gen}.npy"
-        embeddings = np.load(emb_file, mmap_mode="r") if chunks else np.zeros((0, manifest.get("dim") or 0), np.float32)
+        embeddings = (
+            np.load(emb_file, mmap_mode="r")
+            if chunks
+            else np.zeros((0, manifest.get("dim") or 0), np.float32)
+        )
         if len(chunks) != embeddings.shape[0]:
-            raise IndexNotFoundError(f"index at {path} is inconsistent: {len(chunks)} chunks, {embeddings.shape[0]} vectors")
+            raise IndexNotFoundError(
+                f"index at {path} is inconsistent: {len(chunks)} chunks, {embeddings.shape[0]} vectors"
+            )
         return cls(path, manifest, chunks, embeddings)
 
     # ---- accessors -----------------------------------------------------------------
@@ -201,7 +213,8 @@ class Index:
         enc = make_encoder(self.encoder_name)
         if self.embeddings.shape[1] and enc.dim != self.embeddings.shape[1]:
             raise EncoderMismatchError(
-                f"index {self.path} holds {self.embeddings.shape[1]}-d vectors but encoder {enc.name!r} gives {enc.dim}-d"
+                f"index {self.path} holds {self.embeddings.shape[1]}-d vectors "
+                f"but encoder {enc.name!r} gives {enc.dim}-d"
             )
         return enc
 
@@ -251,7 +264,9 @@ class Index:
         :class:`Encoder`; default: the index's own, else :data:`DEFAULT_ENCODER`.
         """
         path = Path(path)
-        file_list = list(iter_files(sources))  # a missing source fails here, before any folder exists
+        file_list = list(
+            iter_files(sources)
+        )  # a missing source fails here, before any folder exists
         old = cls.open(path) if cls.exists(path) else None
         old_manifest = old.manifest if old else {}
         if isinstance(encoder, Encoder):
@@ -261,10 +276,14 @@ class Index:
         if old is not None:
             check_encoder(path, old.encoder_name, enc.name, doing="add to")
         path.mkdir(parents=True, exist_ok=True)
-        chunking = chunking or (ChunkingConfig(**old_manifest["chunking"]) if old else ChunkingConfig())
+        chunking = chunking or (
+            ChunkingConfig(**old_manifest["chunking"]) if old else ChunkingConfig()
+        )
         settings_same = old is not None and old_manifest.get("chunking") == asdict(chunking)
         stats = BuildStats()
-        old_sources: dict[str, dict] = dict(old_manifest.get("sources", {})) if settings_same else {}
+        old_sources: dict[str, dict] = (
+            dict(old_manifest.get("sources", {})) if settings_same else {}
+        )
         old_chunks = old.chunk_by_id if old else {}
 
         new_sources: dict[str, dict] = {}
@@ -281,7 +300,12 @@ class Index:
                     lost.add(c.doc_id)
                     kept = _label(owner)
                     stats.duplicates.append((c.doc_id, kept, label))
-                    log.warning("duplicate id %r in %s: already read from %s, which is kept (first read wins)", c.doc_id, label, kept)
+                    log.warning(
+                        "duplicate id %r in %s: already read from %s, which is kept (first read wins)",
+                        c.doc_id,
+                        label,
+                        kept,
+                    )
             kept_chunks = [c for c in chunks if c.doc_id not in lost]
             new_chunks.extend(kept_chunks)
             return [c.id for c in kept_chunks], bool(lost)
@@ -298,7 +322,11 @@ class Index:
             elif not Path(key).exists():
                 stats.files_removed += 1
                 continue
-            ids, _ = add(key, [old_chunks[cid] for cid in info["chunk_ids"] if cid in old_chunks], _label(key))
+            ids, _ = add(
+                key,
+                [old_chunks[cid] for cid in info["chunk_ids"] if cid in old_chunks],
+                _label(key),
+            )
             new_sources[key] = {**info, "chunk_ids": ids}
 
         # 2. files given now: reuse when the bytes are unchanged, else read and chunk
@@ -358,7 +386,15 @@ class Index:
         gen = (old.generation + 1) if old else 1
         emb_path = path / f"embeddings.{gen}.npy"
         dim = _write_embeddings(
-            path, emb_path, new_chunks, reuse, old.embeddings if old is not None else None, enc, batch_size, show_progress, stats
+            path,
+            emb_path,
+            new_chunks,
+            reuse,
+            old.embeddings if old is not None else None,
+            enc,
+            batch_size,
+            show_progress,
+            stats,
         )
 
         # 5. write the chunks of the new generation, then switch the manifest atomically
@@ -448,11 +484,17 @@ def _write_embeddings(
     pending = [k for k in rows_by_key if k not in done]
     dim = enc.dim
     if old_embeddings is not None and reuse and old_embeddings.shape[1] != dim:
-        raise EncoderMismatchError(f"index {path} holds {old_embeddings.shape[1]}-d vectors; encoder {enc.name!r} gives {dim}-d")
+        raise EncoderMismatchError(
+            f"index {path} holds {old_embeddings.shape[1]}-d vectors; encoder {enc.name!r} gives {dim}-d"
+        )
     batch_size = max(1, int(batch_size))
     if len(pending) > LARGE_JOB_CHUNKS:
         rate = encoder_rate(enc.name)
-        eta = f"about {len(pending) / rate / 60:.0f} minutes at {rate:.0f} chunks/s (measured on 2 CPU cores)" if rate else "time unknown"
+        eta = (
+            f"about {len(pending) / rate / 60:.0f} minutes at {rate:.0f} chunks/s (measured on 2 CPU cores)"
+            if rate
+            else "time unknown"
+        )
         msg = (
             f"large ingest: {len(pending):,} chunks to embed with {enc.name} in {-(-len(pending) // batch_size):,} "
             f"batches of {batch_size}, {eta}; finished batches are kept, so an interrupted run resumes"
@@ -464,12 +506,23 @@ def _write_embeddings(
         from tqdm.auto import tqdm
 
         folder.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=stats.chunks_embedded, initial=stats.chunks_resumed, desc=f"embedding ({enc.name})", unit="chunk", disable=not show_progress)
+        bar = tqdm(
+            total=stats.chunks_embedded,
+            initial=stats.chunks_resumed,
+            desc=f"embedding ({enc.name})",
+            unit="chunk",
+            disable=not show_progress,
+        )
         for b in range(0, len(pending), batch_size):
             keys = pending[b : b + batch_size]
-            vecs = np.asarray(enc.encode_passages([_embed_text(chunks[rows_by_key[k][0]]) for k in keys]), dtype=np.float32)
+            vecs = np.asarray(
+                enc.encode_passages([_embed_text(chunks[rows_by_key[k][0]]) for k in keys]),
+                dtype=np.float32,
+            )
             if vecs.shape != (len(keys), dim):
-                raise EncoderMismatchError(f"encoder {enc.name!r} returned shape {vecs.shape}, expected ({len(keys)}, {dim})")
+                raise EncoderMismatchError(
+                    f"encoder {enc.name!r} returned shape {vecs.shape}, expected ({len(keys)}, {dim})"
+                )
             batch_file = folder / f"batch-{_text_key(''.join(keys))}.npz"
             with _atomic_file(batch_file) as f:
                 np.savez(f, keys=np.array(keys), vectors=vecs)
@@ -530,5 +583,10 @@ def _remove_leftovers(path: Path) -> None:
 def _remove_old_generations(path: Path, keep: int) -> None:
     for f in path.iterdir():
         parts = f.name.split(".")
-        if len(parts) == 3 and parts[0] in ("chunks", "embeddings") and parts[1].isdigit() and int(parts[1]) != keep:
+        if (
+            len(parts) == 3
+            and parts[0] in ("chunks", "embeddings")
+            and parts[1].isdigit()
+            and int(parts[1]) != keep
+        ):
             f.unlink(missing_ok=True)
