@@ -97,21 +97,37 @@ def synthetic_queries(docs, n: int, seed: int = SEED + 1) -> list[str]:
     return out
 
 
-class HashEmbedder:
-    """Stand-in for MiniLM at 20k chunks: a deterministic random unit vector per text."""
+def _hash_vectors(texts) -> np.ndarray:
+    out = np.empty((len(texts), DIM), dtype=np.float32)
+    for i, t in enumerate(texts):
+        out[i] = np.random.default_rng(zlib.crc32(t.encode("utf-8"))).standard_normal(DIM)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
 
-    model_name = "synthetic-random-unit-vectors"
-    dim = DIM
+
+try:
+    from hoprank.tools.embeddings import Encoder as _EncoderBase
+except ImportError:  # pragma: no cover - before the encoder registry
+    _EncoderBase = object
+
+
+class HashEmbedder(_EncoderBase):
+    """Stand-in for a real encoder at 20k chunks: a deterministic random unit vector per text."""
+
+    name = model_name = "synthetic-random-unit-vectors"
 
     def __init__(self, *args, **kwargs):
         pass
 
+    @property
+    def dim(self) -> int:
+        return DIM
+
+    def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
+        return _hash_vectors(texts)
+
     def encode(self, texts, show_progress: bool = False) -> np.ndarray:
-        out = np.empty((len(texts), DIM), dtype=np.float32)
-        for i, t in enumerate(texts):
-            out[i] = np.random.default_rng(zlib.crc32(t.encode("utf-8"))).standard_normal(DIM)
-        out /= np.linalg.norm(out, axis=1, keepdims=True)
-        return out
+        return _hash_vectors(texts)
 
 
 class LookupEmbedder:
@@ -124,6 +140,8 @@ class LookupEmbedder:
     def encode(self, texts, show_progress: bool = False) -> np.ndarray:
         return np.stack([self.table[t] for t in texts]).astype(np.float32)
 
+    encode_queries = encode_passages = encode
+
 
 def build_index(path: Path, docs, fake_vectors: bool):
     """Index.build with the real pipeline; at 20k the encoder is swapped for random vectors."""
@@ -132,6 +150,8 @@ def build_index(path: Path, docs, fake_vectors: bool):
 
     shutil.rmtree(path, ignore_errors=True)
     cfg = ChunkingConfig(size=2000, overlap=0)  # one document = one chunk
+    if fake_vectors and not hasattr(index_mod, "Embedder"):  # the encoder registry: pass an Encoder
+        return index_mod.Index.build(path, documents=docs, chunking=cfg, encoder=HashEmbedder())
     if fake_vectors:
         with mock.patch.object(index_mod, "Embedder", HashEmbedder):
             return index_mod.Index.build(path, documents=docs, chunking=cfg)
