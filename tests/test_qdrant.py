@@ -119,20 +119,25 @@ def _unit_rows(n: int, dim: int, seed: int = 0):
 
 
 def test_edge_builds_hnsw_above_the_full_scan_threshold_and_ef_buys_recall(tmp_path):
-    """Small indexes are scanned exactly; past the threshold the optimizer builds HNSW and
-    the search goes through the graph (recall < 1 at a tiny ef, ~1 at a large one)."""
+    """Small indexes are scanned exactly; past the indexing threshold the optimizer builds
+    HNSW and the search goes through the graph (a tiny ef finds less than a large one)."""
     import numpy as np
 
     from hoprank.tools.retrieval.qdrant_store import EdgeStore, HnswParams, QuerySpec
 
     x, rows = _unit_rows(3000, 32)
-    store = EdgeStore(tmp_path / "shard", HnswParams(m=8, ef_construct=32, full_scan_threshold_kb=1))
+    exact = EdgeStore(tmp_path / "plain", HnswParams(m=8, ef_construct=32))
+    exact.ensure_collection(32)
+    exact.upsert(rows)
+    exact.finish()
+    plain_indexed = exact.shard.info().indexed_vectors_count  # the sparse vectors only: 3000 x 32-d is under 10 MB
+    exact.close()
+    store = EdgeStore(tmp_path / "shard", HnswParams(m=8, ef_construct=32, indexing_threshold_kb=1))
     assert store.ensure_collection(32) is True
     store.upsert(rows)
     store.finish()
     assert store.count() == 3000
-    info = store.shard.info()
-    assert info.indexed_vectors_count >= 3000  # the HNSW graph exists
+    assert store.shard.info().indexed_vectors_count == plain_indexed + 3000  # + the dense HNSW graph
     queries = np.random.default_rng(1).standard_normal((40, 32)).astype(np.float32)
     exact = np.argsort(-(x @ queries.T), axis=0)[:10].T
 

@@ -51,13 +51,16 @@ class HnswParams:
     """HNSW settings for the dense vectors (Qdrant's defaults for m and ef_construct).
 
     ``ef`` is the search-time beam; higher finds more of the exact top-k and costs time.
-    Segments smaller than ``full_scan_threshold_kb`` (vector bytes) are scanned exactly, so
-    a small index (a few thousand chunks) gives exact results with no tuning at all."""
+    The optimizer builds a graph only for segments above ``indexing_threshold_kb`` of vectors
+    (None: Qdrant's default, 10 MB, about 6,500 chunks of 384-d); smaller ones are scanned
+    exactly, so a small index gives exact results with no tuning at all.
+    ``full_scan_threshold_kb`` is Qdrant's switch to a full scan for filtered searches."""
 
     m: int = 16
     ef_construct: int = 100
     ef: int = 128
     full_scan_threshold_kb: int = 10_000
+    indexing_threshold_kb: int | None = None
 
 
 @dataclass
@@ -129,10 +132,12 @@ def _edge() -> Any:
 def edge_config(dim: int, hnsw: HnswParams = HnswParams()) -> Any:
     """The shard configuration hoprank uses (the scale benchmark builds shards with it too)."""
     qe = _edge()
+    optimizers = qe.EdgeOptimizersConfig(indexing_threshold=hnsw.indexing_threshold_kb) if hnsw.indexing_threshold_kb else None
     return qe.EdgeConfig(
         vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
         sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         hnsw_config=qe.HnswIndexConfig(m=hnsw.m, ef_construct=hnsw.ef_construct, full_scan_threshold=hnsw.full_scan_threshold_kb),
+        optimizers=optimizers,
     )
 
 
@@ -300,6 +305,9 @@ class ServerStore(QdrantStore):
             vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             hnsw_config=models.HnswConfigDiff(m=self.hnsw.m, ef_construct=self.hnsw.ef_construct, full_scan_threshold=self.hnsw.full_scan_threshold_kb),
+            optimizers_config=(
+                models.OptimizersConfigDiff(indexing_threshold=self.hnsw.indexing_threshold_kb) if self.hnsw.indexing_threshold_kb else None
+            ),
         )
         return True
 
