@@ -65,9 +65,10 @@ def one_run(data: Path, limit: int, run_dir: Path, threads: int) -> tuple[list[s
     cfg = run_dir.parent / f"{run_dir.name}.config.yaml"
     cache = run_dir.parent / f"{run_dir.name}.llm-cache"
     shutil.rmtree(cache, ignore_errors=True)
-    cfg.write_text(
-        yaml.safe_dump({"llm": {"cache_dir": str(cache), "n_threads": threads, "seed": 0, "temperature": 0.0}})
-    )
+    # a generous per-call timeout: on a loaded machine a 120 s deadline turned an answer into a
+    # failure in one of two runs, which is the machine's load, not the model's output
+    llm = {"cache_dir": str(cache), "n_threads": threads, "seed": 0, "temperature": 0.0, "timeout_s": 3600}
+    cfg.write_text(yaml.safe_dump({"llm": llm}))
     cmd = [
         *hoprank_cli(),
         "eval",

@@ -59,7 +59,19 @@ def effective_settings(cfg: Any) -> dict[str, Any]:
         "greedy": float(getattr(cfg, "temperature", 0.0)) == 0.0,
         "prefix_cache": False,
         "extra_buffer_types": _extra_bufts(),
+        # the SIMD kernels llama.cpp was built with: other instruction sets round differently,
+        # so greedy outputs are reproducible on the same build and CPU family, not across them
+        "system_info": _system_info(),
     }
+
+
+def _system_info() -> str | None:
+    try:
+        import llama_cpp
+
+        return llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+    except Exception:  # llama-cpp-python missing or too old: the rest of the record still stands
+        return None
 
 
 def _extra_bufts() -> bool:
