@@ -108,7 +108,12 @@ class Agent:
                         llm = self.llm
                     finally:
                         self._lock.acquire()
-                self._reranker = make_reranker(method, llm=llm, llm_config=self.config.llm, embedder=self.index.embedder, **self.config.rerank.options_for_factory())
+                self._reranker = make_reranker(
+                    method, llm=llm, llm_config=self.config.llm, embedder=self.index.embedder,
+                    **self.config.rerank.options_for_factory(),
+                )
+                if hasattr(self._reranker, "use_index"):  # stored vectors instead of re-encoding
+                    self._reranker.use_index(self.index)
             return self._reranker
 
     def _context(self) -> AgentContext:
