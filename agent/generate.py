@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from hoprank import prompts
-from hoprank.agent.spans import choose_span
+from hoprank.agent.spans import answer_kind, choose_span
 from hoprank.agent.understand import content_terms, entities
 from hoprank.tools.errors import LLMError
 from hoprank.tools.llm.base import ChatLLM, LLMResponse
@@ -80,9 +80,10 @@ def shorten(answer: str, question: str, evidence: list[Hit]) -> tuple[str, str |
     """Cut a sentence-long "short" answer down to the span it states.
 
     Small models answer "Ingrid Holloway was born in Saltmere." when asked for a span. The
-    span is taken only from the model's own words: a yes/no lead, or the last name or
-    number of the answer that occurs in the evidence and not in the question (the new
-    information usually ends the sentence). Returns (answer, how) with ``how`` None when
+    span is taken only from the model's own words: a yes/no lead, or the last span of the
+    kind the question asks for (a number or date for how many / when, a name otherwise)
+    that occurs in the evidence and not in the question (the new information usually ends
+    the sentence). Returns (answer, how) with ``how`` None when
     nothing was cut."""
     words = answer.split()
     if len(words) <= 4:
@@ -92,8 +93,12 @@ def shorten(answer: str, question: str, evidence: list[Hit]) -> tuple[str, str |
         return m.group(1).lower(), "yes/no lead of a sentence answer"
     blob = " ".join(h.title + " " + h.text for h in evidence).lower()
     q_low = question.lower()
-    candidates = [e for e in entities(answer) if e.lower() in blob and e.lower() not in q_low]
-    candidates += [n for n in _NUMBER.findall(answer) if n in blob and n not in q_low]
+    # what the question asks for decides the kind of span: "who kept the light" wants the
+    # name, not the "31 years" that happens to end the sentence
+    kind = answer_kind(question)
+    names_ = [e for e in entities(answer) if e.lower() in blob and e.lower() not in q_low]
+    numbers = [n for n in _NUMBER.findall(answer) if n in blob and n not in q_low]
+    candidates = numbers if kind in ("number", "date") and numbers else names_ or numbers
     if not candidates:
         return answer, None
     last = max(candidates, key=lambda c: answer.rfind(c))
@@ -180,17 +185,30 @@ def generate(
         n = _best_support(text, evidence)
         if n is not None:
             text, cites = parse_citations(f"{text} [{n}]", evidence)
-            return Generated(text, cites, "answered", fallback="auto-cited: the model gave no valid citation", raw=raw, responses=[resp])
+            return Generated(text, cites, "answered", fallback="auto-cited: the model gave no valid citation",
+                             raw=raw, responses=[resp])
+        # no citation and no chunk that supports it: an echo or an invention, not an answer
+        return Generated(NOT_FOUND_TEXT, [], "not_found", fallback="unsupported: no evidence chunk supports the "
+                         "model's uncited answer", raw=raw, responses=[resp])
     return Generated(text, cites, "answered", raw=raw, responses=[resp])
 
 
 def _best_support(claim: str, evidence: list[Hit]) -> int | None:
+    """The chunk that best supports an uncited answer: most of its names and content words,
+    the higher-ranked chunk on a tie (the top chunk holds the fact more often than not)."""
     terms = set(content_terms(claim))
     if not terms:
         return None
-    scored = [(len(terms & set(content_terms(h.title + " " + h.text))) / len(terms), n) for n, h in enumerate(evidence, 1)]
-    best = max(scored)
-    return best[1] if best[0] >= 0.3 else None
+    key_spans = [e.lower() for e in entities(claim)] + _NUMBER.findall(claim)
+    best: tuple[float, int] | None = None
+    for n, h in enumerate(evidence, 1):
+        blob = f"{h.title} {h.text}"
+        share = len(terms & set(content_terms(blob))) / len(terms)
+        names_in = sum(k in blob.lower() for k in key_spans) / len(key_spans) if key_spans else 0.0
+        score = share + names_in
+        if best is None or score > best[0]:
+            best = (score, n)
+    return best[1] if best is not None and best[0] >= 0.3 else None
 
 
 def claim_support(sentence: str, chunk_text: str) -> float:

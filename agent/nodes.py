@@ -31,30 +31,68 @@ def _tokens(*responses: Any) -> int:
     return u["prompt_tokens"] + u["completion_tokens"]
 
 
+_PERSONAL = re.compile(r"\b(he|she|him|her|his|hers)\b", re.I)
+
+
+def referents(question: str, turns: list[dict[str, str]]) -> list[str]:
+    """Names a follow-up may refer to, most likely first.
+
+    The topic of a conversation is what the user asked about, so names from earlier *user*
+    turns (latest first) come before names the assistant's answers introduced ("born in
+    Saltmere [1]" must not make "she" Saltmere), except that after a who-question the person
+    the answer named comes first; for he/she/him/her a multi-word name comes first."""
+    user = [e for m in reversed(turns) if m["role"] == "user" for e in entities(m["content"])]
+    other = [e for m in reversed(turns) if m["role"] != "user" for e in entities(m["content"])]
+    first = []
+    last_user = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
+    last_answer = next((m["content"] for m in reversed(turns) if m["role"] != "user"), "")
+    if _PERSONAL.search(question) and re.match(r"\s*(who|whom|whose)\b", last_user, re.I):
+        # "Who founded X?" -> "Y founded X." -> "where was she born?": she is the answer's person
+        first = [e for e in entities(last_answer) if e.lower() not in last_user.lower() and len(e.split()) >= 2]
+    found = [e for e in dict.fromkeys(first + user + other) if e.lower() not in question.lower()]
+    if _PERSONAL.search(question):
+        found.sort(key=lambda e: len(e.split()) < 2)  # stable: keeps the order otherwise
+    return found
+
+
+def acceptable_rewrite(candidate: str, question: str, names_: list[str]) -> bool:
+    """An LLM rewrite is used only when it is a question that keeps the follow-up's words,
+    names someone from the history and carries no citation markers or statements."""
+    c = candidate.strip()
+    if not c or len(c) > 4 * len(question) + 80 or not c.endswith("?") or re.search(r"\[\d+\]", c):
+        return False
+    if c.count(".") > 1 or "\n" in c:
+        return False
+    keeps_words = set(content_terms(question)) <= set(content_terms(c)) | {"she", "he"}
+    return keeps_words and any(e.lower() in c.lower() for e in names_)
+
+
 def contextualize(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     """Rewrite a follow-up ("where was she born?") into a standalone question."""
     t0 = time.perf_counter()
     q = state["question"]
     history = state.get("history") or []
     if not history or not _FOLLOW_UP.search(q):
-        return {"standalone": q, "steps": 1, "trace": [step("contextualize", "first turn or standalone question", t0, standalone=q)]}
+        return {"standalone": q, "steps": 1, "trace": [
+            step("contextualize", "first turn or standalone question", t0, standalone=q)]}
     turns = history[-6:]
     hist_text = "\n".join(f"{m['role']}: {m['content'][:300]}" for m in turns)
-    prev_entities = [e for m in reversed(turns) for e in entities(m["content"])]
+    names_ = referents(q, turns)
     rewritten, resp, how = None, None, "llm"
     try:
-        resp = runtime.context.llm.chat(prompts.chat("contextualize", history=hist_text, question=q), max_tokens=60, temperature=0.0)
+        msgs = prompts.chat("contextualize", history=hist_text, question=q)
+        resp = runtime.context.llm.chat(msgs, max_tokens=60, temperature=0.0)
         cand = (resp.text or "").strip().splitlines()[0].strip().strip('"') if (resp.text or "").strip() else ""
-        # accept only a rewrite that keeps the question's words and names something from the history
-        if cand and len(cand) < 4 * len(q) + 80 and set(content_terms(q)) <= set(content_terms(cand)) | {"she", "he"} and any(e.lower() in cand.lower() for e in prev_entities):
+        if acceptable_rewrite(cand, q, names_):
             rewritten = cand
     except HoprankError:
         resp = None
     if rewritten is None:
         how = "rules"
-        ent = next((e for e in prev_entities if e.lower() not in q.lower()), None)
-        rewritten = f"{q.rstrip('?')} ({ent})?" if ent else q
-    return {"standalone": rewritten, "steps": 1, "tokens": _tokens(resp), "trace": [step("contextualize", f"follow-up rewritten ({how}): {rewritten}", t0, llm=usage_of(resp), standalone=rewritten, method=how)]}
+        rewritten = f"{q.rstrip('?')} ({names_[0]})?" if names_ else q
+    return {"standalone": rewritten, "steps": 1, "tokens": _tokens(resp), "trace": [
+        step("contextualize", f"follow-up rewritten ({how}): {rewritten}", t0, llm=usage_of(resp),
+             standalone=rewritten, method=how)]}
 
 
 def understand_node(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
