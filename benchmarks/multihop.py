@@ -257,8 +257,9 @@ def publish(results: dict, timings: dict, examples: list, path: Path, env: dict,
         "held_back": f"{TUNE + 1}-{len(examples)}" if len(examples) > TUNE else "none",
         "encoder_default": DEFAULT_ENCODER, "wall_s": timings,
     }
-    payload = {"results": results, "meta": meta, "ci": cis}
     sections = render(results)
+    # the README cites this table (benchmarks/readme_figures.py renders and checks it)
+    payload = {"results": results, "meta": meta, "ci": cis, "readme_table": sections[0][1]}
     if cis:
         sections.append(("Paired bootstrap 95% CI, default - naive", markdown_table(
             ["metric", "difference", "CI low", "CI high", "n"],
