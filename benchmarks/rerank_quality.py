@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true", help="ignore rows of an earlier run")
     p.add_argument("--max-minutes", type=float, default=20.0, help="stop starting new questions after this long (0: no limit)")
     p.add_argument("--name", default="rerank_quality")
+    p.add_argument("--note", action="append", default=[], help="a note for the results file (repeatable)")
     p.add_argument("--no-earlier", action="store_true",
                    help="do not carry rows of methods not run now over from the earlier results file")
     return p.parse_args(argv)
@@ -85,8 +86,9 @@ def earlier_results(name: str, methods: list[str]) -> tuple[dict[str, dict], str
     for m, s in old.get("results", {}).items():
         if m in carried and isinstance(s, dict) and "questions" in s:
             out[m] = {**s, "run": s.get("run") if s.get("run") not in (None, "this run") else date}
-    if "none" in old.get("results", {}):
-        out["_none_then"] = old["results"]["none"]
+    none_then = old.get("results", {}).get("none-earlier") or old.get("results", {}).get("none")
+    if out and none_then:  # the carried rows' own baseline, over their questions
+        out["none-earlier"] = {**none_then, "run": none_then.get("run") if none_then.get("run") not in (None, "this run") else date}
     return out, date
 
 
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             done[(r["method"], r["q"])] = r
     sink = rows_path.open("w" if args.fresh else "a", encoding="utf-8")
 
+    resumed = sum(1 for (m, q) in done if m in methods and q < len(examples))
     rerankers = {m: make_reranker(METHODS[m][0], llm=llm, embedder=index.embedder, **METHODS[m][1]) for m in methods}
     rows: dict[str, list[dict]] = {m: [] for m in ["none", *methods]}
     t_start = time.perf_counter()
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {m: summary(rs) for m, rs in rows.items()}
     earlier, earlier_date = ({}, None) if args.no_earlier else earlier_results(args.name, methods)
-    none_then = earlier.pop("_none_then", None)
+    none_then = earlier.get("none-earlier")
     same_candidates = bool(none_then) and all(
         none_then.get(k) == results["none"].get(k) for k in ("questions", "both@2", "both@5", "ndcg@10"))
     results.update(earlier)
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     for m, s in results.items():
         if m == "setwise_calls_perfect_judge":
             continue
-        label = "none (hybrid order)" if m == "none" else m
+        label = "none (hybrid order)" if m in ("none", "none-earlier") else m
         run = "this run" if s.get("run", "this run") == "this run" else "earlier"  # its date: in the notes
         table_rows.append([
             label, run, s["questions"], s["both@2"], s["both@5"], s["ndcg@10"], s.get("llm_calls"),
@@ -268,11 +271,21 @@ def main(argv: list[str] | None = None) -> int:
         "prompts scored that way (the content-free calibration prompts not included), 'fallbacks' the decisions "
         "that fell back to the text prompt. Their completion tokens are 0 by design.",
     ]
+    if resumed:
+        notes.append(f"{resumed} per-method question rows were resumed from {rows_path.name}, measured by an earlier "
+                     "invocation of this script (see the notes below for when); the load average above is this one's.")
+    notes += args.note
     if earlier:
         notes.append(
-            f"Rows marked 'earlier' ({', '.join(sorted(earlier))}) are carried over from the run of {earlier_date}, "
-            f"not re-measured now; that run's baseline row {'equals' if same_candidates else 'DIFFERS from'} this run's, "
-            f"so {'the candidates are the same and the rows compare' if same_candidates else 'compare them with care'}."
+            f"Rows marked 'earlier' ({', '.join(sorted(earlier))}) are carried over from the run of "
+            f"{', '.join(sorted({str(s.get('run')) for s in earlier.values()})) or earlier_date}, "
+            "not re-measured now; compare them with that run's own baseline row (none, 'earlier'), which is over "
+            "the same questions as they are. "
+            + (("The two baseline rows agree: the same candidates were reranked." if same_candidates else
+                "The two baseline rows DIFFER over the same questions: the candidates changed between the runs.")
+               if none_then and none_then.get("questions") == results["none"]["questions"] else
+               f"This run covers the first {results['none']['questions']} questions (time budget), so its rows "
+               "and the earlier ones are over different question sets.")
         )
     results["readme_table"] = markdown_table(headers, table_rows)  # README.md cites it (benchmarks/readme_figures.py)
     results["per_question"] = {m: rs for m, rs in rows.items()}
