@@ -85,7 +85,8 @@ def earlier_results(name: str, methods: list[str]) -> tuple[dict[str, dict], str
         carried |= {"baseline_on_bubble_subset", "setwise-heap_on_bubble_subset"}
     for m, s in old.get("results", {}).items():
         if m in carried and isinstance(s, dict) and "questions" in s:
-            out[m] = {**s, "run": s.get("run") if s.get("run") not in (None, "this run") else date}
+            out[m] = {**s, "run": s.get("run") if s.get("run") not in (None, "this run") else date,
+                      "parse_total": sum((s.get("parse") or {}).values())}
     none_then = old.get("results", {}).get("none-earlier") or old.get("results", {}).get("none")
     if out and none_then:  # the carried rows' own baseline, over their questions
         out["none-earlier"] = {**none_then, "run": none_then.get("run") if none_then.get("run") not in (None, "this run") else date}
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             "questions": len(rs),
             **{k: mean(k) for k in ("both@2", "both@5", "ndcg@10", "llm_calls", "prompt_tokens", "completion_tokens", "seconds")},
             "parse": parse,
+            "parse_total": sum(parse.values()),  # the denominator of 'format followed / scored'
             "fallbacks": fallbacks,
             "failed_questions": sum(1 for r in rs if r.get("errors")),
         }
