@@ -2,7 +2,8 @@
 
 All paragraphs of all questions of the data file form one corpus (one paragraph = one
 document, id = title). For each of the first ``--limit`` questions: top-20 candidates from
-``hybrid`` retrieval (RRF of bm25 + MiniLM dense), then every reranker reorders those same
+``hybrid`` retrieval (RRF of bm25 + dense; ``--encoder``, MiniLM by default: every row so far
+was measured on its candidates), then every reranker reorders those same
 20. Gold = the question's two supporting titles. Metrics: both-gold@2, both-gold@5,
 nDCG@10 (binary), and per query: LLM calls, prompt / completion tokens, seconds. The
 baseline is the retrieval order. ``cross-encoder`` is skipped: no weights ship offline.
@@ -63,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true", help="ignore rows of an earlier run")
     p.add_argument("--max-minutes", type=float, default=20.0, help="stop starting new questions after this long (0: no limit)")
     p.add_argument("--name", default="rerank_quality")
+    p.add_argument("--encoder", default="minilm",
+                   help="dense encoder of the candidates' index (minilm: what every recorded row used)")
     p.add_argument("--note", action="append", default=[], help="a note for the results file (repeatable)")
     p.add_argument("--no-earlier", action="store_true",
                    help="do not carry rows of methods not run now over from the earlier results file")
@@ -148,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(examples)} questions over a pool of {len(docs)} paragraphs ({len(all_examples)} questions)", file=sys.stderr)
 
     args.work.mkdir(parents=True, exist_ok=True)
-    index, _ = Index.build(args.work / "index", documents=docs, chunking=ChunkingConfig(size=2000, overlap=0))
+    index, _ = Index.build(args.work / "index", documents=docs, chunking=ChunkingConfig(size=2000, overlap=0),
+                           encoder=args.encoder)
     retriever = index.retriever("hybrid")
     candidates = retriever.search_batch([ex.question for ex in examples], k=DEPTH)
 
@@ -263,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         ("Setwise LLM calls per query, top-5, num_child=3", markdown_table(["judge", "heapsort", "bubblesort", "questions"], calls_rows)),
     ]
     notes = [
-        f"Pooled corpus: {len(docs)} paragraphs of {len(all_examples)} questions; {len(rows['none'])} of {len(examples)} requested questions evaluated (time budget); candidates: top-{DEPTH} of hybrid (RRF of bm25s + MiniLM-L6).",
+        f"Pooled corpus: {len(docs)} paragraphs of {len(all_examples)} questions; {len(rows['none'])} of {len(examples)} requested questions evaluated (time budget); candidates: top-{DEPTH} of hybrid "
+        f"(RRF of bm25s + dense, encoder {index.encoder_name}).",
         "LLM: SmolLM2-135M-Instruct Q4_1 through llama.cpp, temperature 0, response cache off; one run.",
         "cross-encoder skipped: no cross-encoder weights ship offline (pass model=<local path> to use one).",
         "'format followed' = share of LLM replies the parser read in the method's format (lenient fallbacks and failures excluded); a failed parse keeps the retrieval order for that decision.",
