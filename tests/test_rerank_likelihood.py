@@ -409,3 +409,16 @@ def test_every_likelihood_mode_scores_on_embedded_smollm2():
         scores = [float(x.split(":")[1]) for r in t["raw"] for x in r["text"].split()]
         assert scores and all(math.isfinite(s) and s <= 0 for s in scores), name  # real log-probabilities
     assert math.isfinite(rr.last_trace["content_free_log_odds"])
+
+
+def test_a_paid_scoring_call_counts_its_seconds_once(serve, tmp_path):
+    from hoprank.tools.llm.scoring import label_logprobs
+
+    server = serve()
+    llm = llm_for(server, tmp_path)
+    msgs = [{"role": "user", "content": "Passage A: DOC02 x\nPassage B: DOC07 y"}]
+    scores, r = label_logprobs(llm, msgs, ["A", "B"])
+    # the oracle: B's document preferred by 1.5 nats, A's label by 2 (its bias)
+    assert scores["A"] - scores["B"] == pytest.approx(0.5) and r.latency_s > 0
+    u = llm.usage.snapshot()
+    assert u["calls"] == 1 and u["prompt_tokens"] == 50 and llm.usage.seconds == pytest.approx(r.latency_s, rel=1e-6)
