@@ -136,6 +136,24 @@ def _token_ids_for_labels(llama: Any, labels: Sequence[str]) -> list[list[int]]:
     return out
 
 
+def _scored(
+    llm: ChatLLM, kind: str, payload: Any, on_llama: Any, on_server: Any, *args: Any
+) -> tuple[Any, LLMResponse]:
+    """Cache lookup, backend dispatch and usage record shared by both primitives."""
+    key = _key(llm, kind, payload)
+    t0 = time.perf_counter()
+    hit = _cached(llm, key)
+    if hit is not None:
+        return hit, _record(llm, key, hit, _prompt_tokens_cached(llm, key), t0, cached=True)
+    if llm.backend_name == "llamacpp":
+        scores, n_prompt = on_llama(llm, *args)
+    elif hasattr(llm, "_client"):
+        scores, n_prompt = on_server(llm, *args)
+    else:
+        raise ScoringUnsupported(f"backend {llm.backend_name!r} cannot return log-probabilities")
+    return scores, _record(llm, key, scores, n_prompt, t0, cached=False)
+
+
 def label_logprobs(
     llm: ChatLLM, messages: Messages, labels: Sequence[str]
 ) -> tuple[dict[str, float], LLMResponse | None]:
@@ -148,19 +166,8 @@ def label_logprobs(
     labels = list(labels)
     if not labels:
         return {}, None
-    key = _key(llm, "labels", [messages, labels])
-    t0 = time.perf_counter()
-    hit = _cached(llm, key)
-    if hit is not None:
-        r = _record(llm, key, hit, _prompt_tokens_cached(llm, key), t0, cached=True)
-        return {k: float(v) for k, v in hit.items()}, r
-    if llm.backend_name == "llamacpp":
-        scores, n_prompt = _llama_labels(llm, messages, labels)
-    elif hasattr(llm, "_client"):
-        scores, n_prompt = _openai_labels(llm, messages, labels)
-    else:
-        raise ScoringUnsupported(f"backend {llm.backend_name!r} cannot return log-probabilities")
-    return scores, _record(llm, key, scores, n_prompt, t0, cached=False)
+    raw, r = _scored(llm, "labels", [messages, labels], _llama_labels, _openai_labels, messages, labels)
+    return {k: float(v) for k, v in raw.items()}, r
 
 
 def _llama_labels(llm: ChatLLM, messages: Messages, labels: list[str]) -> tuple[dict[str, float], int]:
@@ -211,25 +218,14 @@ def continuation_logprobs(
     conts = list(continuations)
     if not conts:
         return [], None
-    key = _key(llm, "continuations", [prompt, conts])
-    t0 = time.perf_counter()
-    hit = _cached(llm, key)
-    if hit is not None:
-        r = _record(llm, key, hit, _prompt_tokens_cached(llm, key), t0, cached=True)
-        return [ContinuationScore(float(a), int(b)) for a, b in hit], r
-    if llm.backend_name == "llamacpp":
-        scores, n_prompt = _llama_continuations(llm, prompt, conts)
-    elif hasattr(llm, "_client"):
-        scores, n_prompt = _openai_continuations(llm, prompt, conts)
-    else:
-        raise ScoringUnsupported(f"backend {llm.backend_name!r} cannot return log-probabilities")
-    r = _record(llm, key, [[s.logprob, s.n_tokens] for s in scores], n_prompt, t0, cached=False)
-    return scores, r
+    raw, r = _scored(llm, "continuations", [prompt, conts], _llama_continuations, _openai_continuations, prompt,
+                     conts)
+    return [ContinuationScore(float(a), int(b)) for a, b in raw], r
 
 
-def _llama_continuations(llm: ChatLLM, prompt: str, conts: list[str]) -> tuple[list[ContinuationScore], int]:
+def _llama_continuations(llm: ChatLLM, prompt: str, conts: list[str]) -> tuple[list[list[float]], int]:
     llama, lock = _llama_of(llm)
-    out: list[ContinuationScore] = []
+    out: list[list[float]] = []
     with lock:
         p_tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
         room = llama.n_ctx() - 64
@@ -246,7 +242,7 @@ def _llama_continuations(llm: ChatLLM, prompt: str, conts: list[str]) -> tuple[l
                 c.encode("utf-8"), add_bos=False, special=False)
             c_tokens = c_tokens[: max(1, room - base)]
             if not c_tokens:
-                out.append(ContinuationScore(FLOOR_LOGPROB, 1))
+                out.append([FLOOR_LOGPROB, 1])
                 continue
             total = float(first[c_tokens[0]])
             if len(c_tokens) > 1:
@@ -255,12 +251,12 @@ def _llama_continuations(llm: ChatLLM, prompt: str, conts: list[str]) -> tuple[l
                     llama.eval([tok])
                     logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(n_vocab,))
                     total += float(_log_softmax(logits)[c_tokens[i + 1]])
-            out.append(ContinuationScore(total, len(c_tokens)))
+            out.append([total, len(c_tokens)])
     return out, base
 
 
-def _openai_continuations(llm: Any, prompt: str, conts: list[str]) -> tuple[list[ContinuationScore], int]:
-    out: list[ContinuationScore] = []
+def _openai_continuations(llm: Any, prompt: str, conts: list[str]) -> tuple[list[list[float]], int]:
+    out: list[list[float]] = []
     n_prompt = 0
     for c in conts:
         try:
@@ -270,12 +266,13 @@ def _openai_continuations(llm: Any, prompt: str, conts: list[str]) -> tuple[list
             lp = resp.choices[0].logprobs
             offsets, values = list(lp.text_offset or []), list(lp.token_logprobs or [])
         except Exception as e:  # noqa: BLE001
-            raise ScoringUnsupported(f"the endpoint cannot echo prompt log-probabilities: {type(e).__name__}: {e}") from e
+            why = f"{type(e).__name__}: {e}"
+            raise ScoringUnsupported(f"the endpoint cannot echo prompt log-probabilities: {why}") from e
         # the echoed tokens that start inside the continuation (the generated one excluded)
         n_echo = len(values) - 1 if len(values) > 1 else len(values)
         picked = [v for o, v in zip(offsets[:n_echo], values[:n_echo]) if o >= len(prompt) and v is not None]
         if not picked or any(not math.isfinite(v) for v in picked):
             raise ScoringUnsupported("the endpoint returned no log-probabilities for the continuation")
-        out.append(ContinuationScore(float(sum(picked)), len(picked)))
+        out.append([float(sum(picked)), len(picked)])
         n_prompt += int(getattr(getattr(resp, "usage", None), "prompt_tokens", 0) or 0)
     return out, n_prompt
