@@ -60,8 +60,8 @@ def select_chains(
     keep: int = 10,
 ) -> ChainSelection:
     """Reorder ``ranked`` so that its head is the best-scoring chain of two chunks."""
-    if len(ranked) < 2 and not ranked:
-        return ChainSelection(list(ranked), reason="no candidates")
+    if not ranked:
+        return ChainSelection([], reason="no candidates")
     rows = index.row_by_id
     graph = link_graph(index)
     cands: list[Hit] = [h for h in ranked[:n_candidates] if h.id in rows]

@@ -95,6 +95,16 @@ def usage_of(*responses: LLMResponse | None) -> dict[str, int]:
     }
 
 
+def accumulate(record: Any, r: LLMResponse | None, seconds_field: str) -> None:
+    """Add :func:`usage_of` ``r`` to a record holding the same counters (the caller holds its
+    lock); the latency of a paid call goes to ``seconds_field``. Shared by :class:`Usage` and
+    the rerankers' per-call recorder, so both count cached responses the same way."""
+    for key, value in usage_of(r).items():
+        setattr(record, key, getattr(record, key) + value)
+    if r is not None and not r.cached:
+        setattr(record, seconds_field, getattr(record, seconds_field) + float(r.latency_s or 0.0))
+
+
 @dataclass
 class Usage:
     """Running totals of one client, counted like :func:`usage_of` (cache hits included in
@@ -121,15 +131,8 @@ class Usage:
         return self.calls - self.cached_calls
 
     def add(self, r: LLMResponse) -> None:
-        u = usage_of(r)
         with self._lock:
-            self.calls += u["calls"]
-            self.prompt_tokens += u["prompt_tokens"]
-            self.completion_tokens += u["completion_tokens"]
-            self.cached_calls += u["cached_calls"]
-            self.cached_tokens += u["cached_tokens"]
-            if not r.cached:
-                self.seconds += r.latency_s
+            accumulate(self, r, "seconds")
 
     def add_retry(self) -> None:
         with self._lock:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hoprank.tools.errors import HoprankError, validate_query
-from hoprank.tools.llm.base import LLMResponse, usage_of
+from hoprank.tools.llm.base import LLMResponse, accumulate
 from hoprank.tools.types import Hit
 
 RAW_CHARS = 4000  # raw LLM output kept per call in the trace (a runaway generation is cut)
@@ -72,15 +72,8 @@ class CallRecorder:
 
     def add(self, r: LLMResponse | None) -> None:
         """Count one response (paid or replayed from the cache); ``None`` is no call."""
-        u = usage_of(r)
         with self._lock:
-            self.calls += u["calls"]
-            self.prompt_tokens += u["prompt_tokens"]
-            self.completion_tokens += u["completion_tokens"]
-            self.cached_calls += u["cached_calls"]
-            self.cached_tokens += u["cached_tokens"]
-            if r is not None and not r.cached:
-                self.llm_seconds += float(r.latency_s or 0.0)
+            accumulate(self, r, "llm_seconds")
 
     def chat_many(self, llm: Any, batch: Sequence[list[dict[str, str]]], kind: str, **params: Any) -> list[Any]:
         """Run independent prompts concurrently through ``llm.chat_many`` and count them."""
