@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from hoprank import prompts  # noqa: E402
-from hoprank.agent.api import Agent  # noqa: E402
+from hoprank.agent.app.api import Agent  # noqa: E402
 from hoprank.evals.injection import ObedientEndpoint, Planted, carried_payloads, planted_set  # noqa: E402
 from hoprank.tools import safety  # noqa: E402
 from hoprank.tools.ingest.chunking import chunk_document  # noqa: E402

@@ -153,7 +153,7 @@ def main() -> None:
     turns = max(1, min(a.turns, 4))
 
     from hoprank import Agent
-    from hoprank.agent.server import create_app, serve_in_thread
+    from hoprank.agent.app.server import create_app, serve_in_thread
     from hoprank.tools.ingest.index import Index
 
     env = common.environment()

@@ -54,7 +54,7 @@ def sha256(path: Path) -> str:
 def hoprank_cli() -> list[str]:
     """``hoprank`` of this interpreter's environment (a fresh process per run)."""
     exe = Path(sys.executable).with_name("hoprank")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "hoprank.agent.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "hoprank.agent.app.cli"]
 
 
 def one_run(data: Path, limit: int, run_dir: Path, threads: int) -> tuple[list[str], float]:

@@ -149,7 +149,7 @@ def failed_run_message(summary: dict[str, Any], out: Path) -> str | None:
     if failed < total:
         return None
     first = next((r.get("error") for r in R.read_rows(out / R.RESULTS) if r.get("status") == "failed" and r.get("error")), None)
-    from hoprank.agent.cli_errors import with_hint
+    from hoprank.agent.app.cli_errors import with_hint
 
     cause = with_hint(str(first)) if first else "see the error column of results.jsonl"
     return f"every question failed ({failed} of {total}); first error: {cause}. Fix it and rerun with --retry-failed"
@@ -264,7 +264,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"results in {out}")
         problem = failed_run_message(summary, out)
         if problem:
-            from hoprank.agent.cli_errors import one_line, print_error
+            from hoprank.agent.app.cli_errors import one_line, print_error
 
             print_error(one_line(problem))
             raise typer.Exit(1)

@@ -593,11 +593,11 @@ def build_example_index(example: QAExample, root: Path, *, qdrant: bool = False)
 
 
 def agent_answer_fn(config: Any, index: Any, llm: Any = None) -> Callable[[str], Answer]:
-    """The default answer function: the real agent (``hoprank.agent.api.Agent``).
+    """The default answer function: the real agent (``hoprank.agent.app.api.Agent``).
 
     Pass ``llm`` to share one loaded model between many agents (distractor setting)."""
     try:
-        from hoprank.agent.api import Agent
+        from hoprank.agent.app.api import Agent
     except ImportError as e:
         raise HoprankError(f"the hoprank agent is not available ({e}); pass an answer_fn") from None
     agent = Agent.from_config(config, index=index, llm=llm)

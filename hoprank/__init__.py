@@ -16,7 +16,7 @@ __all__ = ["Agent", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name == "Agent":
-        from hoprank.agent.api import Agent
+        from hoprank.agent.app.api import Agent
 
         return Agent
     raise AttributeError(f"module 'hoprank' has no attribute {name!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hoprank.agent.api import Agent, answer_summary
+from hoprank.agent.app.api import Agent, answer_summary
 from hoprank.agent.assess import assess
 from hoprank.agent.generate import parse_citations, verify
 from hoprank.agent.hop import bridge_entities, hop_queries

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hoprank.agent.api import Agent
+from hoprank.agent.app.api import Agent
 from hoprank.tools.llm.base import ScriptedLLM
 
 

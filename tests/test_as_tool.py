@@ -12,7 +12,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from hoprank.agent.api import Agent
+from hoprank.agent.app.api import Agent
 from hoprank.agent.config import LLMConfig
 from hoprank.tools.llm import make_llm
 from hoprank.tools.llm.base import ScriptedLLM

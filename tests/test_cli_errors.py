@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from hoprank.agent.cli import app
-from hoprank.agent.cli_errors import run_cli
+from hoprank.agent.app.cli import app
+from hoprank.agent.app.cli_errors import run_cli
 
 HOPRANK = str(Path(sys.executable).parent / "hoprank")
 pytestmark = pytest.mark.timeout(600)

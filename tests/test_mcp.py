@@ -36,7 +36,7 @@ def fast_config(tmp_path_factory) -> Path:
 
 def _params(index: Path, config: Path) -> StdioServerParameters:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return StdioServerParameters(command=sys.executable, args=["-m", "hoprank.agent.mcp_server", "--index", str(index), "--config", str(config)], env=env)
+    return StdioServerParameters(command=sys.executable, args=["-m", "hoprank.agent.app.mcp_server", "--index", str(index), "--config", str(config)], env=env)
 
 
 async def _call(session: ClientSession, tool: str, **args) -> tuple[bool, str]:
@@ -96,7 +96,7 @@ async def test_streamable_http_search(mcp_index, fast_config):
     from mcp.client.streamable_http import streamablehttp_client
 
     port = _free_port()
-    cmd = [sys.executable, "-m", "hoprank.agent.mcp_server", "--index", str(mcp_index), "--config", str(fast_config), "--transport", "http", "--port", str(port)]
+    cmd = [sys.executable, "-m", "hoprank.agent.app.mcp_server", "--index", str(mcp_index), "--config", str(fast_config), "--transport", "http", "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -129,7 +129,7 @@ KEY = "mcp-secret-key"
 
 
 def _start_http(mcp_index: Path, fast_config: Path, port: int, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "hoprank.agent.mcp_server", "--index", str(mcp_index), "--config", str(fast_config), "--transport", "http", "--port", str(port), *args]
+    cmd = [sys.executable, "-m", "hoprank.agent.app.mcp_server", "--index", str(mcp_index), "--config", str(fast_config), "--transport", "http", "--port", str(port), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 120
     while True:
@@ -185,7 +185,7 @@ def test_non_loopback_host_without_a_key_is_refused(mcp_index, fast_config):
     env = {k: v for k, v in os.environ.items() if k != "HOPRANK_API_KEY"}
     for cmd in (
         [hoprank, "mcp", "--index", str(mcp_index), "--transport", "http", "--host", "0.0.0.0", "--port", str(_free_port())],
-        [sys.executable, "-m", "hoprank.agent.mcp_server", "--index", str(mcp_index), "--transport", "http", "--host", "0.0.0.0"],
+        [sys.executable, "-m", "hoprank.agent.app.mcp_server", "--index", str(mcp_index), "--transport", "http", "--host", "0.0.0.0"],
     ):
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode != 0 and "Traceback" not in r.stderr
@@ -193,7 +193,7 @@ def test_non_loopback_host_without_a_key_is_refused(mcp_index, fast_config):
 
 
 def test_loopback_detection():
-    from hoprank.agent.server import is_loopback
+    from hoprank.agent.app.server import is_loopback
 
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.4", "::", "example.org"))

@@ -48,7 +48,7 @@ def test_wheel_imports_every_module_and_renders_every_prompt(tmp_path):
                 continue
             rel = py.relative_to(ROOT / folder).as_posix()
             assert f"{pkg}/{rel}" in names, f"{folder}/{rel} missing from the wheel"
-    for data in ["hoprank/prompts/answer.system.txt", "hoprank/agent/web/index.html", "hoprank/evals/data/sample_qa.jsonl"]:
+    for data in ["hoprank/prompts/answer.system.txt", "hoprank/agent/app/web/index.html", "hoprank/evals/data/sample_qa.jsonl"]:
         assert data in names, f"{data} missing from the wheel"
     assert any(n.startswith("hoprank/agent/sample_corpus/") for n in names)
     modules = sorted(n[:-3].replace("/", ".").removesuffix(".__init__") for n in names if n.endswith(".py"))

@@ -243,7 +243,7 @@ def planted_index(tmp_path_factory):
 
 
 def _obedient_agent(index, url: str, mode: str):
-    from hoprank.agent.api import Agent
+    from hoprank.agent.app.api import Agent
 
     cfg = {
         "llm": {"backend": "openai", "base_url": url, "model": "obedient", "cache": False, "max_retries": 0},
@@ -285,7 +285,7 @@ def test_agent_with_an_obedient_endpoint_answers_without_payloads(planted_index,
 
 
 def test_agentic_mode_answer_step_is_guarded(planted_index, monkeypatch):
-    from hoprank.agent.api import Agent
+    from hoprank.agent.app.api import Agent
 
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HOPRANK_CACHE_DIR"):
         monkeypatch.delenv(var, raising=False)

@@ -24,7 +24,7 @@ import httpx
 import openai
 import pytest
 
-from hoprank.agent.server import (
+from hoprank.agent.app.server import (
     ServerSettings,
     ThreadMap,
     create_app,
@@ -357,7 +357,7 @@ def test_concurrent_conversations_do_not_cross(server):
 
 
 def test_thread_map_unit():
-    from hoprank.agent.server import ChatRequest
+    from hoprank.agent.app.server import ChatRequest
 
     tm = ThreadMap(capacity=2)
     first = ChatRequest(messages=[{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}])
@@ -384,7 +384,7 @@ SIGTERM_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from hoprank.agent.server import create_app, bind_socket
+    from hoprank.agent.app.server import create_app, bind_socket
     from hoprank.tools.types import Answer
     import uvicorn
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import write_corpus
 
 from hoprank import Agent
-from hoprank.agent.server import ServerSettings, create_app, serve_in_thread
+from hoprank.agent.app.server import ServerSettings, create_app, serve_in_thread
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.llm.base import ScriptedLLM
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hoprank.agent.api import Agent
+from hoprank.agent.app.api import Agent
 from hoprank.evals import runner as R
 from hoprank.evals.datasets import QAExample
 from hoprank.tools.llm.base import ScriptedLLM, usage_of

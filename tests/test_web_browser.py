@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory):
     from hoprank import Agent
-    from hoprank.agent.server import create_app, serve_in_thread
+    from hoprank.agent.app.server import create_app, serve_in_thread
     from hoprank.tools.ingest.index import Index
 
     idx, _ = Index.build(tmp_path_factory.mktemp("web-index"), sources=[SAMPLE], qdrant=False, show_progress=False)

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         graceful: float = typer.Option(30.0, help="Seconds in-flight requests get to finish on SIGTERM."),
     ) -> None:
         """Serve an OpenAI-compatible chat API (/v1/chat/completions), document upload and the web page."""
-        from hoprank.agent.server import ServerSettings, run_server
+        from hoprank.agent.app.server import ServerSettings, run_server
 
         if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
             typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can query and add documents", err=True)
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         api_key: Optional[str] = typer.Option(None, "--api-key", envvar="HOPRANK_API_KEY", help="--transport http: require 'Authorization: Bearer KEY' on /mcp (env HOPRANK_API_KEY); needed for a non-loopback --host."),
     ) -> None:
         """Serve search / rerank / ask as MCP tools (stdio for desktop clients, or streamable HTTP)."""
-        from hoprank.agent.mcp_server import run_mcp
+        from hoprank.agent.app.mcp_server import run_mcp
 
         if transport not in ("stdio", "http"):
             raise HoprankError(f"--transport must be stdio or http, got {transport!r}")

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hoprank.agent.cli_errors import check_flag, with_flag_overrides
+from hoprank.agent.app.cli_errors import check_flag, with_flag_overrides
 from hoprank.tools.errors import HoprankError
 
 app = typer.Typer(
@@ -27,7 +27,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 # modules that define ``register(app)``; each stage owns its commands
-_COMMAND_MODULES: list[str] = ["hoprank.agent.ask_cli", "hoprank.agent.serve_cli", "hoprank.evals.cli"]
+_COMMAND_MODULES: list[str] = ["hoprank.agent.app.ask_cli", "hoprank.agent.app.serve_cli", "hoprank.evals.cli"]
 
 
 @app.command("index")
@@ -189,12 +189,12 @@ for _mod in _COMMAND_MODULES:
 def _global_options(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also HOPRANK_DEBUG=1); accepted after any command too."),
 ) -> None:
-    """Global options; the error path itself is in ``hoprank.agent.cli_errors``."""
+    """Global options; the error path itself is in ``hoprank.agent.app.cli_errors``."""
 
 
 def main(argv: list[str] | None = None) -> None:
     """The ``hoprank`` entry point: one-line errors and exit codes from ``cli_errors.run_cli``."""
-    from hoprank.agent.cli_errors import run_cli
+    from hoprank.agent.app.cli_errors import run_cli
 
     sys.exit(run_cli(app, argv))
 

@@ -16,8 +16,8 @@ console = Console()
 
 
 def _agent(index: Optional[Path], config: Optional[Path], overrides: list[tuple[str, str, Any]], checkpoint: Optional[Path] = None):
-    from hoprank.agent.api import Agent
-    from hoprank.agent.cli_errors import with_flag_overrides
+    from hoprank.agent.app.api import Agent
+    from hoprank.agent.app.cli_errors import with_flag_overrides
     from hoprank.agent.config import Config
 
     cfg = with_flag_overrides(Config.load(config), overrides)
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object: answer, citations, evidence, trace summary."),
     ) -> None:
         """Answer a question from the index, with citations."""
-        from hoprank.agent.api import answer_summary
+        from hoprank.agent.app.api import answer_summary
 
         agent = _agent(index, config, _overrides(llm_base_url, llm_model, retriever, rerank, mode, max_hops, short, verify))
         a = agent.ask(question)
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         elif a.status != "failed":
             _print_answer(a, trace)
         if a.status == "failed":  # the cause in one line (the JSON above carries it too)
-            from hoprank.agent.cli_errors import one_line, print_error, with_hint
+            from hoprank.agent.app.cli_errors import one_line, print_error, with_hint
 
             print_error(one_line(f"could not answer: {with_hint(a.error or 'unknown error')}"))
             raise typer.Exit(1)

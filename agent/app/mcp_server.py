@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hoprank.agent.server import AuthMiddleware, answer_extra, is_loopback, to_jsonable
+from hoprank.agent.app.server import AuthMiddleware, answer_extra, is_loopback, to_jsonable
 from hoprank.tools.errors import HoprankError, validate_query
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def run_mcp(index: str | Path, config: str | Path | None = None, transport: str 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m hoprank.agent.mcp_server --index DIR`` (what the MCP client config runs)."""
+    """``python -m hoprank.agent.app.mcp_server --index DIR`` (what the MCP client config runs)."""
     import argparse
 
     p = argparse.ArgumentParser(prog="hoprank-mcp", description=__doc__.splitlines()[0])
