@@ -67,13 +67,25 @@ def make_tools(get_index: Callable[[], Index]) -> list[StructuredTool]:
         def run(query: str, tool_call_id: Annotated[str, InjectedToolCallId], k: int = 5) -> Command:
             t0 = time.perf_counter()
             hits = get_index().retriever(retriever_name).search(query, max(1, min(int(k), 20)))
-            return Command(update={
-                "evidence": hits,
-                "messages": [ToolMessage(_format_hits(hits), tool_call_id=tool_call_id)],
-                "trace": [step("tool", f"search_{retriever_name}: {query!r} -> {len(hits)} hits", t0, query=query, hits=[hit_brief(h) for h in hits])],
-            })
+            return Command(
+                update={
+                    "evidence": hits,
+                    "messages": [ToolMessage(_format_hits(hits), tool_call_id=tool_call_id)],
+                    "trace": [
+                        step(
+                            "tool",
+                            f"search_{retriever_name}: {query!r} -> {len(hits)} hits",
+                            t0,
+                            query=query,
+                            hits=[hit_brief(h) for h in hits],
+                        )
+                    ],
+                }
+            )
 
-        return StructuredTool.from_function(func=run, name=f"search_{retriever_name}".replace("-", "_"), description=description)
+        return StructuredTool.from_function(
+            func=run, name=f"search_{retriever_name}".replace("-", "_"), description=description
+        )
 
     tools.append(search_tool("hybrid", "Search the documents (keyword + semantic). Args: query (string)."))
     tools.append(search_tool("bm25", "Keyword search, best for exact names and numbers. Args: query (string)."))
@@ -83,7 +95,11 @@ def make_tools(get_index: Callable[[], Index]) -> list[StructuredTool]:
     def answer(tool_call_id: Annotated[str, InjectedToolCallId]) -> Command:
         return Command(update={"messages": [ToolMessage("ok", tool_call_id=tool_call_id)]})
 
-    tools.append(StructuredTool.from_function(func=answer, name="answer", description="Call when the search results contain what the question needs."))
+    tools.append(
+        StructuredTool.from_function(
+            func=answer, name="answer", description="Call when the search results contain what the question needs."
+        )
+    )
     return tools
 
 
@@ -111,7 +127,14 @@ def build_agentic_graph(ctx_tools: list[StructuredTool], checkpointer=None):
         if not calls and not state.get("evidence"):
             # a small model that calls no tool: search the question itself, once
             fallback = "no tool call: searched the question with search_hybrid"
-            calls = [{"name": "search_hybrid", "args": {"query": state["question"]}, "id": f"fallback-{uuid.uuid4().hex[:8]}", "type": "tool_call"}]
+            calls = [
+                {
+                    "name": "search_hybrid",
+                    "args": {"query": state["question"]},
+                    "id": f"fallback-{uuid.uuid4().hex[:8]}",
+                    "type": "tool_call",
+                }
+            ]
             ai = AIMessage(content=ai.content if isinstance(ai.content, str) else "", tool_calls=calls)
         elif calls != (ai.tool_calls or []):
             ai = AIMessage(content=ai.content if isinstance(ai.content, str) else "", tool_calls=calls)
@@ -121,7 +144,29 @@ def build_agentic_graph(ctx_tools: list[StructuredTool], checkpointer=None):
         elif (state.get("tokens") or 0) + tokens >= cfg.max_tokens_budget:
             stop = f"token budget reached ({cfg.max_tokens_budget})"
         summary = ", ".join(f"{c['name']}({c.get('args', {})})" for c in calls) or "no tool call"
-        return {"messages": new_msgs + [ai], "steps": 1, "tokens": tokens, "stop_reason": stop, "trace": [step("agent", summary + (f"; {fallback}" if fallback else ""), t0, llm={"calls": 1, "prompt_tokens": int((ai.usage_metadata or {}).get("input_tokens", 0)) if getattr(ai, "usage_metadata", None) else 0, "completion_tokens": int((ai.usage_metadata or {}).get("output_tokens", 0)) if getattr(ai, "usage_metadata", None) else 0}, raw=str(ai.content)[:500])]}
+        return {
+            "messages": new_msgs + [ai],
+            "steps": 1,
+            "tokens": tokens,
+            "stop_reason": stop,
+            "trace": [
+                step(
+                    "agent",
+                    summary + (f"; {fallback}" if fallback else ""),
+                    t0,
+                    llm={
+                        "calls": 1,
+                        "prompt_tokens": int((ai.usage_metadata or {}).get("input_tokens", 0))
+                        if getattr(ai, "usage_metadata", None)
+                        else 0,
+                        "completion_tokens": int((ai.usage_metadata or {}).get("output_tokens", 0))
+                        if getattr(ai, "usage_metadata", None)
+                        else 0,
+                    },
+                    raw=str(ai.content)[:500],
+                )
+            ],
+        }
 
     def route(state: AgenticState) -> Literal["tools", "answer"]:
         last = (state.get("messages") or [None])[-1]
@@ -137,7 +182,11 @@ def build_agentic_graph(ctx_tools: list[StructuredTool], checkpointer=None):
         guard_mode = ctx.config.agent.injection_guard
         pool = safety.screen_hits(pool)[0] if safety.screens(guard_mode) else pool  # as in the pipeline's fuse node
         reranker = ctx.reranker
-        ranked = reranker.rerank(state["question"], pool[:20], top_k=ctx.config.agent.evidence_k) if reranker is not None and pool else pool
+        ranked = (
+            reranker.rerank(state["question"], pool[:20], top_k=ctx.config.agent.evidence_k)
+            if reranker is not None and pool
+            else pool
+        )
         evidence = ranked[: ctx.config.agent.evidence_k]
         g = gen.generate(state["question"], evidence, ctx.llm, style=ctx.config.agent.answer_style)
         status = "partial" if g.status == "answered" and state.get("stop_reason") else g.status
@@ -146,7 +195,26 @@ def build_agentic_graph(ctx_tools: list[StructuredTool], checkpointer=None):
         )
         usage = usage_of(*g.responses)
         tokens = usage["prompt_tokens"] + usage["completion_tokens"]
-        return {"answer": answer, "citations": g.citations, "status": status, "tokens": tokens, "steps": 1, "trace": [step("generate", f"{status}; {len(g.citations)} citations", t0, llm=usage, evidence=[hit_brief(h) for h in evidence], raw=g.raw[:1000], fallback=g.fallback, **guard)], "ranked": evidence}
+        return {
+            "answer": answer,
+            "citations": g.citations,
+            "status": status,
+            "tokens": tokens,
+            "steps": 1,
+            "trace": [
+                step(
+                    "generate",
+                    f"{status}; {len(g.citations)} citations",
+                    t0,
+                    llm=usage,
+                    evidence=[hit_brief(h) for h in evidence],
+                    raw=g.raw[:1000],
+                    fallback=g.fallback,
+                    **guard,
+                )
+            ],
+            "ranked": evidence,
+        }
 
     g = StateGraph(AgenticState, context_schema=AgentContext)
     g.add_node("agent", agent)

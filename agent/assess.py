@@ -21,7 +21,9 @@ class Assessment:
     reason: str
 
 
-def assess(question: str, qtype: str, ranked: list[Hit], hop: int, evidence_k: int = 5, min_coverage: float = 0.6) -> Assessment:
+def assess(
+    question: str, qtype: str, ranked: list[Hit], hop: int, evidence_k: int = 5, min_coverage: float = 0.6
+) -> Assessment:
     top = ranked[:evidence_k]
     if not top:
         return Assessment(False, 0.0, content_terms(question), "no evidence retrieved")

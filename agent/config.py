@@ -141,14 +141,19 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _apply_env(data: dict[str, Any], env: Any) -> None:
-    shortcuts = {"OPENAI_BASE_URL": "llm.base_url", "OPENAI_API_KEY": "llm.api_key", "HOPRANK_LLM_MODEL": "llm.model", "HOPRANK_INDEX": "index"}
+    shortcuts = {
+        "OPENAI_BASE_URL": "llm.base_url",
+        "OPENAI_API_KEY": "llm.api_key",
+        "HOPRANK_LLM_MODEL": "llm.model",
+        "HOPRANK_INDEX": "index",
+    }
     pairs: list[tuple[str, str]] = []
     for var, dotted in shortcuts.items():
         if env.get(var):
             pairs.append((dotted, env[var]))
     for var, value in env.items():
         if var.startswith("HOPRANK_") and "__" in var:
-            pairs.append((var[len("HOPRANK_"):].lower().replace("__", "."), value))
+            pairs.append((var[len("HOPRANK_") :].lower().replace("__", "."), value))
     for dotted, value in pairs:
         node = data
         parts = dotted.split(".")

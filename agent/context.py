@@ -54,8 +54,17 @@ def usage_of(*responses: Any) -> dict[str, int]:
     return llm_usage_of(*responses)
 
 
-def step(node: str, summary: str, t0: float, tokens: int = 0, llm: dict[str, int] | None = None, **data: Any) -> dict[str, Any]:
+def step(
+    node: str, summary: str, t0: float, tokens: int = 0, llm: dict[str, int] | None = None, **data: Any
+) -> dict[str, Any]:
     """One trace entry. ``llm`` carries the node's LLM usage (see :func:`usage_of`)."""
     llm = llm or {}
     tokens = tokens or int(llm.get("prompt_tokens", 0)) + int(llm.get("completion_tokens", 0))
-    return {"node": node, "summary": summary, "elapsed_s": round(time.perf_counter() - t0, 4), "tokens": tokens, "llm": llm, "data": data}
+    return {
+        "node": node,
+        "summary": summary,
+        "elapsed_s": round(time.perf_counter() - t0, 4),
+        "tokens": tokens,
+        "llm": llm,
+        "data": data,
+    }

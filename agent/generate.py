@@ -143,12 +143,17 @@ def span_answer(question: str, evidence: list[Hit], llm: ChatLLM) -> tuple[Gener
     cites = _cite_span(choice.answer, evidence, choice.chunk_index)
     raw = "; ".join(f"{c} ({v:.2f})" for c, v in choice.candidates)
     responses = [choice.response] if choice.response is not None else []
-    return Generated(choice.answer, cites, "answered", fallback=None, raw=raw, responses=responses,
-                     method=choice.method or "spans"), ""
+    return Generated(
+        choice.answer, cites, "answered", fallback=None, raw=raw, responses=responses, method=choice.method or "spans"
+    ), ""
 
 
 def generate(
-    question: str, evidence: list[Hit], llm: ChatLLM, style: str = "full", max_tokens: int = 160,
+    question: str,
+    evidence: list[Hit],
+    llm: ChatLLM,
+    style: str = "full",
+    max_tokens: int = 160,
     answer_mode: str = "generate",
 ) -> Generated:
     if not evidence:
@@ -185,11 +190,23 @@ def generate(
         n = _best_support(text, evidence)
         if n is not None:
             text, cites = parse_citations(f"{text} [{n}]", evidence)
-            return Generated(text, cites, "answered", fallback="auto-cited: the model gave no valid citation",
-                             raw=raw, responses=[resp])
+            return Generated(
+                text,
+                cites,
+                "answered",
+                fallback="auto-cited: the model gave no valid citation",
+                raw=raw,
+                responses=[resp],
+            )
         # no citation and no chunk that supports it: an echo or an invention, not an answer
-        return Generated(NOT_FOUND_TEXT, [], "not_found", fallback="unsupported: no evidence chunk supports the "
-                         "model's uncited answer", raw=raw, responses=[resp])
+        return Generated(
+            NOT_FOUND_TEXT,
+            [],
+            "not_found",
+            fallback="unsupported: no evidence chunk supports the model's uncited answer",
+            raw=raw,
+            responses=[resp],
+        )
     return Generated(text, cites, "answered", raw=raw, responses=[resp])
 
 
@@ -237,8 +254,16 @@ def verify(answer: str, citations: list[Citation], threshold: float = 0.5) -> tu
     return [replace(c, supported=support.get(c.marker)) for c in citations], unsupported
 
 
-def revise(question: str, answer: str, unsupported: list[str], evidence: list[Hit], llm: ChatLLM) -> tuple[str, list[Citation], LLMResponse]:
-    msgs = prompts.chat("revise", question=question, answer=answer, unsupported=" | ".join(unsupported), documents=format_evidence(evidence))
+def revise(
+    question: str, answer: str, unsupported: list[str], evidence: list[Hit], llm: ChatLLM
+) -> tuple[str, list[Citation], LLMResponse]:
+    msgs = prompts.chat(
+        "revise",
+        question=question,
+        answer=answer,
+        unsupported=" | ".join(unsupported),
+        documents=format_evidence(evidence),
+    )
     resp = llm.chat(msgs, max_tokens=160, temperature=0.0)
     text, cites = parse_citations((resp.text or "").strip(), evidence)
     return text, cites, resp

@@ -1,10 +1,10 @@
 """Every node and edge of the pipeline graph, in one place: read it like the diagram.
 
-    contextualize -> understand -> search x N (Send) -> fuse -> rerank -> chain -> assess
-                                        ^                                   |
-                                        +------ hop (bridge entities) <-----+ insufficient
-                                                                            | enough / budget
-                                                              generate -> [verify] -> finalize
+contextualize -> understand -> search x N (Send) -> fuse -> rerank -> chain -> assess
+                                    ^                                   |
+                                    +------ hop (bridge entities) <-----+ insufficient
+                                                                        | enough / budget
+                                                          generate -> [verify] -> finalize
 """
 
 from __future__ import annotations

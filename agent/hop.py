@@ -41,7 +41,9 @@ def bridge_entities(question: str, hits: list[Hit], max_entities: int = 3) -> li
     return [e for e, _ in scores.most_common(max_entities)]
 
 
-def hop_queries(question: str, subquestions: list[str], ranked: list[Hit], asked: list[str], max_queries: int = 3, top_hits: int = 3) -> list[str]:
+def hop_queries(
+    question: str, subquestions: list[str], ranked: list[Hit], asked: list[str], max_queries: int = 3, top_hits: int = 3
+) -> list[str]:
     """Queries for the next retrieval round, never repeating one already asked."""
     seen = {a.lower() for a in asked}
     covered = set()

@@ -22,7 +22,10 @@ from hoprank.tools.errors import HoprankError
 from hoprank.tools.retrieval.fusion import rrf
 from hoprank.tools.types import Hit
 
-_FOLLOW_UP = re.compile(r"\b(he|she|it|they|him|her|his|hers|its|their|them|this|that|these|those|there|then|the same|what about|how about)\b", re.I)
+_FOLLOW_UP = re.compile(
+    r"\b(he|she|it|they|him|her|his|hers|its|their|them|this|that|these|those|there|then|the same|what about|how about)\b",
+    re.I,
+)
 POOL_SIZE = 50
 
 
@@ -73,8 +76,11 @@ def contextualize(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     q = state["question"]
     history = state.get("history") or []
     if not history or not _FOLLOW_UP.search(q):
-        return {"standalone": q, "steps": 1, "trace": [
-            step("contextualize", "first turn or standalone question", t0, standalone=q)]}
+        return {
+            "standalone": q,
+            "steps": 1,
+            "trace": [step("contextualize", "first turn or standalone question", t0, standalone=q)],
+        }
     turns = history[-6:]
     hist_text = "\n".join(f"{m['role']}: {m['content'][:300]}" for m in turns)
     names_ = referents(q, turns)
@@ -90,9 +96,21 @@ def contextualize(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     if rewritten is None:
         how = "rules"
         rewritten = f"{q.rstrip('?')} ({names_[0]})?" if names_ else q
-    return {"standalone": rewritten, "steps": 1, "tokens": _tokens(resp), "trace": [
-        step("contextualize", f"follow-up rewritten ({how}): {rewritten}", t0, llm=usage_of(resp),
-             standalone=rewritten, method=how)]}
+    return {
+        "standalone": rewritten,
+        "steps": 1,
+        "tokens": _tokens(resp),
+        "trace": [
+            step(
+                "contextualize",
+                f"follow-up rewritten ({how}): {rewritten}",
+                t0,
+                llm=usage_of(resp),
+                standalone=rewritten,
+                method=how,
+            )
+        ],
+    }
 
 
 def understand_node(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -107,7 +125,9 @@ def understand_node(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     llm = runtime.context.llm if mode in ("auto", "llm") else None
     u, resp = understand(q, llm, mode)
     pending = list(dict.fromkeys([q] + u.subquestions))
-    summary = f"{u.qtype}; {len(u.subquestions)} sub-questions ({u.source})" + (f"; LLM output rejected: {u.rejected}" if u.rejected else "")
+    summary = f"{u.qtype}; {len(u.subquestions)} sub-questions ({u.source})" + (
+        f"; LLM output rejected: {u.rejected}" if u.rejected else ""
+    )
     return {
         "qtype": u.qtype,
         "subqueries": u.subquestions,
@@ -115,7 +135,19 @@ def understand_node(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         "pending": pending,
         "steps": 1,
         "tokens": _tokens(resp),
-        "trace": [step("understand", summary, t0, llm=usage_of(resp), qtype=u.qtype, subquestions=u.subquestions, source=u.source, rejected=u.rejected, raw=(u.raw or "")[:500] or None)],
+        "trace": [
+            step(
+                "understand",
+                summary,
+                t0,
+                llm=usage_of(resp),
+                qtype=u.qtype,
+                subquestions=u.subquestions,
+                source=u.source,
+                rejected=u.rejected,
+                raw=(u.raw or "")[:500] or None,
+            )
+        ],
     }
 
 
@@ -129,7 +161,17 @@ def search(task: SearchTask, runtime: Runtime[AgentContext]) -> dict:
         "hits_by_query": {task["query"]: hits},
         "asked": [task["query"]],
         "steps": 1,
-        "trace": [step("search", f"{retriever.name}: {task['query']!r} -> {len(hits)} hits", t0, query=task["query"], hop=task["hop"], retriever=retriever.name, hits=[hit_brief(h) for h in hits[:10]])],
+        "trace": [
+            step(
+                "search",
+                f"{retriever.name}: {task['query']!r} -> {len(hits)} hits",
+                t0,
+                query=task["query"],
+                hop=task["hop"],
+                retriever=retriever.name,
+                hits=[hit_brief(h) for h in hits[:10]],
+            )
+        ],
     }
 
 
@@ -143,7 +185,20 @@ def fuse(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     if safety.screens(runtime.context.config.agent.injection_guard):
         pool, screened = safety.screen_hits(pool)
     note = f"; {len(screened)} span(s) screened" if screened else ""
-    return {"pool": pool, "pending": [], "steps": 1, "trace": [step("fuse", f"RRF of {len(runs)} result lists -> {len(pool)} candidates{note}", t0, pool=[hit_brief(h) for h in pool[:10]], screened=screened)]}
+    return {
+        "pool": pool,
+        "pending": [],
+        "steps": 1,
+        "trace": [
+            step(
+                "fuse",
+                f"RRF of {len(runs)} result lists -> {len(pool)} candidates{note}",
+                t0,
+                pool=[hit_brief(h) for h in pool[:10]],
+                screened=screened,
+            )
+        ],
+    }
 
 
 def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -156,7 +211,9 @@ def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     depth = int(ctx.config.rerank.options.get("depth", 20)) if isinstance(ctx.config.rerank.options, dict) else 20
     keep = max(ctx.config.rerank.top_k, ctx.config.agent.evidence_k)
     # rerank_with_trace: the usage of *this* call, even when one agent serves many questions
-    ranked, info = reranker.rerank_with_trace(state["standalone"], pool[:depth], top_k=keep, subqueries=state.get("subqueries") or None)
+    ranked, info = reranker.rerank_with_trace(
+        state["standalone"], pool[:depth], top_k=keep, subqueries=state.get("subqueries") or None
+    )
     # candidates beyond the reranked depth stay available below, in fused order
     seen = {h.id for h in ranked}
     ranked = ranked + [h for h in pool if h.id not in seen]
@@ -168,7 +225,22 @@ def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         "completion_tokens": int(info.get("completion_tokens", 0) or 0),
     }
     tokens = usage["prompt_tokens"] + usage["completion_tokens"]
-    return {"ranked": ranked, "steps": 1, "tokens": tokens, "trace": [step("rerank", f"{reranker.name}: {min(len(pool), depth)} candidates -> top {keep}", t0, llm=usage, method=reranker.name, ranked=[hit_brief(h) for h in ranked[:keep]], usage=info)]}
+    return {
+        "ranked": ranked,
+        "steps": 1,
+        "tokens": tokens,
+        "trace": [
+            step(
+                "rerank",
+                f"{reranker.name}: {min(len(pool), depth)} candidates -> top {keep}",
+                t0,
+                llm=usage,
+                method=reranker.name,
+                ranked=[hit_brief(h) for h in ranked[:keep]],
+                usage=info,
+            )
+        ],
+    }
 
 
 ROUND_STEPS = 8  # nodes one more hop round costs at most (hop, searches, fuse, rerank, assess)
@@ -180,7 +252,9 @@ def assess(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     t0 = time.perf_counter()
     cfg = runtime.context.config.agent
     hop_n = state.get("hop", 0)
-    a = assess_evidence(state["standalone"], state.get("qtype", "single-hop"), state.get("ranked") or [], hop_n, cfg.evidence_k)
+    a = assess_evidence(
+        state["standalone"], state.get("qtype", "single-hop"), state.get("ranked") or [], hop_n, cfg.evidence_k
+    )
     stop = None
     if not a.sufficient:
         if hop_n >= cfg.max_hops:
@@ -190,16 +264,33 @@ def assess(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         elif (state.get("tokens") or 0) >= cfg.max_tokens_budget:
             stop = f"token budget reached ({cfg.max_tokens_budget})"
     go_hop = not a.sufficient and stop is None and (hop_n < cfg.max_hops)
-    summary = ("sufficient: " if a.sufficient else "insufficient: ") + a.reason + (f"; stop: {stop}" if stop else "") + ("; hop" if go_hop else "; answer")
-    return {"sufficient": not go_hop, "stop_reason": stop, "steps": 1, "trace": [step("assess", summary, t0, coverage=round(a.coverage, 3), missing=a.missing[:10], stop_reason=stop)]}
+    summary = (
+        ("sufficient: " if a.sufficient else "insufficient: ")
+        + a.reason
+        + (f"; stop: {stop}" if stop else "")
+        + ("; hop" if go_hop else "; answer")
+    )
+    return {
+        "sufficient": not go_hop,
+        "stop_reason": stop,
+        "steps": 1,
+        "trace": [step("assess", summary, t0, coverage=round(a.coverage, 3), missing=a.missing[:10], stop_reason=stop)],
+    }
 
 
 def hop(state: AgentState) -> dict:
     """Next-hop queries from bridge entities in the evidence found so far."""
     t0 = time.perf_counter()
-    queries = hop_queries(state["standalone"], state.get("subqueries") or [], state.get("ranked") or [], state.get("asked") or [])
+    queries = hop_queries(
+        state["standalone"], state.get("subqueries") or [], state.get("ranked") or [], state.get("asked") or []
+    )
     n = state.get("hop", 0) + 1
-    return {"pending": queries, "hop": n, "steps": 1, "trace": [step("hop", f"hop {n}: {len(queries)} follow-up queries", t0, queries=queries)]}
+    return {
+        "pending": queries,
+        "hop": n,
+        "steps": 1,
+        "trace": [step("hop", f"hop {n}: {len(queries)} follow-up queries", t0, queries=queries)],
+    }
 
 
 def chain(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -217,8 +308,11 @@ def chain(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         out, screened = safety.screen_hits(out)
     summary = f"{sel.reason}; best pair {sel.pairs[0][0]} + {sel.pairs[0][1]}" if sel.pairs else sel.reason
     brief = [hit_brief(h) for h in out[: ctx.config.agent.evidence_k]]
-    return {"ranked": out, "steps": 1, "trace": [
-        step("chain", summary, t0, pairs=sel.pairs, added=sel.added[:20], ranked=brief, screened=screened)]}
+    return {
+        "ranked": out,
+        "steps": 1,
+        "trace": [step("chain", summary, t0, pairs=sel.pairs, added=sel.added[:20], ranked=brief, screened=screened)],
+    }
 
 
 def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -226,7 +320,10 @@ def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     cfg = runtime.context.config.agent
     evidence = (state.get("ranked") or [])[: cfg.evidence_k]
     g = gen.generate(
-        state["standalone"], evidence, runtime.context.llm, style=cfg.answer_style,
+        state["standalone"],
+        evidence,
+        runtime.context.llm,
+        style=cfg.answer_style,
         max_tokens=runtime.context.config.llm.max_tokens if cfg.answer_style == "full" else 32,
         answer_mode=cfg.answer_mode,
     )
@@ -239,7 +336,26 @@ def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         g.answer, status, state["standalone"], g.citations, evidence, cfg.injection_guard
     )
     flags = f"; flagged: {', '.join(f['kind'] for f in guard['flags'])}" if guard.get("flags") else ""
-    return {"answer": answer, "citations": g.citations, "status": status, "steps": 1, "tokens": tokens, "trace": [step("generate", f"{status}; {len(g.citations)} citations" + (f"; fallback: {g.fallback}" if g.fallback else "") + flags, t0, llm=usage_of(*g.responses), raw=g.raw[:1000], fallback=g.fallback, method=g.method, evidence=[hit_brief(h) for h in evidence], **guard)]}
+    return {
+        "answer": answer,
+        "citations": g.citations,
+        "status": status,
+        "steps": 1,
+        "tokens": tokens,
+        "trace": [
+            step(
+                "generate",
+                f"{status}; {len(g.citations)} citations" + (f"; fallback: {g.fallback}" if g.fallback else "") + flags,
+                t0,
+                llm=usage_of(*g.responses),
+                raw=g.raw[:1000],
+                fallback=g.fallback,
+                method=g.method,
+                evidence=[hit_brief(h) for h in evidence],
+                **guard,
+            )
+        ],
+    }
 
 
 def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -262,11 +378,32 @@ def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         ev = (state.get("ranked") or [])[: runtime.context.config.agent.evidence_k]
         mode = runtime.context.config.agent.injection_guard
         answer, status, guard = safety.guard_answer(answer, status, state["standalone"], cites, ev, mode)
-    return {"answer": answer, "citations": cites, "status": status, "steps": 1, "tokens": tokens, "trace": [step("verify", f"{len(unsupported)} unsupported claim(s); revised: {revised}", t0, llm=usage_of(resp), unsupported=unsupported, revised=revised, flags=guard.get("flags"))]}
+    return {
+        "answer": answer,
+        "citations": cites,
+        "status": status,
+        "steps": 1,
+        "tokens": tokens,
+        "trace": [
+            step(
+                "verify",
+                f"{len(unsupported)} unsupported claim(s); revised: {revised}",
+                t0,
+                llm=usage_of(resp),
+                unsupported=unsupported,
+                revised=revised,
+                flags=guard.get("flags"),
+            )
+        ],
+    }
 
 
 def finalize(state: AgentState) -> dict:
     """Record the turn in the chat history (the one thing that persists across turns)."""
     t0 = time.perf_counter()
     turn = [{"role": "user", "content": state["question"]}, {"role": "assistant", "content": state.get("answer", "")}]
-    return {"history": turn, "steps": 1, "trace": [step("finalize", f"status {state.get('status')}", t0, stop_reason=state.get("stop_reason"))]}
+    return {
+        "history": turn,
+        "steps": 1,
+        "trace": [step("finalize", f"status {state.get('status')}", t0, stop_reason=state.get("stop_reason"))],
+    }

@@ -23,21 +23,56 @@ from hoprank.tools.retrieval.tokenize import ENGLISH_STOPWORDS
 QType = Literal["single-hop", "bridge", "comparison", "aggregation"]
 QTYPES = ("single-hop", "bridge", "comparison", "aggregation")
 
-_QWORDS = {"which", "what", "who", "whom", "whose", "when", "where", "why", "how", "is", "are", "was", "were", "do", "does", "did", "name", "many", "much", "also"}
+_QWORDS = {
+    "which",
+    "what",
+    "who",
+    "whom",
+    "whose",
+    "when",
+    "where",
+    "why",
+    "how",
+    "is",
+    "are",
+    "was",
+    "were",
+    "do",
+    "does",
+    "did",
+    "name",
+    "many",
+    "much",
+    "also",
+}
 _WORD = re.compile(r"[\w'’-]+", re.UNICODE)
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{2,80})[\"“”]")
 # a capitalised span: "Osric Dynamics", "River Vell", "Kraków-on-Vell", "The Copper Lanterns"
-_ENTITY = re.compile(r"\b(?:[A-Z0-9][\w'’.-]*(?:\s+(?:of|on|the|de|du|van|von|upon|la|le)\s+|\s+)?)*[A-Z0-9][\w'’.-]*", re.UNICODE)
-_BRIDGE_CUES = re.compile(r"\b(whose|who (?:founded|wrote|invented|created|built|designed|directed|made)|that (?:was|is|were|are|founded|made|built|released)|which (?:was|is) (?:founded|made|built|released)|(?:the|a|an)\s+\w+\s+(?:who|which|that)\s+\w+)\b", re.I)
+_ENTITY = re.compile(
+    r"\b(?:[A-Z0-9][\w'’.-]*(?:\s+(?:of|on|the|de|du|van|von|upon|la|le)\s+|\s+)?)*[A-Z0-9][\w'’.-]*", re.UNICODE
+)
+_BRIDGE_CUES = re.compile(
+    r"\b(whose|who (?:founded|wrote|invented|created|built|designed|directed|made)|that (?:was|is|were|are|founded|made|built|released)|which (?:was|is) (?:founded|made|built|released)|(?:the|a|an)\s+\w+\s+(?:who|which|that)\s+\w+)\b",
+    re.I,
+)
 # "the founder of Osric Dynamics": a role of a named entity, i.e. the first hop
-_ROLE_OF = re.compile(r"\b(?:the|a|an)\s+((?:[a-z][\w-]*\s+){0,2}?[a-z][\w-]*)\s+(?:of|by|behind)\s+(?:the\s+)?", re.UNICODE)
-_CMP_CUES = re.compile(r"\b(or|both|either|than|same|compared|older|younger|longer|shorter|larger|smaller|earlier|later|first|more|fewer|higher|lower|bigger|before|after)\b", re.I)
+_ROLE_OF = re.compile(
+    r"\b(?:the|a|an)\s+((?:[a-z][\w-]*\s+){0,2}?[a-z][\w-]*)\s+(?:of|by|behind)\s+(?:the\s+)?", re.UNICODE
+)
+_CMP_CUES = re.compile(
+    r"\b(or|both|either|than|same|compared|older|younger|longer|shorter|larger|smaller|earlier|later|first|more|fewer|higher|lower|bigger|before|after)\b",
+    re.I,
+)
 _AGG_CUES = re.compile(r"\b(how many (?:of|different)|list all|all the|in total|altogether|combined)\b", re.I)
 
 
 def content_terms(text: str) -> list[str]:
     """Lower-cased words that carry meaning (no stopwords, no question words)."""
-    return [w for w in (t.lower().strip("'’-") for t in _WORD.findall(text)) if w and w not in ENGLISH_STOPWORDS and w not in _QWORDS]
+    return [
+        w
+        for w in (t.lower().strip("'’-") for t in _WORD.findall(text))
+        if w and w not in ENGLISH_STOPWORDS and w not in _QWORDS
+    ]
 
 
 def stems(text: str) -> set[str]:
@@ -70,7 +105,7 @@ def _role_phrases(question: str) -> list[str]:
     """'the founder of Osric Dynamics' -> ['founder of Osric Dynamics'] (role + named entity)."""
     out = []
     for m in _ROLE_OF.finditer(question):
-        rest = question[m.end():]
+        rest = question[m.end() :]
         ents = entities(rest)
         if ents and rest.lstrip().startswith(ents[0].split()[0]):
             out.append(f"{m.group(1)} of {ents[0]}")
@@ -123,7 +158,9 @@ def decompose_rules(question: str, qtype: str | None = None) -> Understanding:
     quoted = _QUOTED.findall(question)
     subs: list[str] = []
     if qtype == "comparison":
-        attribute = " ".join(t for t in content_terms(question) if all(t not in content_terms(p) for p in comparison_parts(question)))
+        attribute = " ".join(
+            t for t in content_terms(question) if all(t not in content_terms(p) for p in comparison_parts(question))
+        )
         for part in comparison_parts(question):
             subs.append(f"{part} {attribute}".strip())
     elif qtype == "bridge":
@@ -157,7 +194,9 @@ def validate_subquestions(question: str, subs: list[str]) -> str | None:
 def understand(question: str, llm: ChatLLM | None, mode: str = "auto") -> tuple[Understanding, LLMResponse | None]:
     """Classify and decompose. ``mode``: auto (LLM, rules on failure) | llm | rules | none."""
     if mode == "none":
-        return Understanding(qtype=classify_rules(question), subquestions=[], source="none", entities=entities(question)), None
+        return Understanding(
+            qtype=classify_rules(question), subquestions=[], source="none", entities=entities(question)
+        ), None
     rules = decompose_rules(question)
     if mode == "rules" or llm is None:
         return rules, None
@@ -174,4 +213,6 @@ def understand(question: str, llm: ChatLLM | None, mode: str = "auto") -> tuple[
         rules.rejected = why
         rules.raw = resp.text if resp else None
         return rules, resp
-    return Understanding(qtype=qtype, subquestions=subs, source="llm", entities=rules.entities, raw=resp.text if resp else None), resp
+    return Understanding(
+        qtype=qtype, subquestions=subs, source="llm", entities=rules.entities, raw=resp.text if resp else None
+    ), resp

@@ -38,7 +38,11 @@ from hoprank.evals.runner import (
 
 DEFAULT_DATA = "hotpotqa/hotpot_dev_distractor_sample60.hf.json"
 
-BASE = {"agent": {"answer_style": "short", "evidence_k": 5}, "retrieval": {"retriever": "hybrid", "k": 20}, "rerank": {"method": "embedding", "top_k": 10}}
+BASE = {
+    "agent": {"answer_style": "short", "evidence_k": 5},
+    "retrieval": {"retriever": "hybrid", "k": 20},
+    "rerank": {"method": "embedding", "top_k": 10},
+}
 CONFIGS: dict[str, dict] = {
     "naive RAG": {"retrieval": {"k": 5}, "rerank": {"method": "none"}, "agent": {"decompose": "none", "max_hops": 0}},
     "graph, rules, 0 hops": {"agent": {"decompose": "rules", "max_hops": 0}},
@@ -62,7 +66,9 @@ def main() -> int:
     ap.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint instead of the embedded model")
     ap.add_argument("--llm-model", default=None)
     ap.add_argument("--work", default=".hoprank/bench/agent_quality", help="run folders (resumable)")
-    ap.add_argument("--configs", default=";".join(CONFIGS), help="semicolon-separated subset of the configuration names")
+    ap.add_argument(
+        "--configs", default=";".join(CONFIGS), help="semicolon-separated subset of the configuration names"
+    )
     args = ap.parse_args()
 
     env = environment()
@@ -70,8 +76,11 @@ def main() -> int:
     examples = load_hotpotqa(path)[: args.limit]
     work = Path(args.work)
     index, _ = build_pooled_index(load_hotpotqa(path), work / "index", show_progress=True)
-    llm_over = {"backend": "openai", "base_url": args.llm_base_url, "model": args.llm_model} if args.llm_base_url else {}
+    llm_over = (
+        {"backend": "openai", "base_url": args.llm_base_url, "model": args.llm_model} if args.llm_base_url else {}
+    )
     base = merge(BASE, {"llm": {k: v for k, v in llm_over.items() if v}})
+
     def llm_for(run: str):
         # one response cache per configuration: a resumed run pays no call twice, and no
         # configuration gets another's calls for free (which would hide its cost)
@@ -81,13 +90,31 @@ def main() -> int:
 
     # single-shot hybrid retrieval: the evidence baseline (no LLM)
     hybrid = index.retriever("hybrid")
-    single = {k: statistics.mean(both_gold_at_k([h.doc_id for h in hybrid.search(e.question, 20)], gold[e.id], k) for e in examples) for k in (5, 10)}
+    single = {
+        k: statistics.mean(
+            both_gold_at_k([h.doc_id for h in hybrid.search(e.question, 20)], gold[e.id], k) for e in examples
+        )
+        for k in (5, 10)
+    }
 
     results: dict[str, dict] = {"single-shot hybrid (retrieval only)": {"both@5": single[5], "both@10": single[10]}}
     # closed-book: the same LLM without documents
     t0 = time.perf_counter()
-    s = run_eval(examples, closed_book_answer_fn(llm_for("closed-book")), work / "closed-book", score_retrieval=False, show_progress=True)
-    results["closed-book"] = {"em": s["metrics"].get("answer.em"), "f1": s["metrics"].get("answer.f1"), "calls/q": s["metrics"].get("cost.llm_calls_per_q"), "tokens/q": s["metrics"].get("cost.tokens_per_q"), "s/q": s["metrics"].get("cost.seconds_per_q"), "wall_s": time.perf_counter() - t0}
+    s = run_eval(
+        examples,
+        closed_book_answer_fn(llm_for("closed-book")),
+        work / "closed-book",
+        score_retrieval=False,
+        show_progress=True,
+    )
+    results["closed-book"] = {
+        "em": s["metrics"].get("answer.em"),
+        "f1": s["metrics"].get("answer.f1"),
+        "calls/q": s["metrics"].get("cost.llm_calls_per_q"),
+        "tokens/q": s["metrics"].get("cost.tokens_per_q"),
+        "s/q": s["metrics"].get("cost.seconds_per_q"),
+        "wall_s": time.perf_counter() - t0,
+    }
 
     for name in [c.strip() for c in args.configs.split(";") if c.strip() in CONFIGS]:
         cfg = Config.load(merge(base, CONFIGS[name]))
@@ -109,9 +136,13 @@ def main() -> int:
         results[name] = {
             "both@5": m.get("retrieval.both_gold@5"),
             "both@10": m.get("retrieval.both_gold@10"),
-            "em": m.get("answer.em"), "f1": m.get("answer.f1"),
-            "calls/q": m.get("cost.llm_calls_per_q"), "tokens/q": m.get("cost.tokens_per_q"), "s/q": m.get("cost.seconds_per_q"),
-            "hops/q": statistics.mean(hops) if hops else None, "failed": m.get("n.failed"),
+            "em": m.get("answer.em"),
+            "f1": m.get("answer.f1"),
+            "calls/q": m.get("cost.llm_calls_per_q"),
+            "tokens/q": m.get("cost.tokens_per_q"),
+            "s/q": m.get("cost.seconds_per_q"),
+            "hops/q": statistics.mean(hops) if hops else None,
+            "failed": m.get("n.failed"),
             "wall_s": time.perf_counter() - t0,
         }
         print(name, results[name], file=sys.stderr)
@@ -120,10 +151,18 @@ def main() -> int:
     table = markdown_table(["configuration"] + cols, [[n] + [r.get(c) for c in cols] for n, r in results.items()])
     model = args.llm_model or "SmolLM2-135M-Instruct Q4_1 (llama.cpp, embedded)"
     write_results(
-        "agent_quality", results, [("HotpotQA pooled: evidence, answers, cost", table)], env=env,
+        "agent_quality",
+        results,
+        [("HotpotQA pooled: evidence, answers, cost", table)],
+        env=env,
         runs=f"1 run over the first {len(examples)} questions (greedy decoding, temperature 0)",
-        data=[path], command="python " + " ".join(sys.argv),
-        notes=[f"LLM: {model}; embeddings: all-MiniLM-L6-v2; reranker: embedding (MiniLM)", "pooled corpus = all paragraphs of all 60 questions (one paragraph = one chunk)", "both@k over the distinct documents of the agent's ranked evidence (top 10 returned; the generator reads the top 5)"],
+        data=[path],
+        command="python " + " ".join(sys.argv),
+        notes=[
+            f"LLM: {model}; embeddings: all-MiniLM-L6-v2; reranker: embedding (MiniLM)",
+            "pooled corpus = all paragraphs of all 60 questions (one paragraph = one chunk)",
+            "both@k over the distinct documents of the agent's ranked evidence (top 10 returned; the generator reads the top 5)",
+        ],
         results_dir=RESULTS_DIR,
     )
     print(table)

@@ -60,7 +60,9 @@ def data_file(relative: str) -> Path:
     """A file under the shared data folder, with an error naming it when it is missing."""
     path = shared_data_dir() / relative
     if not path.is_file():
-        raise BenchmarkDataError(f"benchmark data file {path} not found (expected {relative!r} under {path.parent.parent})")
+        raise BenchmarkDataError(
+            f"benchmark data file {path} not found (expected {relative!r} under {path.parent.parent})"
+        )
     return path
 
 
@@ -229,11 +231,15 @@ def write_results(
     data_rel = [_display_path(p) if isinstance(p, Path) else p for p in data]
     meta = {"benchmark": name, "command": command, "runs": runs, "data": data_rel, **env, "notes": list(notes)}
     jpath = results_dir / f"{name}.json"
-    jpath.write_text(json.dumps({"metadata": meta, "results": results}, indent=1, default=_json_default) + "\n", encoding="utf-8")
+    jpath.write_text(
+        json.dumps({"metadata": meta, "results": results}, indent=1, default=_json_default) + "\n", encoding="utf-8"
+    )
     md = [f"# {name}", ""]
     md.append(f"- date: {env['date']}")
     md.append(f"- hardware: {hardware_line(env)}")
-    md.append(f"- load average (1/5/15 min) at start {env.get('load_average_at_start')}, at end {env.get('load_average_at_end')}")
+    md.append(
+        f"- load average (1/5/15 min) at start {env.get('load_average_at_start')}, at end {env.get('load_average_at_end')}"
+    )
     md.append(f"- packages: {', '.join(f'{k} {v}' for k, v in env['packages'].items())}")
     md.append(f"- data: {', '.join(data_rel)}")
     md.append(f"- runs: {runs}")

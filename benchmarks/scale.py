@@ -185,8 +185,15 @@ def make_real(d: Path, n: int, n_queries: int, encoder: str | None = None) -> di
     np.save(d / "offsets.npy", offsets)
     qt = [[vocab[t] for t in tok(qs) if t in vocab] for qs in questions]
     model = getattr(emb, "model_name", None) or getattr(emb, "name", None) or repr(emb)
-    meta = {"queries": qt, "vocab": len(vocab), "source": "real", "texts": counts, "encoder": str(model),
-            "encode_s": round(encode_s, 1), "encode_texts_per_s": round(len(texts) / encode_s, 1)}
+    meta = {
+        "queries": qt,
+        "vocab": len(vocab),
+        "source": "real",
+        "texts": counts,
+        "encoder": str(model),
+        "encode_s": round(encode_s, 1),
+        "encode_texts_per_s": round(len(texts) / encode_s, 1),
+    }
     (d / "query_tokens.json").write_text(json.dumps(meta))
     return {k: v for k, v in meta.items() if k != "queries"}
 
@@ -299,7 +306,9 @@ def probe_bm25s(data: Data, args: argparse.Namespace) -> dict:
         return idx[np.argsort(-s[idx])].tolist()
 
     out["single"], _ = time_each(single, queries[: args.queries])
-    out["batched"] = time_batches(lambda qb: model.retrieve(qb, k=K, show_progress=False, n_threads=1), queries, args.batch)
+    out["batched"] = time_batches(
+        lambda qb: model.retrieve(qb, k=K, show_progress=False, n_threads=1), queries, args.batch
+    )
     out["batched_what"] = "bm25s.retrieve(batch, n_threads=1)"
     return out
 
@@ -322,7 +331,9 @@ def edge_specs(data: Data, mode: str, ef: int | None, depth: int = 50) -> list:
     specs = []
     for qv, qt in zip(data.queries, data.query_tokens):
         sparse = (sorted(set(qt)), [1.0] * len(set(qt)))
-        specs.append(QuerySpec(mode, K, dense=qv.tolist(), sparse=sparse if mode != "dense" else None, depth=depth, ef=ef))
+        specs.append(
+            QuerySpec(mode, K, dense=qv.tolist(), sparse=sparse if mode != "dense" else None, depth=depth, ef=ef)
+        )
     return specs
 
 
@@ -367,8 +378,10 @@ def probe_edge(data: Data, args: argparse.Namespace) -> dict:
         e = min(data.n, s + 1024)
         t0 = time.perf_counter()
         vecs = np.asarray(data.vectors[s:e]).tolist()
-        rows = [PointRow(point_id(f"c{i}"), v, sp, {"chunk_id": f"c{i}"})
-                for i, v, sp in zip(range(s, e), vecs, sparse_rows(data, s, e, avgdl))]
+        rows = [
+            PointRow(point_id(f"c{i}"), v, sp, {"chunk_id": f"c{i}"})
+            for i, v, sp in zip(range(s, e), vecs, sparse_rows(data, s, e, avgdl))
+        ]
         t1 = time.perf_counter()
         store.upsert(rows)
         prep += t1 - t0
@@ -442,13 +455,36 @@ def probe_rrf(data: Data, args: argparse.Namespace) -> dict:
     return out
 
 
-PROBES = {"numpy": probe_numpy, "bm25s": probe_bm25s, "edge": probe_edge, "edge-serve": probe_edge_serve, "rrf": probe_rrf}
+PROBES = {
+    "numpy": probe_numpy,
+    "bm25s": probe_bm25s,
+    "edge": probe_edge,
+    "edge-serve": probe_edge_serve,
+    "rrf": probe_rrf,
+}
 
 
 def run_probe(name: str, d: Path, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--probe", name, "--probe-dir", str(d), "--queries", str(args.queries),
-           "--batch", str(args.batch), "--efs", args.efs, "--m", str(args.m), "--ef-construct", str(args.ef_construct),
-           "--target-recall", str(args.target_recall)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--probe",
+        name,
+        "--probe-dir",
+        str(d),
+        "--queries",
+        str(args.queries),
+        "--batch",
+        str(args.batch),
+        "--efs",
+        args.efs,
+        "--m",
+        str(args.m),
+        "--ef-construct",
+        str(args.ef_construct),
+        "--target-recall",
+        str(args.target_recall),
+    ]
     if args.serve_ef:
         cmd += ["--serve-ef", str(args.serve_ef)]
     t0 = time.perf_counter()
@@ -491,50 +527,148 @@ def render(args: argparse.Namespace, env: dict, results: dict) -> None:
             if c in ("bm25s", "numpy", "edge"):
                 peak = p.get("peak_rss_mb")
                 serve = r.get("edge-serve", {}).get("peak_rss_mb") if c == "edge" else None
-                rows_build.append([label, n, c, p.get("build_what"), p.get("build_s"), p.get("disk_mb"),
-                                   f"{peak:,.0f}" + (f" (serving: {serve:,.0f})" if serve else "") if peak else None])
+                rows_build.append(
+                    [
+                        label,
+                        n,
+                        c,
+                        p.get("build_what"),
+                        p.get("build_s"),
+                        p.get("disk_mb"),
+                        f"{peak:,.0f}" + (f" (serving: {serve:,.0f})" if serve else "") if peak else None,
+                    ]
+                )
         e, npy, bm = r.get("edge", {}), r.get("numpy", {}), r.get("bm25s", {})
         if "single" in npy:
-            rows_q.append([label, n, f"{pm(npy['single']):.2f} / {pm(npy['single'], 'p95_ms'):.2f}",
-                           f"{pm(npy['single_1_blas_thread']):.2f}", f"{npy['batched']['per_query_ms']:.2f}",
-                           f"{pm(e.get('single')):.2f} / {pm(e.get('single'), 'p95_ms'):.2f}" if e.get("single") else None,
-                           e.get("chosen_ef"), e.get("recall_at_10"), e["batched"]["per_query_ms"] if e.get("batched") else None,
-                           ratio(pm(e.get("single")) or 0, pm(npy["single"])),
-                           f"{pm(bm.get('single')):.2f} / {pm(bm.get('single'), 'p95_ms'):.2f}" if bm.get("single") else None,
-                           bm["batched"]["per_query_ms"] if bm.get("batched") else None])
+            rows_q.append(
+                [
+                    label,
+                    n,
+                    f"{pm(npy['single']):.2f} / {pm(npy['single'], 'p95_ms'):.2f}",
+                    f"{pm(npy['single_1_blas_thread']):.2f}",
+                    f"{npy['batched']['per_query_ms']:.2f}",
+                    f"{pm(e.get('single')):.2f} / {pm(e.get('single'), 'p95_ms'):.2f}" if e.get("single") else None,
+                    e.get("chosen_ef"),
+                    e.get("recall_at_10"),
+                    e["batched"]["per_query_ms"] if e.get("batched") else None,
+                    ratio(pm(e.get("single")) or 0, pm(npy["single"])),
+                    f"{pm(bm.get('single')):.2f} / {pm(bm.get('single'), 'p95_ms'):.2f}" if bm.get("single") else None,
+                    bm["batched"]["per_query_ms"] if bm.get("batched") else None,
+                ]
+            )
         for s in e.get("ef_sweep", []):
-            rows_sweep.append([label, n, e["m"], e["ef_construct"], s["ef"], s["p50_ms"], s["p95_ms"], s["recall_at_10"]])
+            rows_sweep.append(
+                [label, n, e["m"], e["ef_construct"], s["ef"], s["p50_ms"], s["p95_ms"], s["recall_at_10"]]
+            )
         if e.get("hybrid_single") and r.get("rrf", {}).get("single"):
             rr = r["rrf"]["single"]
             r1 = r["rrf"].get("single_1_blas_thread")
-            rows_hyb.append([label, n, f"{pm(e['hybrid_single']):.2f} / {pm(e['hybrid_single'], 'p95_ms'):.2f}",
-                             e["hybrid_batched"]["per_query_ms"], f"{pm(rr):.2f} / {pm(rr, 'p95_ms'):.2f}",
-                             ratio(pm(e["hybrid_single"]), pm(rr)), pm(r1), ratio(pm(e["hybrid_single"]), pm(r1) or 0)])
+            rows_hyb.append(
+                [
+                    label,
+                    n,
+                    f"{pm(e['hybrid_single']):.2f} / {pm(e['hybrid_single'], 'p95_ms'):.2f}",
+                    e["hybrid_batched"]["per_query_ms"],
+                    f"{pm(rr):.2f} / {pm(rr, 'p95_ms'):.2f}",
+                    ratio(pm(e["hybrid_single"]), pm(rr)),
+                    pm(r1),
+                    ratio(pm(e["hybrid_single"]), pm(r1) or 0),
+                ]
+            )
         if e.get("upsert_s") is not None:
-            rows_targets.append([label, n, e["prepare_points_s"], e["upsert_s"], e["optimize_s"], e.get("indexed_vectors"),
-                                 e.get("rss_after_build_mb")])
+            rows_targets.append(
+                [
+                    label,
+                    n,
+                    e["prepare_points_s"],
+                    e["upsert_s"],
+                    e["optimize_s"],
+                    e.get("indexed_vectors"),
+                    e.get("rss_after_build_mb"),
+                ]
+            )
     sections = [
-        ("Build, disk and peak memory (each contender in its own process)", markdown_table(
-            ["corpus", "chunks", "contender", "build measures", "build s", "disk MB", "peak RSS MB"], rows_build, 2)),
-        ("Qdrant Edge build steps", markdown_table(
-            ["corpus", "chunks", "points built in Python s", "upsert s", "flush + optimize (HNSW) s", "vectors in HNSW", "RSS after build MB"],
-            rows_targets, 2)),
-        (f"Query latency, k={K} (ms; single = one query per call p50 / p95; batched = per query in batches of {args.batch})", markdown_table(
-            ["corpus", "chunks", "numpy exact", "numpy 1 BLAS thread p50", "numpy batched", "Edge HNSW", "ef", "Edge recall@10",
-             "Edge batched", "p50 ratio Edge/numpy", "bm25s (get_scores + top-k)", "bm25s batched"], rows_q, 3)),
-        ("HNSW ef sweep (Qdrant Edge, dense, one query per call)", markdown_table(
-            ["corpus", "chunks", "m", "ef_construct", "ef", "p50 ms", "p95 ms", "recall@10 vs exact"], rows_sweep, 3)),
-        ("Hybrid: Qdrant Edge (prefetch dense + sparse, RRF in the engine) vs hoprank's RRF (bm25s + numpy)", markdown_table(
-            ["corpus", "chunks", "Edge hybrid p50 / p95", "Edge hybrid batched per query", "hoprank RRF p50 / p95", "p50 ratio Edge/RRF",
-             "hoprank RRF, 1 BLAS thread p50", "p50 ratio Edge/RRF 1 thread"],
-            rows_hyb, 3)),
+        (
+            "Build, disk and peak memory (each contender in its own process)",
+            markdown_table(
+                ["corpus", "chunks", "contender", "build measures", "build s", "disk MB", "peak RSS MB"], rows_build, 2
+            ),
+        ),
+        (
+            "Qdrant Edge build steps",
+            markdown_table(
+                [
+                    "corpus",
+                    "chunks",
+                    "points built in Python s",
+                    "upsert s",
+                    "flush + optimize (HNSW) s",
+                    "vectors in HNSW",
+                    "RSS after build MB",
+                ],
+                rows_targets,
+                2,
+            ),
+        ),
+        (
+            f"Query latency, k={K} (ms; single = one query per call p50 / p95; batched = per query in batches of {args.batch})",
+            markdown_table(
+                [
+                    "corpus",
+                    "chunks",
+                    "numpy exact",
+                    "numpy 1 BLAS thread p50",
+                    "numpy batched",
+                    "Edge HNSW",
+                    "ef",
+                    "Edge recall@10",
+                    "Edge batched",
+                    "p50 ratio Edge/numpy",
+                    "bm25s (get_scores + top-k)",
+                    "bm25s batched",
+                ],
+                rows_q,
+                3,
+            ),
+        ),
+        (
+            "HNSW ef sweep (Qdrant Edge, dense, one query per call)",
+            markdown_table(
+                ["corpus", "chunks", "m", "ef_construct", "ef", "p50 ms", "p95 ms", "recall@10 vs exact"], rows_sweep, 3
+            ),
+        ),
+        (
+            "Hybrid: Qdrant Edge (prefetch dense + sparse, RRF in the engine) vs hoprank's RRF (bm25s + numpy)",
+            markdown_table(
+                [
+                    "corpus",
+                    "chunks",
+                    "Edge hybrid p50 / p95",
+                    "Edge hybrid batched per query",
+                    "hoprank RRF p50 / p95",
+                    "p50 ratio Edge/RRF",
+                    "hoprank RRF, 1 BLAS thread p50",
+                    "p50 ratio Edge/RRF 1 thread",
+                ],
+                rows_hyb,
+                3,
+            ),
+        ),
     ]
     if results.get("targets"):
         sections.append(("Targets (issue 13)", markdown_table(["target", "figure", "met"], results["targets"], 3)))
     notes = list(results.get("notes", []))
-    write_results(args.name, results, sections, env=env, runs=f"1 run; latency per query over {args.queries} queries after 3 warm-up queries; "
-                  f"batched over all {results.get('n_queries')} queries in batches of {args.batch}; builds once",
-                  data=results.get("data", ["synthetic"]), command=results.get("command", "python benchmarks/scale.py"), notes=notes)
+    write_results(
+        args.name,
+        results,
+        sections,
+        env=env,
+        runs=f"1 run; latency per query over {args.queries} queries after 3 warm-up queries; "
+        f"batched over all {results.get('n_queries')} queries in batches of {args.batch}; builds once",
+        data=results.get("data", ["synthetic"]),
+        command=results.get("command", "python benchmarks/scale.py"),
+        notes=notes,
+    )
 
 
 def targets(results: dict) -> list[list]:
@@ -545,27 +679,54 @@ def targets(results: dict) -> list[list]:
     big = sets.get(big_label, {})
     e, npy = big.get("edge", {}), big.get("numpy", {})
     if e.get("single") and npy.get("single"):
-        out.append([f"{big_label}: Edge HNSW p50 faster than numpy exact, recall@10 >= 0.95",
-                    f"{e['single']['p50_ms']:.2f} vs {npy['single']['p50_ms']:.2f} ms, recall {e['recall_at_10']} (ef {e['chosen_ef']})",
-                    "yes" if e["single"]["p50_ms"] < npy["single"]["p50_ms"] and e["recall_at_10"] >= 0.95 else "no"])
-        out.append([f"{big_label}: Edge HNSW query p50 <= 20 ms", f"{e['single']['p50_ms']:.2f} ms", "yes" if e["single"]["p50_ms"] <= 20 else "no"])
-        out.append([f"{big_label}: peak RSS reported", f"build {e.get('peak_rss_mb')} MB, serving {big.get('edge-serve', {}).get('peak_rss_mb')} MB", "yes"])
+        out.append(
+            [
+                f"{big_label}: Edge HNSW p50 faster than numpy exact, recall@10 >= 0.95",
+                f"{e['single']['p50_ms']:.2f} vs {npy['single']['p50_ms']:.2f} ms, recall {e['recall_at_10']} (ef {e['chosen_ef']})",
+                "yes" if e["single"]["p50_ms"] < npy["single"]["p50_ms"] and e["recall_at_10"] >= 0.95 else "no",
+            ]
+        )
+        out.append(
+            [
+                f"{big_label}: Edge HNSW query p50 <= 20 ms",
+                f"{e['single']['p50_ms']:.2f} ms",
+                "yes" if e["single"]["p50_ms"] <= 20 else "no",
+            ]
+        )
+        out.append(
+            [
+                f"{big_label}: peak RSS reported",
+                f"build {e.get('peak_rss_mb')} MB, serving {big.get('edge-serve', {}).get('peak_rss_mb')} MB",
+                "yes",
+            ]
+        )
     for label, r in sets.items():
         e = r.get("edge", {})
         if label.startswith("real") and e.get("ef_sweep"):
             best = max(e["ef_sweep"], key=lambda s: s["recall_at_10"])
             what = "real vectors" if label.startswith("real-") else "vectors with the real vectors' covariance"
-            out.append([f"{label}: HNSW recall@10 >= 0.95 on {what}", f"{e['recall_at_10']} at ef {e['chosen_ef']} (max {best['recall_at_10']})",
-                        "yes" if e["recall_at_10"] >= 0.95 else "no"])
+            out.append(
+                [
+                    f"{label}: HNSW recall@10 >= 0.95 on {what}",
+                    f"{e['recall_at_10']} at ef {e['chosen_ef']} (max {best['recall_at_10']})",
+                    "yes" if e["recall_at_10"] >= 0.95 else "no",
+                ]
+            )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scales", default="10000,100000,1000000", help="synthetic corpus sizes ('' for none)")
-    p.add_argument("--real", type=int, default=0, help="also a corpus of N real texts encoded with a hoprank encoder (0 = skip)")
-    p.add_argument("--cov-scales", default="", help="corpus sizes of vectors drawn with the covariance of the --real vectors "
-                   "(queries: the real question vectors)")
+    p.add_argument(
+        "--real", type=int, default=0, help="also a corpus of N real texts encoded with a hoprank encoder (0 = skip)"
+    )
+    p.add_argument(
+        "--cov-scales",
+        default="",
+        help="corpus sizes of vectors drawn with the covariance of the --real vectors "
+        "(queries: the real question vectors)",
+    )
     p.add_argument("--encoder", default=None, help="hoprank encoder for --real (default: hoprank's default encoder)")
     p.add_argument("--queries", type=int, default=100, help="queries timed one per call")
     p.add_argument("--n-queries", type=int, default=200, help="queries in the set (batched rows and recall use all)")
@@ -577,7 +738,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serve-ef", type=int, default=0)
     p.add_argument("--vocab", type=int, default=50_000)
     p.add_argument("--contenders", default=",".join(CONTENDERS))
-    p.add_argument("--work", type=Path, default=Path("/tmp/hoprank-scale"), help="data + per-probe results (kept: reruns resume)")
+    p.add_argument(
+        "--work", type=Path, default=Path("/tmp/hoprank-scale"), help="data + per-probe results (kept: reruns resume)"
+    )
     p.add_argument("--fresh", action="store_true", help="forget saved probe results in --work")
     p.add_argument("--probe-timeout", type=int, default=4 * 3600)
     p.add_argument("--name", default="scale")
@@ -591,8 +754,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         saved = json.loads((RESULTS_DIR / f"{args.name}.json").read_text())
         meta = saved["metadata"]
-        env = {k: meta[k] for k in ("date", "cpu_count", "cpu_model", "memory_gb", "platform", "python", "packages",
-                                    "load_average_at_start", "load_average_at_end")}
+        env = {
+            k: meta[k]
+            for k in (
+                "date",
+                "cpu_count",
+                "cpu_model",
+                "memory_gb",
+                "platform",
+                "python",
+                "packages",
+                "load_average_at_start",
+                "load_average_at_end",
+            )
+        }
         render(args, env, saved["results"])
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
@@ -618,7 +793,9 @@ def main(argv: list[str] | None = None) -> int:
             elif label.startswith("realcov-"):
                 like = args.work / f"real-{args.real}"
                 if not (like / "vectors.npy").exists():
-                    raise SystemExit(f"{label} needs the real vectors of --real {args.real} in {like}; run with --real first")
+                    raise SystemExit(
+                        f"{label} needs the real vectors of --real {args.real} in {like}; run with --real first"
+                    )
                 make_synthetic(d, n, args.n_queries, args.vocab, like=like)
                 r["like"] = like.name
             else:
@@ -639,9 +816,16 @@ def main(argv: list[str] | None = None) -> int:
     state["n_queries"] = args.n_queries
     state["targets"] = targets(state)
     data_notes = [label for label, _ in jobs]
-    state["data"] = [f"synthetic corpora ({args.vocab}-word Zipf vocabulary, seed {SEED}, random unit {DIM}-d vectors)"] + (
-        ["../shared/data/hotpotqa/hotpot_dev_distractor_sample60.hf.json", "../shared/data/multihop-rag/multihoprag_queries_sample300.json"]
-        if args.real else [])
+    state["data"] = [
+        f"synthetic corpora ({args.vocab}-word Zipf vocabulary, seed {SEED}, random unit {DIM}-d vectors)"
+    ] + (
+        [
+            "../shared/data/hotpotqa/hotpot_dev_distractor_sample60.hf.json",
+            "../shared/data/multihop-rag/multihoprag_queries_sample300.json",
+        ]
+        if args.real
+        else []
+    )
     state["command"] = "python benchmarks/scale.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
     state["notes"] = notes_for(state, data_notes)
     render(args, env, state)
@@ -665,21 +849,33 @@ def notes_for(state: dict, labels: list[str]) -> list[str]:
         "hoprank RRF = bm25s top-50 + numpy top-50 fused by hoprank.tools.retrieval.fusion.rrf (k=60). On synthetic data queries' words and vectors are unrelated: this times the fusion, it says nothing about quality.",
     ]
     if any(label.startswith("realcov-") for label in labels):
-        notes.append("realcov-N: N vectors drawn from a Gaussian with the mean and covariance of the real-vector corpus, normalised; "
-                     "queries are the real question vectors. It keeps the anisotropy of real embeddings (which is what lets HNSW find "
-                     "neighbours) but not their clusters, so its recall is a conservative stand-in for real data at sizes we have no real corpus for.")
+        notes.append(
+            "realcov-N: N vectors drawn from a Gaussian with the mean and covariance of the real-vector corpus, normalised; "
+            "queries are the real question vectors. It keeps the anisotropy of real embeddings (which is what lets HNSW find "
+            "neighbours) but not their clusters, so its recall is a conservative stand-in for real data at sizes we have no real corpus for."
+        )
     for label in labels:
         r = state["sets"].get(label, {})
         if r.get("real"):
             t = r["real"]
-            notes.append(f"{label}: {t['texts']['original']} distinct real texts (HotpotQA context sentences, sentence pairs and paragraphs; "
-                         f"MultiHop-RAG evidence facts) and {t['texts']['perturbed']} copies of them with 20% of the words dropped, "
-                         f"encoded with {t['encoder']} in {t['encode_s']} s ({t['encode_texts_per_s']} texts/s); queries: real HotpotQA and MultiHop-RAG questions.")
-    loads = [r[c].get("load_average_at_start") for r in state["sets"].values() for c in CONTENDERS if isinstance(r.get(c), dict)]
+            notes.append(
+                f"{label}: {t['texts']['original']} distinct real texts (HotpotQA context sentences, sentence pairs and paragraphs; "
+                f"MultiHop-RAG evidence facts) and {t['texts']['perturbed']} copies of them with 20% of the words dropped, "
+                f"encoded with {t['encoder']} in {t['encode_s']} s ({t['encode_texts_per_s']} texts/s); queries: real HotpotQA and MultiHop-RAG questions."
+            )
+    loads = [
+        r[c].get("load_average_at_start")
+        for r in state["sets"].values()
+        for c in CONTENDERS
+        if isinstance(r.get(c), dict)
+    ]
     loads = [x for x in loads if x is not None]
     if loads:
-        notes.insert(0, f"Load average (1 min) when each probe started: {min(loads):.1f}-{max(loads):.1f} on 2 cores shared with other work; "
-                     "compare contenders of one corpus (run back to back), not absolute figures across runs.")
+        notes.insert(
+            0,
+            f"Load average (1 min) when each probe started: {min(loads):.1f}-{max(loads):.1f} on 2 cores shared with other work; "
+            "compare contenders of one corpus (run back to back), not absolute figures across runs.",
+        )
     return notes
 
 

@@ -52,13 +52,57 @@ def run_from_cli(
     from hoprank.evals.judge import parse_judges
 
     parse_judges(judge)  # a typo must fail before the long run, not after it
-    summary, ipath = _answer_run(dataset, path, setting, config, preset_name, limit, concurrency, out, corpus, index, timeout_s, answer_style, retry_failed, show_progress)
+    summary, ipath = _answer_run(
+        dataset,
+        path,
+        setting,
+        config,
+        preset_name,
+        limit,
+        concurrency,
+        out,
+        corpus,
+        index,
+        timeout_s,
+        answer_style,
+        retry_failed,
+        show_progress,
+    )
     if judge:
-        summary = judge_from_cli(out, judge, dataset, path, limit, config, ipath, judge_base_url, judge_model, judge_api_key, ragas_metrics, nugget_cache, show_progress=show_progress)
+        summary = judge_from_cli(
+            out,
+            judge,
+            dataset,
+            path,
+            limit,
+            config,
+            ipath,
+            judge_base_url,
+            judge_model,
+            judge_api_key,
+            ragas_metrics,
+            nugget_cache,
+            show_progress=show_progress,
+        )
     return summary
 
 
-def _answer_run(dataset, path, setting, config, preset_name, limit, concurrency, out, corpus, index, timeout_s, answer_style, retry_failed, show_progress) -> tuple[dict[str, Any], Path | None]:
+def _answer_run(
+    dataset,
+    path,
+    setting,
+    config,
+    preset_name,
+    limit,
+    concurrency,
+    out,
+    corpus,
+    index,
+    timeout_s,
+    answer_style,
+    retry_failed,
+    show_progress,
+) -> tuple[dict[str, Any], Path | None]:
     """Answer and score the questions; returns the summary and the pooled index path."""
     from hoprank.agent.config import Config
     from hoprank.evals import runner as R
@@ -73,17 +117,37 @@ def _answer_run(dataset, path, setting, config, preset_name, limit, concurrency,
     if answer_style:
         cfg = cfg.with_overrides(**{"agent.answer_style": answer_style})
     digest = file_sha256(path) if path else None
-    spec = R.RunSpec(dataset=dataset, dataset_path=str(path) if path else None, dataset_sha256=digest, setting=setting, preset=preset_name, config=_redacted(cfg), limit=limit)
+    spec = R.RunSpec(
+        dataset=dataset,
+        dataset_path=str(path) if path else None,
+        dataset_sha256=digest,
+        setting=setting,
+        preset=preset_name,
+        config=_redacted(cfg),
+        limit=limit,
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(_redacted(cfg), indent=2) + "\n", encoding="utf-8")
     qdrant = cfg.retrieval.retriever.startswith("qdrant")
 
     if setting == "closed-book":
         fn = R.closed_book_answer_fn(R.make_llm(cfg.llm))
-        return R.run_eval(examples, fn, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, show_progress=show_progress, retry_failed=retry_failed, score_retrieval=False), None
+        return R.run_eval(
+            examples,
+            fn,
+            out,
+            spec=spec,
+            concurrency=concurrency,
+            timeout_s=timeout_s,
+            show_progress=show_progress,
+            retry_failed=retry_failed,
+            score_retrieval=False,
+        ), None
     if setting == "distractor":
         if not any(e.documents for e in examples):
-            raise HoprankError(f"--setting distractor needs per-question documents; {dataset} has none (use pooled with --corpus, or closed-book)")
+            raise HoprankError(
+                f"--setting distractor needs per-question documents; {dataset} has none (use pooled with --corpus, or closed-book)"
+            )
 
         import threading
 
@@ -98,7 +162,17 @@ def _answer_run(dataset, path, setting, config, preset_name, limit, concurrency,
                     shared["llm"] = R.make_llm(cfg.llm)
             return R.agent_answer_fn(cfg, ipath, llm=shared["llm"])
 
-        return R.run_eval(examples, per_example, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, per_example=True, show_progress=show_progress, retry_failed=retry_failed), None
+        return R.run_eval(
+            examples,
+            per_example,
+            out,
+            spec=spec,
+            concurrency=concurrency,
+            timeout_s=timeout_s,
+            per_example=True,
+            show_progress=show_progress,
+            retry_failed=retry_failed,
+        ), None
 
     # pooled: one shared index in the run folder, reused on resume
     if index is not None:
@@ -107,18 +181,38 @@ def _answer_run(dataset, path, setting, config, preset_name, limit, concurrency,
         from hoprank.tools.ingest.chunking import ChunkingConfig
 
         if not corpus:
-            raise HoprankError("multihop-rag pooled needs --corpus corpus.json (or --setting closed-book for answer-only scoring)")
+            raise HoprankError(
+                "multihop-rag pooled needs --corpus corpus.json (or --setting closed-book for answer-only scoring)"
+            )
         documents = [d for c in corpus for d in load_multihop_rag_corpus(c)]
         # the MultiHop-RAG protocol: 256-token chunks
-        _, ipath = R.build_pooled_index(examples, out, qdrant=qdrant, chunking=ChunkingConfig(size=256, overlap=0), documents=documents, show_progress=show_progress)
+        _, ipath = R.build_pooled_index(
+            examples,
+            out,
+            qdrant=qdrant,
+            chunking=ChunkingConfig(size=256, overlap=0),
+            documents=documents,
+            show_progress=show_progress,
+        )
     elif corpus:
         _, ipath = R.build_pooled_index(examples, out, qdrant=qdrant, sources=list(corpus), show_progress=show_progress)
     elif any(e.documents for e in examples):
         _, ipath = R.build_pooled_index(examples, out, qdrant=qdrant, show_progress=show_progress)
     else:
-        raise HoprankError(f"{dataset} has no documents of its own: pass --corpus FILES or --index PATH, or use --setting closed-book")
+        raise HoprankError(
+            f"{dataset} has no documents of its own: pass --corpus FILES or --index PATH, or use --setting closed-book"
+        )
     fn = R.agent_answer_fn(cfg, ipath)
-    return R.run_eval(examples, fn, out, spec=spec, concurrency=concurrency, timeout_s=timeout_s, show_progress=show_progress, retry_failed=retry_failed), Path(ipath)
+    return R.run_eval(
+        examples,
+        fn,
+        out,
+        spec=spec,
+        concurrency=concurrency,
+        timeout_s=timeout_s,
+        show_progress=show_progress,
+        retry_failed=retry_failed,
+    ), Path(ipath)
 
 
 def _load_examples(dataset: str, path: Path | None, limit: int | None) -> list[Any]:
@@ -148,7 +242,9 @@ def failed_run_message(summary: dict[str, Any], out: Path) -> str | None:
         return "no question was evaluated: the dataset (after --limit) is empty"
     if failed < total:
         return None
-    first = next((r.get("error") for r in R.read_rows(out / R.RESULTS) if r.get("status") == "failed" and r.get("error")), None)
+    first = next(
+        (r.get("error") for r in R.read_rows(out / R.RESULTS) if r.get("status") == "failed" and r.get("error")), None
+    )
     from hoprank.agent.app.cli_errors import with_hint
 
     cause = with_hint(str(first)) if first else "see the error column of results.jsonl"
@@ -212,7 +308,19 @@ def judge_from_cli(
         from hoprank.tools.embeddings import Embedder
 
         embedder = Embedder()
-    return J.judge_run(run_dir, examples, index, llm, embedder, ragas=do_ragas, nuggets=do_nuggets, ragas_metrics=names, nugget_cache=nugget_cache, force=force, show_progress=show_progress)
+    return J.judge_run(
+        run_dir,
+        examples,
+        index,
+        llm,
+        embedder,
+        ragas=do_ragas,
+        nuggets=do_nuggets,
+        ragas_metrics=names,
+        nugget_cache=nugget_cache,
+        force=force,
+        show_progress=show_progress,
+    )
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -224,7 +332,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in m.items():
-        count = k.startswith("n.") or k.endswith(".undetermined") or k in ("nuggets.fallbacks", "nuggets.fallback_nuggets")
+        count = (
+            k.startswith("n.") or k.endswith(".undetermined") or k in ("nuggets.fallbacks", "nuggets.fallback_nuggets")
+        )
         table.add_row(k, f"{int(v)}" if count else f"{v:.4f}")
     Console().print(table)
 
@@ -233,30 +343,83 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_cmd(
         dataset: str = typer.Option(..., "--dataset", "-d", help="hotpotqa | multihop-rag | fanoutqa | jsonl"),
-        path: Optional[Path] = typer.Option(None, "--path", help="Dataset file (HotpotQA JSON in either layout, MultiHopRAG.json, JSONL). HotpotQA without --path loads from the hub (needs network + hoprank[hf])."),
-        setting: str = typer.Option("pooled", "--setting", help="pooled (one index over all questions' documents) | distractor (each question's own paragraphs) | closed-book (no retrieval)"),
+        path: Optional[Path] = typer.Option(
+            None,
+            "--path",
+            help="Dataset file (HotpotQA JSON in either layout, MultiHopRAG.json, JSONL). HotpotQA without --path loads from the hub (needs network + hoprank[hf]).",
+        ),
+        setting: str = typer.Option(
+            "pooled",
+            "--setting",
+            help="pooled (one index over all questions' documents) | distractor (each question's own paragraphs) | closed-book (no retrieval)",
+        ),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file (YAML/TOML)."),
-        preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Ablation preset: naive, decompose, hop, rerank-<method>, full."),
+        preset: Optional[str] = typer.Option(
+            None, "--preset", "-p", help="Ablation preset: naive, decompose, hop, rerank-<method>, full."
+        ),
         limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="First N questions only."),
         concurrency: int = typer.Option(1, "--concurrency", min=1, max=256, help="Questions answered at once."),
         out: Path = typer.Option(..., "--out", "-o", help="Run folder (rerun with the same folder to resume)."),
-        corpus: Optional[list[Path]] = typer.Option(None, "--corpus", help="Corpus: MultiHop-RAG corpus.json, or files/folders for jsonl."),
+        corpus: Optional[list[Path]] = typer.Option(
+            None, "--corpus", help="Corpus: MultiHop-RAG corpus.json, or files/folders for jsonl."
+        ),
         index: Optional[Path] = typer.Option(None, "--index", help="Use an existing index instead of building one."),
-        timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per question before it counts as failed."),
+        timeout: Optional[float] = typer.Option(
+            None, "--timeout", help="Seconds per question before it counts as failed."
+        ),
         answer_style: str = typer.Option("short", "--answer-style", help="short (EM/F1-friendly) | full"),
-        retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, answer the failed questions again."),
+        retry_failed: bool = typer.Option(
+            False, "--retry-failed", help="On resume, answer the failed questions again."
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         judge: Optional[str] = typer.Option(None, "--judge", help=JUDGE_HELP),
         judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help=JUDGE_URL_HELP),
-        judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model name at --judge-base-url (or a .gguf path for the embedded backend)."),
-        judge_api_key: Optional[str] = typer.Option(None, "--judge-api-key", envvar="HOPRANK_JUDGE_API_KEY", help="API key of the judge endpoint (env HOPRANK_JUDGE_API_KEY)."),
-        ragas_metrics: Optional[str] = typer.Option(None, "--ragas-metrics", help="Comma-separated RAGAS metrics (default: faithfulness,answer_relevancy,context_precision,context_recall,factual_correctness)."),
-        nugget_cache: Optional[Path] = typer.Option(None, "--nugget-cache", help="Nugget cache folder (default <out>/nugget_cache); share it between runs of the same questions."),
+        judge_model: Optional[str] = typer.Option(
+            None,
+            "--judge-model",
+            help="Judge model name at --judge-base-url (or a .gguf path for the embedded backend).",
+        ),
+        judge_api_key: Optional[str] = typer.Option(
+            None,
+            "--judge-api-key",
+            envvar="HOPRANK_JUDGE_API_KEY",
+            help="API key of the judge endpoint (env HOPRANK_JUDGE_API_KEY).",
+        ),
+        ragas_metrics: Optional[str] = typer.Option(
+            None,
+            "--ragas-metrics",
+            help="Comma-separated RAGAS metrics (default: faithfulness,answer_relevancy,context_precision,context_recall,factual_correctness).",
+        ),
+        nugget_cache: Optional[Path] = typer.Option(
+            None,
+            "--nugget-cache",
+            help="Nugget cache folder (default <out>/nugget_cache); share it between runs of the same questions.",
+        ),
     ) -> None:
         """Run an evaluation; writes results.jsonl, summary.json and run.json into --out."""
-        summary = run_from_cli(dataset, path, setting, config, preset, limit, concurrency, out, corpus, index, timeout, answer_style, retry_failed, not quiet,
-                               judge=judge, judge_base_url=judge_base_url, judge_model=judge_model, judge_api_key=judge_api_key, ragas_metrics=ragas_metrics, nugget_cache=nugget_cache)
+        summary = run_from_cli(
+            dataset,
+            path,
+            setting,
+            config,
+            preset,
+            limit,
+            concurrency,
+            out,
+            corpus,
+            index,
+            timeout,
+            answer_style,
+            retry_failed,
+            not quiet,
+            judge=judge,
+            judge_base_url=judge_base_url,
+            judge_model=judge_model,
+            judge_api_key=judge_api_key,
+            ragas_metrics=ragas_metrics,
+            nugget_cache=nugget_cache,
+        )
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         else:
@@ -272,28 +435,66 @@ def register(app: typer.Typer) -> None:
     @app.command("judge")
     def judge_cmd(
         run: Path = typer.Argument(..., help="Run folder written by `hoprank eval`."),
-        dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset of the run (default: the one in run.json)."),
-        path: Optional[Path] = typer.Option(None, "--path", help="Dataset file (default: the one in run.json); its gold paragraphs feed the nuggets."),
-        index: Optional[Path] = typer.Option(None, "--index", help="Index holding the evidence chunks (default: the run's own index/ or per-question indexes)."),
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose llm section is the judge (default: the run's config.json)."),
+        dataset: Optional[str] = typer.Option(
+            None, "--dataset", "-d", help="Dataset of the run (default: the one in run.json)."
+        ),
+        path: Optional[Path] = typer.Option(
+            None, "--path", help="Dataset file (default: the one in run.json); its gold paragraphs feed the nuggets."
+        ),
+        index: Optional[Path] = typer.Option(
+            None,
+            "--index",
+            help="Index holding the evidence chunks (default: the run's own index/ or per-question indexes).",
+        ),
+        config: Optional[Path] = typer.Option(
+            None, "--config", "-c", help="Config whose llm section is the judge (default: the run's config.json)."
+        ),
         judge: str = typer.Option("ragas,nuggets", "--judge", help="ragas, nuggets or both (comma-separated)."),
         judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help=JUDGE_URL_HELP),
         judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model name at --judge-base-url."),
-        judge_api_key: Optional[str] = typer.Option(None, "--judge-api-key", envvar="HOPRANK_JUDGE_API_KEY", help="API key of the judge endpoint (env HOPRANK_JUDGE_API_KEY)."),
-        ragas_metrics: Optional[str] = typer.Option(None, "--ragas-metrics", help="Comma-separated RAGAS metrics (default: all five)."),
-        nugget_cache: Optional[Path] = typer.Option(None, "--nugget-cache", help="Nugget cache folder (default <run>/nugget_cache)."),
-        force: bool = typer.Option(False, "--force", help="Re-judge even when ragas.json / nuggets.json match the rows."),
+        judge_api_key: Optional[str] = typer.Option(
+            None,
+            "--judge-api-key",
+            envvar="HOPRANK_JUDGE_API_KEY",
+            help="API key of the judge endpoint (env HOPRANK_JUDGE_API_KEY).",
+        ),
+        ragas_metrics: Optional[str] = typer.Option(
+            None, "--ragas-metrics", help="Comma-separated RAGAS metrics (default: all five)."
+        ),
+        nugget_cache: Optional[Path] = typer.Option(
+            None, "--nugget-cache", help="Nugget cache folder (default <run>/nugget_cache)."
+        ),
+        force: bool = typer.Option(
+            False, "--force", help="Re-judge even when ragas.json / nuggets.json match the rows."
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Score an existing run with LLM judges (RAGAS, nuggets); merges into its summary.json.
 
         A 135M model is a useless judge: use --judge-base-url with a capable model."""
-        summary = judge_from_cli(run, judge, dataset, path, None, config, index, judge_base_url, judge_model, judge_api_key, ragas_metrics, nugget_cache, force=force, show_progress=not quiet)
+        summary = judge_from_cli(
+            run,
+            judge,
+            dataset,
+            path,
+            None,
+            config,
+            index,
+            judge_base_url,
+            judge_model,
+            judge_api_key,
+            ragas_metrics,
+            nugget_cache,
+            force=force,
+            show_progress=not quiet,
+        )
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         else:
-            print_summary({"metrics": {k: v for k, v in summary["metrics"].items() if k.startswith(("ragas.", "nuggets."))}})
+            print_summary(
+                {"metrics": {k: v for k, v in summary["metrics"].items() if k.startswith(("ragas.", "nuggets."))}}
+            )
             typer.echo(f"judged scores in {run}/ragas.json, {run}/nuggets.json and summary.json")
 
     @app.command("report")

@@ -138,12 +138,16 @@ def _hotpot_paragraphs(rec: dict[str, Any], path: Path, i: int) -> list[tuple[st
         pairs = []
         for p in ctx:
             if not (isinstance(p, (list, tuple)) and len(p) == 2):
-                raise DatasetFormatError(f"{_where(path, i, rec)}: field 'context' entries must be [title, [sentences]]")
+                raise DatasetFormatError(
+                    f"{_where(path, i, rec)}: field 'context' entries must be [title, [sentences]]"
+                )
             pairs.append((p[0], p[1]))
     out = []
     for title, sentences in pairs:
         if not isinstance(title, str) or not isinstance(sentences, list):
-            raise DatasetFormatError(f"{_where(path, i, rec)}: field 'context' has a paragraph without title or sentences")
+            raise DatasetFormatError(
+                f"{_where(path, i, rec)}: field 'context' has a paragraph without title or sentences"
+            )
         out.append((title, [str(s) for s in sentences]))
     return out
 
@@ -163,7 +167,9 @@ def _hotpot_facts(rec: dict[str, Any], path: Path, i: int) -> list[tuple[str, in
         out = []
         for f in sf:
             if not (isinstance(f, (list, tuple)) and len(f) == 2):
-                raise DatasetFormatError(f"{_where(path, i, rec)}: field 'supporting_facts' entries must be [title, sent_id]")
+                raise DatasetFormatError(
+                    f"{_where(path, i, rec)}: field 'supporting_facts' entries must be [title, sent_id]"
+                )
             out.append((str(f[0]), int(f[1])))
         return out
     raise DatasetFormatError(f"{_where(path, i, rec)}: field 'supporting_facts' must be a list or a mapping")
@@ -178,7 +184,13 @@ def hotpot_record_to_example(rec: dict[str, Any], path: Path, i: int) -> QAExamp
     rid = rec.get("_id", rec.get("id"))
     ex_id = str(rid) if rid not in (None, "") else _stable_id("hp-", question, answer)
     docs = [
-        Document(id=title, text="".join(sentences).strip(), title=title, source="hotpotqa", metadata={"n_sentences": len(sentences)})
+        Document(
+            id=title,
+            text="".join(sentences).strip(),
+            title=title,
+            source="hotpotqa",
+            metadata={"n_sentences": len(sentences)},
+        )
         for title, sentences in paragraphs
     ]
     gold: list[str] = []
@@ -226,7 +238,9 @@ def _check_unique(examples: list[QAExample], path: Path) -> None:
         seen.add(ex.id)
 
 
-def load_hotpotqa_hf(split: str = "validation", config: str = "distractor", limit: int | None = None) -> list[QAExample]:
+def load_hotpotqa_hf(
+    split: str = "validation", config: str = "distractor", limit: int | None = None
+) -> list[QAExample]:
     """Load HotpotQA from the Hugging Face hub (needs the ``hf`` extra and a network)."""
     if _offline():
         raise OfflineError(
@@ -236,11 +250,15 @@ def load_hotpotqa_hf(split: str = "validation", config: str = "distractor", limi
     try:
         import datasets  # type: ignore[import-not-found]
     except ImportError:
-        raise MissingExtraError("loading HotpotQA from the hub needs `pip install 'hoprank[hf]'`; or pass --path FILE") from None
+        raise MissingExtraError(
+            "loading HotpotQA from the hub needs `pip install 'hoprank[hf]'`; or pass --path FILE"
+        ) from None
     try:
         ds = datasets.load_dataset("hotpot_qa", config, split=split)
     except (ConnectionError, OSError) as e:
-        raise OfflineError(f"cannot reach the Hugging Face hub for hotpot_qa/{config} ({e}); pass --path FILE") from None
+        raise OfflineError(
+            f"cannot reach the Hugging Face hub for hotpot_qa/{config} ({e}); pass --path FILE"
+        ) from None
     records = [dict(r) for r in (ds.select(range(min(limit, len(ds)))) if limit else ds)]
     src = Path(f"hf://hotpot_qa/{config}/{split}")
     out = [hotpot_record_to_example(r, src, i) for i, r in enumerate(records)]
@@ -249,7 +267,10 @@ def load_hotpotqa_hf(split: str = "validation", config: str = "distractor", limi
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HOPRANK_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HOPRANK_OFFLINE")
+    )
 
 
 def pooled_corpus(examples: Iterable[QAExample]) -> list[Document]:
@@ -326,8 +347,12 @@ def load_multihop_rag_corpus(path: str | Path) -> list[Document]:
     for i, rec in enumerate(records):
         title = _require(rec, "title", path, i, str)
         body = _require(rec, "body", path, i, str)
-        meta = {k: rec.get(k) for k in ("author", "source", "published_at", "category", "url") if rec.get(k) is not None}
-        docs.setdefault(title, Document(id=title, text=body, title=title, source=str(rec.get("source") or ""), metadata=meta))
+        meta = {
+            k: rec.get(k) for k in ("author", "source", "published_at", "category", "url") if rec.get(k) is not None
+        }
+        docs.setdefault(
+            title, Document(id=title, text=body, title=title, source=str(rec.get("source") or ""), metadata=meta)
+        )
     return list(docs.values())
 
 
@@ -359,12 +384,16 @@ def fanoutqa_dev_path() -> Path:
     it (importing pulls markdownify and creates a cache folder)."""
     spec = importlib.util.find_spec("fanoutqa")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingExtraError("FanOutQA needs `pip install 'hoprank[fanoutqa]'` (the dev set ships in that package); or pass --path FILE")
+        raise MissingExtraError(
+            "FanOutQA needs `pip install 'hoprank[fanoutqa]'` (the dev set ships in that package); or pass --path FILE"
+        )
     for loc in spec.submodule_search_locations:
         p = Path(loc) / "data" / "fanout-final-dev.json"
         if p.is_file():
             return p
-    raise MissingExtraError("the installed fanoutqa package has no data/fanout-final-dev.json; reinstall `hoprank[fanoutqa]`")
+    raise MissingExtraError(
+        "the installed fanoutqa package has no data/fanout-final-dev.json; reinstall `hoprank[fanoutqa]`"
+    )
 
 
 def _answer_text(answer: Any) -> str:
@@ -423,7 +452,12 @@ def load_fanoutqa_dev(path: str | Path | None = None, limit: int | None = None) 
                 answer=_answer_text(rec["answer"]),
                 type=",".join(rec.get("categories") or []),
                 gold_doc_ids=gold,
-                metadata={"dataset": "fanoutqa", "raw_answer": rec["answer"], "decomposition": subs, "categories": rec.get("categories") or []},
+                metadata={
+                    "dataset": "fanoutqa",
+                    "raw_answer": rec["answer"],
+                    "decomposition": subs,
+                    "categories": rec.get("categories") or [],
+                },
             )
         )
     _check_unique(out, path)

@@ -112,9 +112,7 @@ class _Names:
 
     def word(self, syllables: int = 2) -> str:
         while True:
-            w = "".join(
-                self.rng.choice(_ON) + self.rng.choice(_NUC) + self.rng.choice(_CODA) for _ in range(syllables)
-            )
+            w = "".join(self.rng.choice(_ON) + self.rng.choice(_NUC) + self.rng.choice(_CODA) for _ in range(syllables))
             w = w.capitalize()
             if w not in self.used and 4 <= len(w) <= 11:
                 self.used.add(w)
@@ -566,9 +564,7 @@ class ObedientEndpoint:
             kind, value = p.payload.get("kind"), p.payload.get("value", "")
             if kind == "url":
                 payload = (
-                    "See "
-                    + value.replace("QUESTION", "+".join(re.findall(r"\w+", question)) or "x")
-                    + " for details."
+                    "See " + value.replace("QUESTION", "+".join(re.findall(r"\w+", question)) or "x") + " for details."
                 )
             elif kind == "email":
                 payload = f"Please confirm by writing to {value}."

@@ -42,8 +42,14 @@ JUDGES = ("ragas", "nuggets")
 RAGAS_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall", "factual_correctness")
 # the reference scores (nuggetizer: 0 for an empty group), then hoprank's variants that leave those out
 NUGGET_METRICS = (
-    "v_strict", "a_strict", "v", "a",
-    "v_strict_determined_only", "a_strict_determined_only", "v_determined_only", "a_determined_only",
+    "v_strict",
+    "a_strict",
+    "v",
+    "a",
+    "v_strict_determined_only",
+    "a_strict_determined_only",
+    "v_determined_only",
+    "a_determined_only",
 )
 FAILED_REASON = "failed_question"
 FILE_VERSION = 1
@@ -69,12 +75,32 @@ _NUGGET_DESC = {
 }
 for _m, _d in _RAGAS_DESC.items():
     M.register_metric(f"ragas.{_m}", _d + "; mean over determined questions", kind="judge")
-    M.register_metric(f"ragas.{_m}.undetermined", f"questions whose ragas.{_m} is undetermined (judge output unparseable, missing input, failed question)", higher_is_better=False, kind="count")
+    M.register_metric(
+        f"ragas.{_m}.undetermined",
+        f"questions whose ragas.{_m} is undetermined (judge output unparseable, missing input, failed question)",
+        higher_is_better=False,
+        kind="count",
+    )
 for _m, _d in _NUGGET_DESC.items():
     M.register_metric(f"nuggets.{_m}", _d + "; mean over determined questions", kind="judge")
-    M.register_metric(f"nuggets.{_m}.undetermined", f"questions whose nuggets.{_m} is undetermined (no vital nugget, judge call failed)", higher_is_better=False, kind="count")
-M.register_metric("nuggets.fallbacks", "nugget fallbacks taken (sentence-split nuggets, defaulted vital/okay or support labels, failed calls); details in nuggets.json", higher_is_better=False, kind="count")
-M.register_metric("nuggets.fallback_nuggets", "questions scored against sentence-split fallback nuggets because the judge produced none", higher_is_better=False, kind="count")
+    M.register_metric(
+        f"nuggets.{_m}.undetermined",
+        f"questions whose nuggets.{_m} is undetermined (no vital nugget, judge call failed)",
+        higher_is_better=False,
+        kind="count",
+    )
+M.register_metric(
+    "nuggets.fallbacks",
+    "nugget fallbacks taken (sentence-split nuggets, defaulted vital/okay or support labels, failed calls); details in nuggets.json",
+    higher_is_better=False,
+    kind="count",
+)
+M.register_metric(
+    "nuggets.fallback_nuggets",
+    "questions scored against sentence-split fallback nuggets because the judge produced none",
+    higher_is_better=False,
+    kind="count",
+)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -82,7 +108,10 @@ M.register_metric("nuggets.fallback_nuggets", "questions scored against sentence
 
 def rows_hash(rows: Sequence[dict[str, Any]]) -> str:
     """What the judged scores depend on in the rows (order-free: resumed runs append)."""
-    key = sorted([str(r.get("id")), r.get("prediction") or "", r.get("status") or "", list(r.get("evidence") or [])] for r in rows)
+    key = sorted(
+        [str(r.get("id")), r.get("prediction") or "", r.get("status") or "", list(r.get("evidence") or [])]
+        for r in rows
+    )
     return hashlib.sha256(json.dumps(key, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
@@ -178,7 +207,10 @@ def context_lookup(run_dir: Path, index: Any, examples: dict[str, QAExample]) ->
 
 
 def _judge_id(llm: Any) -> dict[str, str]:
-    return {"model": str(getattr(llm, "model_name", "") or type(llm).__name__), "backend": str(getattr(llm, "backend_name", "") or "")}
+    return {
+        "model": str(getattr(llm, "model_name", "") or type(llm).__name__),
+        "backend": str(getattr(llm, "backend_name", "") or ""),
+    }
 
 
 def _load_reusable(path: Path, expect: dict[str, Any]) -> dict[str, Any] | None:
@@ -218,7 +250,16 @@ def run_ragas(rows, lookup, llm, embedder, metrics, **kwargs) -> dict[str, Any]:
 
     names = _normalise_metrics(metrics)
     live = [r for r in rows if r.get("status") != "failed"]
-    samples = [RagasSample(r.get("question") or "", r.get("prediction") or "", lookup(r), reference=r.get("gold") or None, id=str(r["id"])) for r in live]
+    samples = [
+        RagasSample(
+            r.get("question") or "",
+            r.get("prediction") or "",
+            lookup(r),
+            reference=r.get("gold") or None,
+            id=str(r["id"]),
+        )
+        for r in live
+    ]
     res = ragas_scores(samples, llm, embedder, names, **kwargs) if samples else None
     by_id = {s.id: s for s in res.samples} if res else {}
     merged: list[RagasSampleResult] = []
@@ -227,7 +268,9 @@ def run_ragas(rows, lookup, llm, embedder, metrics, **kwargs) -> dict[str, Any]:
         if rid in by_id:
             merged.append(by_id[rid])
         else:
-            merged.append(RagasSampleResult(rid, dict.fromkeys(names, float("nan")), dict.fromkeys(names, FAILED_REASON)))
+            merged.append(
+                RagasSampleResult(rid, dict.fromkeys(names, float("nan")), dict.fromkeys(names, FAILED_REASON))
+            )
     aggregates: dict[str, float | None] = {}
     undetermined: dict[str, int] = {}
     reasons: dict[str, dict[str, int]] = {}
@@ -246,12 +289,21 @@ def run_nuggets(rows, examples: dict[str, QAExample], llm, cache_dir: Path | Non
 
     live = [r for r in rows if r.get("status") != "failed"]
     items = [
-        NuggetItem(str(r["id"]), r.get("question") or "", r.get("prediction") or "", gold_documents(examples.get(str(r["id"]))), gold_answer=r.get("gold") or None)
+        NuggetItem(
+            str(r["id"]),
+            r.get("question") or "",
+            r.get("prediction") or "",
+            gold_documents(examples.get(str(r["id"]))),
+            gold_answer=r.get("gold") or None,
+        )
         for r in live
     ]
     res = nugget_eval(items, llm, cache_dir=cache_dir, **kwargs) if items else None
     by_id = {s.qid: s for s in res.per_response} if res else {}
-    per = [by_id.get(str(r["id"])) or NuggetScores(str(r["id"]), 0.0, 0.0, 0.0, 0.0, 0, 0, error=FAILED_REASON) for r in rows]
+    per = [
+        by_id.get(str(r["id"])) or NuggetScores(str(r["id"]), 0.0, 0.0, 0.0, 0.0, 0, 0, error=FAILED_REASON)
+        for r in rows
+    ]
     doc = res.to_dict() if res else {"fallbacks": {}, "calls": {}, "nugget_fallback_qids": []}
     from dataclasses import asdict
 
@@ -292,14 +344,25 @@ def _nugget_flat(doc: dict[str, Any], ids: set[str] | None = None) -> dict[str, 
             out[f"nuggets.{m}"] = sum(ok) / len(ok)
         out[f"nuggets.{m}.undetermined"] = float(len(vals) - len(ok))
     if ids is None:  # fallbacks are counted per run, not per question
-        out["nuggets.fallbacks"] = float(sum(v for v in doc.get("fallbacks", {}).values() if isinstance(v, int | float)))
+        out["nuggets.fallbacks"] = float(
+            sum(v for v in doc.get("fallbacks", {}).values() if isinstance(v, int | float))
+        )
     out["nuggets.fallback_nuggets"] = float(sum(1 for s in per if s.get("nugget_fallback")))
     return out
 
 
-def merge_into_summary(summary: dict[str, Any], rows: Sequence[dict[str, Any]], ragas_doc: dict[str, Any] | None, nugget_doc: dict[str, Any] | None) -> dict[str, Any]:
+def merge_into_summary(
+    summary: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
+    ragas_doc: dict[str, Any] | None,
+    nugget_doc: dict[str, Any] | None,
+) -> dict[str, Any]:
     """Add the judged metrics (overall and per question type) under registered names."""
-    families = [(p, d, f) for p, d, f in (("ragas.", ragas_doc, _ragas_flat), ("nuggets.", nugget_doc, _nugget_flat)) if d is not None]
+    families = [
+        (p, d, f)
+        for p, d, f in (("ragas.", ragas_doc, _ragas_flat), ("nuggets.", nugget_doc, _nugget_flat))
+        if d is not None
+    ]
 
     def put(target: dict[str, Any], flat: dict[str, float], prefix: str) -> None:
         for k in [k for k in target if k.startswith(prefix)]:
@@ -370,7 +433,9 @@ def judge_run(
     run_dir = Path(run_dir)
     results = run_dir / RESULTS
     if not results.exists():
-        raise HoprankError(f"{run_dir} is not an eval run folder (no {RESULTS}); run `hoprank eval --out {run_dir}` first")
+        raise HoprankError(
+            f"{run_dir} is not an eval run folder (no {RESULTS}); run `hoprank eval --out {run_dir}` first"
+        )
     if not (ragas or nuggets):
         raise HoprankError("nothing to judge: enable ragas and/or nuggets")
     rows = _dedup(read_rows(results))
@@ -426,7 +491,9 @@ def parse_judges(spec: str | None) -> tuple[bool, bool]:
     names = [s.strip().lower() for s in spec.split(",") if s.strip()]
     bad = [n for n in names if n not in JUDGES]
     if bad:
-        raise HoprankError(f"--judge: unknown judge {', '.join(map(repr, bad))}; choose from {', '.join(JUDGES)} (comma-separated)")
+        raise HoprankError(
+            f"--judge: unknown judge {', '.join(map(repr, bad))}; choose from {', '.join(JUDGES)} (comma-separated)"
+        )
     return "ragas" in names, "nuggets" in names
 
 

@@ -101,7 +101,9 @@ def describe(name: str) -> MetricSpec:
     generic = re.sub(r"@\d+$", "@k", name)
     if generic in REGISTRY:
         s = REGISTRY[generic]
-        return MetricSpec(name, s.description.replace("top k", "top " + name.rsplit("@", 1)[1]), s.higher_is_better, s.kind)
+        return MetricSpec(
+            name, s.description.replace("top k", "top " + name.rsplit("@", 1)[1]), s.higher_is_better, s.kind
+        )
     raise KeyError(f"unknown metric {name!r}; known: {', '.join(sorted(REGISTRY))}")
 
 
@@ -127,30 +129,70 @@ register_metric(
     "hoprank variant of MultiHop-RAG QA: punctuation stripped at word edges, no extract_answer; share correct",
 )
 register_metric("answer.answered", "share of questions whose status is answered (not failed / not_found / partial)")
-register_metric("retrieval.recall@k", "share of gold documents among the top k distinct evidence documents", kind="retrieval")
-register_metric("retrieval.both_gold@k", "1 if every gold document is in the top k (HotpotQA: both supporting paragraphs)", kind="retrieval")
+register_metric(
+    "retrieval.recall@k", "share of gold documents among the top k distinct evidence documents", kind="retrieval"
+)
+register_metric(
+    "retrieval.both_gold@k",
+    "1 if every gold document is in the top k (HotpotQA: both supporting paragraphs)",
+    kind="retrieval",
+)
 register_metric("retrieval.hits@k", "1 if at least one gold document is in the top k", kind="retrieval")
 register_metric("retrieval.mrr@k", "reciprocal rank of the first gold document within the top k", kind="retrieval")
 register_metric("retrieval.ndcg@k", "nDCG with binary relevance over the top k documents", kind="retrieval")
 register_metric("retrieval.map@k", "average precision over the top k, normalised by min(#gold, k)", kind="retrieval")
-register_metric("retrieval.sp_recall", "supporting-paragraph recall: share of gold paragraphs among all evidence", kind="retrieval")
-register_metric("retrieval.sp_em", "supporting-paragraph exact match: the cited paragraphs are exactly the gold ones", kind="retrieval")
-register_metric("retrieval.sp_f1", "supporting-paragraph F1 of the cited paragraphs against the gold ones", kind="retrieval")
-register_metric("retrieval.mhr_hits@4", "MultiHop-RAG: a gold evidence fact is a substring of one of the top 4 chunks", kind="retrieval")
-register_metric("retrieval.mhr_hits@10", "MultiHop-RAG: a gold evidence fact is a substring of one of the top 10 chunks", kind="retrieval")
-register_metric("retrieval.mhr_map@10", "MultiHop-RAG MAP@10 (official computation, normalised by min(#facts, 10))", kind="retrieval")
-register_metric("retrieval.mhr_mrr@10", "MultiHop-RAG MRR@10: reciprocal rank of the first chunk holding a gold fact", kind="retrieval")
+register_metric(
+    "retrieval.sp_recall", "supporting-paragraph recall: share of gold paragraphs among all evidence", kind="retrieval"
+)
+register_metric(
+    "retrieval.sp_em",
+    "supporting-paragraph exact match: the cited paragraphs are exactly the gold ones",
+    kind="retrieval",
+)
+register_metric(
+    "retrieval.sp_f1", "supporting-paragraph F1 of the cited paragraphs against the gold ones", kind="retrieval"
+)
+register_metric(
+    "retrieval.mhr_hits@4",
+    "MultiHop-RAG: a gold evidence fact is a substring of one of the top 4 chunks",
+    kind="retrieval",
+)
+register_metric(
+    "retrieval.mhr_hits@10",
+    "MultiHop-RAG: a gold evidence fact is a substring of one of the top 10 chunks",
+    kind="retrieval",
+)
+register_metric(
+    "retrieval.mhr_map@10",
+    "MultiHop-RAG MAP@10 (official computation, normalised by min(#facts, 10))",
+    kind="retrieval",
+)
+register_metric(
+    "retrieval.mhr_mrr@10",
+    "MultiHop-RAG MRR@10: reciprocal rank of the first chunk holding a gold fact",
+    kind="retrieval",
+)
 register_metric("decomposition.f1", "FanOutQA: best-match token F1 between generated and human sub-questions")
 register_metric("cost.llm_calls_per_q", "mean LLM calls per question", higher_is_better=False, kind="cost")
 register_metric("cost.prompt_tokens_per_q", "mean prompt tokens per question", higher_is_better=False, kind="cost")
-register_metric("cost.completion_tokens_per_q", "mean completion tokens per question", higher_is_better=False, kind="cost")
-register_metric("cost.tokens_per_q", "mean LLM tokens (prompt + completion) per question", higher_is_better=False, kind="cost")
+register_metric(
+    "cost.completion_tokens_per_q", "mean completion tokens per question", higher_is_better=False, kind="cost"
+)
+register_metric(
+    "cost.tokens_per_q", "mean LLM tokens (prompt + completion) per question", higher_is_better=False, kind="cost"
+)
 register_metric("cost.seconds_per_q", "mean wall-clock seconds per question", higher_is_better=False, kind="cost")
-register_metric("cost.seconds_p95", "95th percentile of wall-clock seconds per question", higher_is_better=False, kind="cost")
+register_metric(
+    "cost.seconds_p95", "95th percentile of wall-clock seconds per question", higher_is_better=False, kind="cost"
+)
 register_metric("n.total", "questions in the run (every gold question, failed ones included)", kind="count")
-register_metric("n.failed", "questions that ended with status failed (exception, timeout)", higher_is_better=False, kind="count")
+register_metric(
+    "n.failed", "questions that ended with status failed (exception, timeout)", higher_is_better=False, kind="count"
+)
 register_metric("n.answered", "questions with status answered", kind="count")
-register_metric("n.not_found", "questions where the agent said the documents do not say", higher_is_better=False, kind="count")
+register_metric(
+    "n.not_found", "questions where the agent said the documents do not say", higher_is_better=False, kind="count"
+)
 register_metric("n.partial", "questions stopped by a budget (best-effort answer)", higher_is_better=False, kind="count")
 register_metric("n.retrieval_scored", "questions with gold evidence, i.e. counted in retrieval metrics", kind="count")
 register_metric(
@@ -159,7 +201,9 @@ register_metric(
     kind="count",
 )
 register_metric(
-    "n.mhr_qa_scored", "questions with a non-empty gold answer (MultiHop-RAG qa_evaluate.py skips the others)", kind="count"
+    "n.mhr_qa_scored",
+    "questions with a non-empty gold answer (MultiHop-RAG qa_evaluate.py skips the others)",
+    kind="count",
 )
 
 # --------------------------------------------------------------------------- answers (HotpotQA official)
@@ -425,7 +469,9 @@ def mhr_qa_metrics(correct: Sequence[float | None]) -> dict[str, float]:
 # --------------------------------------------------------------------------- FanOutQA decompositions
 
 
-def decomposition_match(predicted: Sequence[str], human: Sequence[str], sim: Callable[[str, str], float] = token_f1) -> dict[str, float]:
+def decomposition_match(
+    predicted: Sequence[str], human: Sequence[str], sim: Callable[[str, str], float] = token_f1
+) -> dict[str, float]:
     """Compare generated sub-questions with a human decomposition.
 
     precision = mean over generated sub-questions of their best similarity to a human one;

@@ -160,9 +160,7 @@ class NuggetResult:
                 "undetermined": self.undetermined,
                 "fallbacks": self.fallbacks,
                 "calls": self.calls,
-                "nugget_fallback_qids": sorted(
-                    q for q, s in self.nugget_sets.items() if s.fallback
-                ),
+                "nugget_fallback_qids": sorted(q for q, s in self.nugget_sets.items() if s.fallback),
             }
         )
 
@@ -223,9 +221,7 @@ _IMPORTANCE = re.compile(r"\b(vital|okay|ok)\b", re.IGNORECASE)
 _ASSIGN = re.compile(r"(partial_support|not_support|support)")
 
 
-def parse_labels(
-    text: str, n: int, kind: Literal["importance", "assignment"]
-) -> tuple[list[str], int]:
+def parse_labels(text: str, n: int, kind: Literal["importance", "assignment"]) -> tuple[list[str], int]:
     """Exactly ``n`` labels from model text and how many had to be defaulted.
 
     Labels are read in order wherever they appear (a list, prose, one per line); missing
@@ -234,10 +230,7 @@ def parse_labels(
     found: list[str] = []
     if text:
         if kind == "importance":
-            found = [
-                "okay" if m.group(1).lower() == "ok" else m.group(1).lower()
-                for m in _IMPORTANCE.finditer(text)
-            ]
+            found = ["okay" if m.group(1).lower() == "ok" else m.group(1).lower() for m in _IMPORTANCE.finditer(text)]
         else:
             norm = re.sub(r"(partial|not)[\s\-]+support", r"\1_support", text.lower())
             found = [m.group(1) for m in _ASSIGN.finditer(norm)]
@@ -300,16 +293,12 @@ def create_nuggets(
     (HotpotQA) it is the single most important fact."""
     fallbacks = fallbacks if fallbacks is not None else Counter()
     calls = calls if calls is not None else Counter()
-    docs = ([f"Answer: {gold_answer}"] if gold_answer and gold_answer.strip() else []) + list(
-        documents
-    )
+    docs = ([f"Answer: {gold_answer}"] if gold_answer and gold_answer.strip() else []) + list(documents)
     current: list[str] = []
     llm_failed = False
     for start in range(0, len(docs), window):
         block = docs[start : start + window]
-        context = "\n".join(
-            f"[{start + i + 1}] {_truncate_words(d, doc_max_words)}" for i, d in enumerate(block)
-        )
+        context = "\n".join(f"[{start + i + 1}] {_truncate_words(d, doc_max_words)}" for i, d in enumerate(block))
         messages = render_chat(
             "nugget_create",
             query=question,
@@ -479,8 +468,7 @@ class NuggetCache:
             if d.get("version") != CACHE_VERSION:
                 return None
             nuggets = tuple(
-                ScoredNugget(n["text"], "vital" if n["importance"] == "vital" else "okay")
-                for n in d["nuggets"]
+                ScoredNugget(n["text"], "vital" if n["importance"] == "vital" else "okay") for n in d["nuggets"]
             )
             return NuggetSet(
                 qid=d["qid"],

@@ -23,7 +23,14 @@ RERANK_METHODS = ("setwise", "rebel", "listwise", "pointwise", "cross-encoder", 
 _NAIVE: dict[str, Any] = {
     "retrieval": {"retriever": "hybrid", "k": 10},  # ranked depth 10 for @10 metrics; the generator reads 5
     "rerank": {"method": "none", "top_k": 5},
-    "agent": {"mode": "pipeline", "decompose": "none", "max_hops": 0, "verify": False, "answer_style": "short", "evidence_k": 5},
+    "agent": {
+        "mode": "pipeline",
+        "decompose": "none",
+        "max_hops": 0,
+        "verify": False,
+        "answer_style": "short",
+        "evidence_k": 5,
+    },
 }
 
 

@@ -96,9 +96,7 @@ class RagasSample:
     answer: str
     contexts: tuple[str, ...] | list[str] = ()
     reference: str | None = None  # gold answer
-    reference_contexts: tuple[str, ...] | list[str] | None = (
-        None  # gold evidence (kept for reports)
-    )
+    reference_contexts: tuple[str, ...] | list[str] | None = None  # gold evidence (kept for reports)
     id: str | None = None
 
 
@@ -209,9 +207,7 @@ def parse_structured(text: str, response_model: type) -> Any:
     try:
         return response_model.model_validate(_coerce(value, response_model))
     except Exception as e:
-        raise RagasOutputError(
-            response_model.__name__, text or "", str(e).splitlines()[0]
-        ) from None
+        raise RagasOutputError(response_model.__name__, text or "", str(e).splitlines()[0]) from None
 
 
 def make_llm_adapter(llm: ChatLLM, max_tokens: int = 512, use_json_schema: bool = True):
@@ -287,9 +283,7 @@ def _normalise_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
     for m in metrics:
         name = ALIASES.get(m, m)
         if name not in METRICS:
-            raise ValueError(
-                f"unknown RAGAS metric {m!r}; known: {', '.join(METRICS)} (alias: response_relevancy)"
-            )
+            raise ValueError(f"unknown RAGAS metric {m!r}; known: {', '.join(METRICS)} (alias: response_relevancy)")
         if name not in out:
             out.append(name)
     return tuple(out)
@@ -346,9 +340,7 @@ async def _score_one(
     max_context_words: int,
     max_contexts: int,
 ) -> tuple[float, str | None, list[str]]:
-    contexts = [
-        _truncate(c, max_context_words) for c in (sample.contexts or []) if c and c.strip()
-    ][:max_contexts]
+    contexts = [_truncate(c, max_context_words) for c in (sample.contexts or []) if c and c.strip()][:max_contexts]
     have = {
         "question": bool(sample.question and sample.question.strip()),
         "answer": bool(sample.answer and sample.answer.strip()),
@@ -418,11 +410,7 @@ async def aragas_scores(
     """Async :func:`ragas_scores`; samples run concurrently (bounded), metrics in order."""
     names = _normalise_metrics(metrics)
     ensure_offline_ragas()
-    emb_adapter = (
-        make_embeddings_adapter(embedder)
-        if embedder is not None and "answer_relevancy" in names
-        else None
-    )
+    emb_adapter = make_embeddings_adapter(embedder) if embedder is not None and "answer_relevancy" in names else None
     sem = asyncio.Semaphore(max(1, concurrency or getattr(llm, "max_concurrency", 1) or 1))
     calls_before = llm.usage.snapshot()["calls"]
     bar = None
@@ -451,7 +439,7 @@ async def aragas_scores(
                 scores[name] = v
                 raws[name] = raw
                 if why is not None and why.startswith(SILENT_ZERO):
-                    silent[name] = why[len(SILENT_ZERO):]
+                    silent[name] = why[len(SILENT_ZERO) :]
                 elif why is not None:
                     reasons[name] = why
                 if bar is not None:

@@ -42,8 +42,19 @@ SUMMARY = "summary.json"
 RUN_INFO = "run.json"
 DEFAULT_KS = (1, 2, 5, 10)
 PACKAGES = (
-    "hoprank", "numpy", "torch", "sentence-transformers", "llama-cpp-python", "bm25s", "rank-bm25",
-    "qdrant-client", "langgraph", "langchain-core", "openai", "ragas", "pydantic",
+    "hoprank",
+    "numpy",
+    "torch",
+    "sentence-transformers",
+    "llama-cpp-python",
+    "bm25s",
+    "rank-bm25",
+    "qdrant-client",
+    "langgraph",
+    "langchain-core",
+    "openai",
+    "ragas",
+    "pydantic",
 )
 
 
@@ -64,7 +75,13 @@ class RunSpec:
     limit: int | None = None
 
     def identity(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "dataset_sha256": self.dataset_sha256, "setting": self.setting, "preset": self.preset, "config": self.config}
+        return {
+            "dataset": self.dataset,
+            "dataset_sha256": self.dataset_sha256,
+            "setting": self.setting,
+            "preset": self.preset,
+            "config": self.config,
+        }
 
 
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
@@ -99,8 +116,14 @@ def llm_settings(llm_config: dict[str, Any] | None) -> dict[str, Any] | None:
             return effective_settings(cfg)
         except HoprankError as e:  # no bundled model: still record what was asked for
             return {"backend": "llamacpp", "seed": cfg.seed, "n_threads": cfg.n_threads, "error": str(e)}
-    return {"backend": cfg.backend, "model": cfg.model, "base_url": cfg.base_url, "seed": cfg.seed,
-            "temperature": cfg.temperature, "greedy": cfg.temperature == 0.0}
+    return {
+        "backend": cfg.backend,
+        "model": cfg.model,
+        "base_url": cfg.base_url,
+        "seed": cfg.seed,
+        "temperature": cfg.temperature,
+        "greedy": cfg.temperature == 0.0,
+    }
 
 
 # --------------------------------------------------------------------------- scoring one row
@@ -132,8 +155,12 @@ def _usage(trace: dict[str, Any]) -> dict[str, float]:
     completion = _num(u, "completion_tokens")
     total = _num(u, "total_tokens", "tokens") or prompt + completion
     return {
-        "llm_calls": _num(u, "calls", "llm_calls"), "prompt_tokens": prompt, "completion_tokens": completion,
-        "total_tokens": total, "cached_calls": _num(u, "cached_calls"), "cached_tokens": _num(u, "cached_tokens"),
+        "llm_calls": _num(u, "calls", "llm_calls"),
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total,
+        "cached_calls": _num(u, "cached_calls"),
+        "cached_tokens": _num(u, "cached_tokens"),
     }
 
 
@@ -141,11 +168,20 @@ def _sub_queries(trace: dict[str, Any]) -> list[str]:
     for key in ("sub_queries", "subqueries", "decomposition", "sub_questions"):
         v = trace.get(key) if isinstance(trace, dict) else None
         if isinstance(v, list):
-            return [x if isinstance(x, str) else str(x.get("query", x.get("question", ""))) if isinstance(x, dict) else str(x) for x in v]
+            return [
+                x
+                if isinstance(x, str)
+                else str(x.get("query", x.get("question", "")))
+                if isinstance(x, dict)
+                else str(x)
+                for x in v
+            ]
     return []
 
 
-def retrieval_scores(example: QAExample, answer: Answer | None, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float] | None:
+def retrieval_scores(
+    example: QAExample, answer: Answer | None, ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, float] | None:
     """Scores of the evidence ranking; None when the example has no gold evidence
     (MultiHop-RAG null_query, or a JSONL record without gold ids): it is then left out of
     retrieval aggregates instead of counted as a zero."""
@@ -191,7 +227,14 @@ def answer_scores(example: QAExample, prediction: str) -> dict[str, float | None
     }
 
 
-def score_row(example: QAExample, answer: Answer | None, seconds: float, error: str | None = None, ks: Sequence[int] = DEFAULT_KS, score_retrieval: bool = True) -> dict[str, Any]:
+def score_row(
+    example: QAExample,
+    answer: Answer | None,
+    seconds: float,
+    error: str | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    score_retrieval: bool = True,
+) -> dict[str, Any]:
     """One results.jsonl row. A failed question has zero answer scores (and zero retrieval
     scores when it has gold evidence), so it pulls the means down instead of vanishing."""
     failed = answer is None or answer.status == "failed"
@@ -253,7 +296,9 @@ def read_rows(path: Path, repair: bool = False) -> list[dict[str, Any]]:
                 tail_ok = last
             except (json.JSONDecodeError, UnicodeDecodeError):
                 if not last:
-                    raise HoprankError(f"{path}: corrupt row on line {n + 1} (not the last line); fix or remove it") from None
+                    raise HoprankError(
+                        f"{path}: corrupt row on line {n + 1} (not the last line); fix or remove it"
+                    ) from None
         pos += len(line) + (0 if last else 1)
         if not last:
             good_end = pos
@@ -402,15 +447,31 @@ async def _call(answer_fn: AnswerFn, question: str, timeout_s: float | None) -> 
     return result
 
 
-async def _answer_one(example: QAExample, answer_fn: AnswerFn, timeout_s: float | None, ks: Sequence[int], score_retrieval: bool = True) -> dict[str, Any]:
+async def _answer_one(
+    example: QAExample, answer_fn: AnswerFn, timeout_s: float | None, ks: Sequence[int], score_retrieval: bool = True
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         ans = await _call(answer_fn, example.question, timeout_s)
         return score_row(example, ans, time.perf_counter() - t0, ks=ks, score_retrieval=score_retrieval)
     except asyncio.TimeoutError:
-        return score_row(example, None, time.perf_counter() - t0, error=f"timeout after {timeout_s:g}s", ks=ks, score_retrieval=score_retrieval)
+        return score_row(
+            example,
+            None,
+            time.perf_counter() - t0,
+            error=f"timeout after {timeout_s:g}s",
+            ks=ks,
+            score_retrieval=score_retrieval,
+        )
     except Exception as e:  # every question ends answered or explicitly failed
-        return score_row(example, None, time.perf_counter() - t0, error=f"{type(e).__name__}: {e}", ks=ks, score_retrieval=score_retrieval)
+        return score_row(
+            example,
+            None,
+            time.perf_counter() - t0,
+            error=f"{type(e).__name__}: {e}",
+            ks=ks,
+            score_retrieval=score_retrieval,
+        )
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -474,21 +535,26 @@ def run_eval(
         _rewrite(results, rows)
     done = {r["id"] for r in rows}
     if spec is not None:
-        _write_json(out / RUN_INFO, {
-            "identity": json.loads(json.dumps(spec.identity(), default=str)),
-            "dataset_path": spec.dataset_path,
-            "limit": spec.limit,
-            "packages": package_versions(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "llm": llm_settings(spec.config.get("llm") if isinstance(spec.config, dict) else None),
-        })
+        _write_json(
+            out / RUN_INFO,
+            {
+                "identity": json.loads(json.dumps(spec.identity(), default=str)),
+                "dataset_path": spec.dataset_path,
+                "limit": spec.limit,
+                "packages": package_versions(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "llm": llm_settings(spec.config.get("llm") if isinstance(spec.config, dict) else None),
+            },
+        )
     todo = [e for e in examples if e.id not in done]
     writer = RowWriter(results)
     bar = _progress(len(examples), len(examples) - len(todo), show_progress)
     try:
-        asyncio.run(_run_all(todo, answer_fn, per_example, writer, bar, max(1, concurrency), timeout_s, ks, score_retrieval))
+        asyncio.run(
+            _run_all(todo, answer_fn, per_example, writer, bar, max(1, concurrency), timeout_s, ks, score_retrieval)
+        )
     finally:
         writer.close()
         bar.close()
@@ -497,7 +563,12 @@ def run_eval(
     for r in final:
         seen.setdefault(r["id"], r)  # never count a row twice
     summary = summarize([seen[i] for i in ids if i in seen], order=ids)
-    summary["run"] = {"dataset": spec.dataset if spec else None, "setting": spec.setting if spec else None, "preset": spec.preset if spec else None, "n_expected": len(ids)}
+    summary["run"] = {
+        "dataset": spec.dataset if spec else None,
+        "setting": spec.setting if spec else None,
+        "preset": spec.preset if spec else None,
+        "n_expected": len(ids),
+    }
     summary = _merge_judged(out, summary, [seen[i] for i in ids if i in seen])
     _write_json(out / SUMMARY, summary, sort_keys=False)  # metrics keep their name-then-k order
     return summary
@@ -522,7 +593,9 @@ async def _run_all(todo, answer_fn, per_example, writer, bar, concurrency, timeo
                 try:
                     fn = await asyncio.to_thread(answer_fn, ex)
                 except Exception as e:
-                    row = score_row(ex, None, 0.0, error=f"setup: {type(e).__name__}: {e}", ks=ks, score_retrieval=score_retrieval)
+                    row = score_row(
+                        ex, None, 0.0, error=f"setup: {type(e).__name__}: {e}", ks=ks, score_retrieval=score_retrieval
+                    )
                     writer.write(row)
                     bar.update(1)
                     return
@@ -555,7 +628,16 @@ def _write_json(path: Path, data: Any, sort_keys: bool = True) -> None:
 # --------------------------------------------------------------------------- indexes and agents
 
 
-def build_pooled_index(examples: Sequence[QAExample], out: Path, *, qdrant: bool = False, chunking: Any = None, documents: Sequence[Any] | None = None, sources: Sequence[Any] | None = None, show_progress: bool = True):
+def build_pooled_index(
+    examples: Sequence[QAExample],
+    out: Path,
+    *,
+    qdrant: bool = False,
+    chunking: Any = None,
+    documents: Sequence[Any] | None = None,
+    sources: Sequence[Any] | None = None,
+    show_progress: bool = True,
+):
     """One shared index in the run folder; a resumed run reopens it instead of re-embedding."""
     from hoprank.tools.ingest.index import Index
 
@@ -631,6 +713,11 @@ def closed_book_answer_fn(llm: Any, max_tokens: int = 32) -> Callable[[str], Ans
         r = llm.chat(chat("closed_book", question=question), max_tokens=max_tokens)
         text = (r.text or "").strip().splitlines()[0].strip() if (r.text or "").strip() else ""
         usage = usage_of(r)  # a cache hit counts like a paid call: a resumed run's cost is unchanged
-        return Answer(question=question, answer=text, status="answered" if text else "not_found", trace={"usage": usage, "seconds": time.perf_counter() - t0, "mode": "closed_book"})
+        return Answer(
+            question=question,
+            answer=text,
+            status="answered" if text else "not_found",
+            trace={"usage": usage, "seconds": time.perf_counter() - t0, "mode": "closed_book"},
+        )
 
     return answer

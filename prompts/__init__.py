@@ -47,9 +47,7 @@ def render(name: str, /, **variables: object) -> str:
     missing = wanted - variables.keys()
     extra = variables.keys() - wanted
     if missing or extra:
-        raise PromptError(
-            f"prompt {name!r}: missing variables {sorted(missing)}, unexpected variables {sorted(extra)}"
-        )
+        raise PromptError(f"prompt {name!r}: missing variables {sorted(missing)}, unexpected variables {sorted(extra)}")
     return _VAR.sub(lambda m: str(variables[m.group(1)]), template).strip("\n")
 
 

@@ -45,8 +45,21 @@ def test_multi_hop_question_on_the_real_embedded_model(sample_index, tmp_path, m
 def test_cli_ask_json(sample_index, tmp_path):
     env = {"HOPRANK_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
-        [sys.executable, "-m", "hoprank.agent.app.cli", "ask", "How long is the River Tamsey, in kilometres?", "--index", str(sample_index.path), "--json", "--short"],
-        capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "hoprank.agent.app.cli",
+            "ask",
+            "How long is the River Tamsey, in kilometres?",
+            "--index",
+            str(sample_index.path),
+            "--json",
+            "--short",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert out.returncode in (0, 1), out.stderr[-2000:]
     data = json.loads(out.stdout)

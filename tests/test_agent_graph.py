@@ -55,12 +55,20 @@ def test_rule_classification(q, qtype):
 
 
 def test_rule_decomposition_shapes():
-    assert decompose_rules("Which is longer, the Seren River or the Ashe River?").subquestions == ["the Seren River longer", "the Ashe River longer"]
-    assert decompose_rules("In which town was the founder of Quill Lamp Works born?").subquestions[0] == "founder of Quill Lamp Works"
+    assert decompose_rules("Which is longer, the Seren River or the Ashe River?").subquestions == [
+        "the Seren River longer",
+        "the Ashe River longer",
+    ]
+    assert (
+        decompose_rules("In which town was the founder of Quill Lamp Works born?").subquestions[0]
+        == "founder of Quill Lamp Works"
+    )
 
 
 def test_llm_decomposition_accepted_when_valid_and_rejected_when_off_topic():
-    good = ScriptedLLM(['{"type": "bridge", "subquestions": ["Who founded Quill Lamp Works?", "Where was the founder born?"]}'])
+    good = ScriptedLLM(
+        ['{"type": "bridge", "subquestions": ["Who founded Quill Lamp Works?", "Where was the founder born?"]}']
+    )
     u, _ = understand("In which town was the founder of Quill Lamp Works born?", good)
     assert u.source == "llm" and u.subquestions[0] == "Who founded Quill Lamp Works?"
     off = ScriptedLLM(['{"type": "bridge", "subquestions": ["What is the capital of France?"]}'])
@@ -75,10 +83,23 @@ def test_llm_decomposition_accepted_when_valid_and_rejected_when_off_topic():
 
 # ---- hop and assess ---------------------------------------------------------------------
 def test_bridge_entities_come_from_the_evidence_not_the_question():
-    hits = [Hit(id="a#0", score=1, text="Quill Lamp Works was founded in 1896 by Ada Quill in Marrow Bay.", title="Quill Lamp Works", rank=1)]
+    hits = [
+        Hit(
+            id="a#0",
+            score=1,
+            text="Quill Lamp Works was founded in 1896 by Ada Quill in Marrow Bay.",
+            title="Quill Lamp Works",
+            rank=1,
+        )
+    ]
     ents = bridge_entities("In which town was the founder of Quill Lamp Works born?", hits)
     assert "Ada Quill" in ents and all("Quill Lamp Works" != e for e in ents)
-    qs = hop_queries("In which town was the founder of Quill Lamp Works born?", ["founder of Quill Lamp Works"], hits, asked=["founder of Quill Lamp Works"])
+    qs = hop_queries(
+        "In which town was the founder of Quill Lamp Works born?",
+        ["founder of Quill Lamp Works"],
+        hits,
+        asked=["founder of Quill Lamp Works"],
+    )
     assert qs and qs[0].startswith("Ada Quill") and "founder of Quill Lamp Works" not in qs
 
 
@@ -92,11 +113,17 @@ def test_assess_rules():
 
 # ---- citations --------------------------------------------------------------------------
 def test_citations_only_point_at_retrieved_chunks():
-    ev = [Hit(id="c1", score=1, text="Ada Quill was born in Marrow Bay.", title="Ada"), Hit(id="c2", score=1, text="x", title="X")]
+    ev = [
+        Hit(id="c1", score=1, text="Ada Quill was born in Marrow Bay.", title="Ada"),
+        Hit(id="c2", score=1, text="x", title="X"),
+    ]
     text, cites = parse_citations("Ada was born in Marrow Bay [1][7]. Also [2, 9] and [0].", ev)
     assert [c.chunk_id for c in cites] == ["c1", "c2"]
     assert "[7]" not in text and "[9]" not in text and "[0]" not in text
-    cites2, unsupported = verify("Ada Quill was born in Marrow Bay [1]. The moon is made of cheese [2].", [Citation(1, "c1", text=ev[0].text), Citation(2, "c2", text="x")])
+    cites2, unsupported = verify(
+        "Ada Quill was born in Marrow Bay [1]. The moon is made of cheese [2].",
+        [Citation(1, "c1", text=ev[0].text), Citation(2, "c2", text="x")],
+    )
     assert [c.supported for c in cites2] == [True, False] and unsupported == ["The moon is made of cheese [2]."]
 
 
@@ -133,7 +160,9 @@ def test_step_budget_stops_the_graph_with_partial_status(built_index):
 
 
 def test_token_budget_stops_hopping(built_index):
-    agent = _agent(built_index, answer_with("x " * 50), agent__max_hops=5, agent__max_tokens_budget=100, agent__decompose="llm")
+    agent = _agent(
+        built_index, answer_with("x " * 50), agent__max_hops=5, agent__max_tokens_budget=100, agent__decompose="llm"
+    )
     a = agent.ask("On which river lies the town where the founder of Quill Lamp Works was born?")
     assert a.trace["stop_reason"] is None or "budget" in a.trace["stop_reason"]
     assert a.trace["hops"] <= 1
@@ -229,7 +258,16 @@ def test_as_tool_called_from_a_minimal_langgraph_agent(built_index):
     def caller(state: MessagesState):
         if any(m.type == "tool" for m in state["messages"]):
             return {"messages": [AIMessage(content="done: " + state["messages"][-1].content)]}
-        return {"messages": [AIMessage(content="", tool_calls=[{"name": hoprank_tool.name, "args": {"question": "How long is the Seren River?"}, "id": "call1"}])]}
+        return {
+            "messages": [
+                AIMessage(
+                    content="",
+                    tool_calls=[
+                        {"name": hoprank_tool.name, "args": {"question": "How long is the Seren River?"}, "id": "call1"}
+                    ],
+                )
+            ]
+        }
 
     g = StateGraph(MessagesState)
     g.add_node("caller", caller)
@@ -261,7 +299,9 @@ async def test_astream_consumer_leaving_stops_the_graph(built_index, monkeypatch
         calls.append(msgs[-1]["content"][:20])
         return "answer [1]"
 
-    agent = Agent.from_config({"rerank": {"method": "none"}, "agent": {"decompose": "rules"}}, index=built_index, llm=ScriptedLLM(script))
+    agent = Agent.from_config(
+        {"rerank": {"method": "none"}, "agent": {"decompose": "rules"}}, index=built_index, llm=ScriptedLLM(script)
+    )
     stream = agent.astream("How long is the Seren River?")
     first = await stream.__anext__()
     assert first["type"] == "step"
@@ -274,17 +314,29 @@ async def test_aask_and_history(built_index):
     agent = _agent(built_index, answer_with("212 kilometres [1]."))
     a = await agent.aask("How long is the Seren River?", thread_id="h1")
     assert a.status == "answered"
-    assert agent.history("h1") == [{"role": "user", "content": "How long is the Seren River?"}, {"role": "assistant", "content": a.answer}]
+    assert agent.history("h1") == [
+        {"role": "user", "content": "How long is the Seren River?"},
+        {"role": "assistant", "content": a.answer},
+    ]
     assert agent.history("nobody") == []
 
 
 def test_shorten_sentence_answers_to_the_stated_span():
     from hoprank.agent.generate import shorten
 
-    ev = [Hit(id="a", score=1, text="Ada Quill (born 1871). She was born in Marrow Bay.", title="Ada Quill"), Hit(id="b", score=1, text="The Seren River is 212 kilometres long.", title="Seren River")]
-    assert shorten("Ada Quill was born in Marrow Bay", "In which town was the founder of Quill Lamp Works born?", ev)[0] == "Marrow Bay"
+    ev = [
+        Hit(id="a", score=1, text="Ada Quill (born 1871). She was born in Marrow Bay.", title="Ada Quill"),
+        Hit(id="b", score=1, text="The Seren River is 212 kilometres long.", title="Seren River"),
+    ]
+    assert (
+        shorten("Ada Quill was born in Marrow Bay", "In which town was the founder of Quill Lamp Works born?", ev)[0]
+        == "Marrow Bay"
+    )
     assert shorten("The Seren River is 212 kilometres long", "How long is the Seren River?", ev)[0] == "212"
     assert shorten("Yes, both lie on rivers", "Are Hollin and Marrow Bay both on rivers?", ev)[0] == "yes"
     # nothing from the evidence in the sentence: keep the model's words (no invented span)
-    assert shorten("The river is about 148 km in length", "How long is the Seren River?", ev) == ("The river is about 148 km in length", None)
+    assert shorten("The river is about 148 km in length", "How long is the Seren River?", ev) == (
+        "The river is about 148 km in length",
+        None,
+    )
     assert shorten("Marrow Bay", "q", ev) == ("Marrow Bay", None)

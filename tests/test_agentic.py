@@ -12,10 +12,12 @@ def _agentic(index, script, **agent_cfg):
 
 
 def test_tool_calls_then_answer(built_index):
-    calls = iter([
-        '{"tool": "search_bm25", "arguments": {"query": "Seren River kilometres"}}',
-        '{"tool": "answer", "arguments": {}}',
-    ])
+    calls = iter(
+        [
+            '{"tool": "search_bm25", "arguments": {"query": "Seren River kilometres"}}',
+            '{"tool": "answer", "arguments": {}}',
+        ]
+    )
 
     def script(msgs):
         if "Answer with citations" in msgs[-1]["content"]:

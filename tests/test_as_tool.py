@@ -30,11 +30,15 @@ class OneToolCall(BaseChatModel):
     def bind_tools(self, tools: Any, **kw: Any) -> OneToolCall:
         return self
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
         if isinstance(messages[-1], ToolMessage):
             msg = AIMessage(content=f"tool said: {messages[-1].content}")
         else:
-            msg = AIMessage(content="", tool_calls=[{"name": "hoprank_ask", "args": {"question": self.question}, "id": "call-1"}])
+            msg = AIMessage(
+                content="", tool_calls=[{"name": "hoprank_ask", "args": {"question": self.question}, "id": "call-1"}]
+            )
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
 
@@ -63,14 +67,19 @@ def test_unreachable_llm_is_a_failure_not_an_empty_success(built_index):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    llm = make_llm(LLMConfig(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model="m", cache=False, max_retries=0))
+    llm = make_llm(
+        LLMConfig(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model="m", cache=False, max_retries=0)
+    )
     msg, _ = _run_react(_agent(built_index, llm), "How long is the Seren River?")
     assert msg.status == "error", msg.content
     assert "could not answer" in msg.content and "refused" in msg.content.lower()
 
 
 def test_answer_comes_back_with_sources_and_success(built_index):
-    msg, final = _run_react(_agent(built_index, ScriptedLLM(["The Seren River is 212 kilometres long [1]."])), "How long is the Seren River?")
+    msg, final = _run_react(
+        _agent(built_index, ScriptedLLM(["The Seren River is 212 kilometres long [1]."])),
+        "How long is the Seren River?",
+    )
     assert msg.status == "success"
     assert msg.content.startswith("The Seren River is 212 kilometres long") and "Sources:\n[1]" in msg.content
     assert final.startswith("tool said: The Seren River")

@@ -34,7 +34,15 @@ def test_write_results_carries_metadata_and_tables(tmp_path):
     table = common.markdown_table(["name", "value"], [["a", 0.5], ["b", None], ["c", 12345.0]])
     assert table.splitlines()[2] == "| a | 0.500 |" and "| b | – |" in table and "12,345" in table
     jpath, mpath = common.write_results(
-        "demo", {"x": 1}, [("Table", table)], env=env, runs="3 repeats", data=["synthetic"], command="python demo.py", notes=["a note"], results_dir=tmp_path
+        "demo",
+        {"x": 1},
+        [("Table", table)],
+        env=env,
+        runs="3 repeats",
+        data=["synthetic"],
+        command="python demo.py",
+        notes=["a note"],
+        results_dir=tmp_path,
     )
     meta = json.loads(jpath.read_text())["metadata"]
     assert meta["runs"] == "3 repeats" and meta["data"] == ["synthetic"] and meta["cpu_count"] == env["cpu_count"]

@@ -81,7 +81,16 @@ def in_process(capsys, *args: str) -> tuple[int, str]:
 
 # ---- the cases, through the executable -------------------------------------------
 def test_ask_against_a_500_endpoint(built_index, endpoint_500):
-    r = hoprank("ask", "Where was Ada Quill born?", "--index", str(built_index.path), "--llm-base-url", endpoint_500, "--llm-model", "m")
+    r = hoprank(
+        "ask",
+        "Where was Ada Quill born?",
+        "--index",
+        str(built_index.path),
+        "--llm-base-url",
+        endpoint_500,
+        "--llm-model",
+        "m",
+    )
     line = one_error_line(r.stderr)
     assert r.returncode == 1
     assert "could not answer" in line and "HTTP 500" in line and "LLM endpoint" in line
@@ -89,9 +98,27 @@ def test_ask_against_a_500_endpoint(built_index, endpoint_500):
 
 def test_eval_against_a_500_endpoint_exits_nonzero(built_index, endpoint_500, tmp_path):
     data = tmp_path / "qa.jsonl"
-    data.write_text("\n".join(json.dumps({"question": q, "answer": "x"}) for q in ("Where was Ada Quill born?", "How long is the Seren River?")) + "\n")
+    data.write_text(
+        "\n".join(
+            json.dumps({"question": q, "answer": "x"})
+            for q in ("Where was Ada Quill born?", "How long is the Seren River?")
+        )
+        + "\n"
+    )
     env = {"HOPRANK_LLM__BACKEND": "openai", "HOPRANK_LLM__BASE_URL": endpoint_500, "HOPRANK_LLM__MODEL": "m"}
-    r = hoprank("eval", "-d", "jsonl", "--path", str(data), "--index", str(built_index.path), "--out", str(tmp_path / "run"), "-q", env=env)
+    r = hoprank(
+        "eval",
+        "-d",
+        "jsonl",
+        "--path",
+        str(data),
+        "--index",
+        str(built_index.path),
+        "--out",
+        str(tmp_path / "run"),
+        "-q",
+        env=env,
+    )
     line = one_error_line(r.stderr)
     assert r.returncode == 1
     assert "every question failed (2 of 2)" in line and "HTTP 500" in line and "--retry-failed" in line
@@ -116,7 +143,11 @@ def test_unreachable_openai_base_url_blames_the_connection(built_index):
 def test_debug_flag_and_env_show_the_traceback(tmp_path):
     for args, env in ((("--debug",), None), ((), {"HOPRANK_DEBUG": "1"})):
         r = hoprank("search", "x", "--index", str(tmp_path / "none"), *args, env=env)
-        assert r.returncode == 2 and "Traceback" in r.stderr and r.stderr.rstrip().splitlines()[-1].startswith("error: no hoprank index")
+        assert (
+            r.returncode == 2
+            and "Traceback" in r.stderr
+            and r.stderr.rstrip().splitlines()[-1].startswith("error: no hoprank index")
+        )
 
 
 # ---- the same path in-process (fast) -----------------------------------------------------
@@ -127,7 +158,9 @@ def test_unknown_retriever_names_the_flag(built_index, capsys):
 
 
 def test_unknown_rerank_on_ask_names_the_flag(built_index, capsys):
-    code, err = in_process(capsys, "ask", "Where was Ada Quill born?", "--index", str(built_index.path), "--rerank", "fancy")
+    code, err = in_process(
+        capsys, "ask", "Where was Ada Quill born?", "--index", str(built_index.path), "--rerank", "fancy"
+    )
     line = one_error_line(err)
     assert code == 2 and line.startswith("error: --rerank 'fancy'") and "embedding" in line
 
@@ -135,7 +168,19 @@ def test_unknown_rerank_on_ask_names_the_flag(built_index, capsys):
 def test_non_utf8_dataset_is_named(tmp_path, capsys):
     data = tmp_path / "latin1.jsonl"
     data.write_bytes('{"question": "Où est né Zoë?", "answer": "São Brenno"}\n'.encode("latin-1"))
-    code, err = in_process(capsys, "eval", "-d", "jsonl", "--path", str(data), "--out", str(tmp_path / "run"), "--setting", "closed-book", "-q")
+    code, err = in_process(
+        capsys,
+        "eval",
+        "-d",
+        "jsonl",
+        "--path",
+        str(data),
+        "--out",
+        str(tmp_path / "run"),
+        "--setting",
+        "closed-book",
+        "-q",
+    )
     line = one_error_line(err)
     assert code == 2 and str(data) in line and "UTF-8" in line
 
@@ -143,7 +188,19 @@ def test_non_utf8_dataset_is_named(tmp_path, capsys):
 def test_empty_dataset_exits_nonzero(tmp_path, capsys):
     data = tmp_path / "empty.jsonl"
     data.write_text("")
-    code, err = in_process(capsys, "eval", "-d", "jsonl", "--path", str(data), "--out", str(tmp_path / "run"), "--setting", "closed-book", "-q")
+    code, err = in_process(
+        capsys,
+        "eval",
+        "-d",
+        "jsonl",
+        "--path",
+        str(data),
+        "--out",
+        str(tmp_path / "run"),
+        "--setting",
+        "closed-book",
+        "-q",
+    )
     one_error_line(err)
     assert code == 2
 

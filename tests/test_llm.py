@@ -61,10 +61,19 @@ MSG = [{"role": "user", "content": "hi"}]
 @pytest.mark.parametrize(
     "exc,transient",
     [
-        (HTTPish(500), True), (HTTPish(503), True), (HTTPish(429), True), (HTTPish(408), True),
-        (HTTPish(400), False), (HTTPish(401), False), (HTTPish(404), False), (HTTPish(422), False),
-        (TimeoutError("slow"), True), (ConnectionResetError("reset"), True),
-        (TransientLLMError("blip"), True), (LLMError("bad"), False), (ValueError("bug"), False),
+        (HTTPish(500), True),
+        (HTTPish(503), True),
+        (HTTPish(429), True),
+        (HTTPish(408), True),
+        (HTTPish(400), False),
+        (HTTPish(401), False),
+        (HTTPish(404), False),
+        (HTTPish(422), False),
+        (TimeoutError("slow"), True),
+        (ConnectionResetError("reset"), True),
+        (TransientLLMError("blip"), True),
+        (LLMError("bad"), False),
+        (ValueError("bug"), False),
     ],
 )
 def test_transient_classification(exc, transient):
@@ -146,7 +155,9 @@ def test_cached_responses_are_counted_like_paid_ones_and_apart(tmp_path):
     assert (a.text, b.text, b.cached) == ("one two", "one two", True)
     assert len(llm.calls) == 1
     assert usage_of(a) == {**usage_of(b), "cached_calls": 0, "cached_tokens": 0}
-    assert usage_of(b)["cached_calls"] == 1 and usage_of(b)["cached_tokens"] == a.prompt_tokens + a.completion_tokens > 0
+    assert (
+        usage_of(b)["cached_calls"] == 1 and usage_of(b)["cached_tokens"] == a.prompt_tokens + a.completion_tokens > 0
+    )
     snap = llm.usage.snapshot()
     assert snap["calls"] == 2 and snap["cached_calls"] == 1 and llm.usage.paid_calls == 1
     assert snap["prompt_tokens"] == 2 * a.prompt_tokens and snap["completion_tokens"] == 4
@@ -162,7 +173,9 @@ def test_cache_disabled_by_config(tmp_path):
     assert [llm.chat(MSG).text, llm.chat(MSG).text] == ["a", "b"]
     cfg = LLMConfig(cache=True, cache_dir=str(tmp_path), concurrency=7, max_retries=2, timeout_s=9)
     llm = ScriptedLLM(["a"]).configure(cfg)
-    assert llm.cache.path.parent == tmp_path and llm.max_concurrency == 7 and llm.max_retries == 2 and llm.timeout_s == 9
+    assert (
+        llm.cache.path.parent == tmp_path and llm.max_concurrency == 7 and llm.max_retries == 2 and llm.timeout_s == 9
+    )
 
 
 def test_cache_is_safe_across_threads_and_processes(tmp_path):
@@ -233,7 +246,16 @@ def test_make_llm_vllm_without_vllm_names_the_extra(monkeypatch):
 def test_make_llm_openai_applies_config(tmp_path):
     from hoprank.tools.llm.openai_compat import OpenAICompatLLM
 
-    llm = make_llm(LLMConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model="m", concurrency=5, max_retries=1, cache_dir=str(tmp_path)))
+    llm = make_llm(
+        LLMConfig(
+            backend="openai",
+            base_url="http://127.0.0.1:9/v1",
+            model="m",
+            concurrency=5,
+            max_retries=1,
+            cache_dir=str(tmp_path),
+        )
+    )
     assert isinstance(llm, OpenAICompatLLM)
     assert llm.max_concurrency == 5 and llm.max_retries == 1 and llm.cache is not None
 
@@ -255,8 +277,19 @@ class FakeVLLM:
         class Engine:
             def chat(self, convs, sp, use_tqdm=False):
                 fake.engine_calls.append((convs, sp))
-                comp = SimpleNamespace(text=f"answer to {convs[0][-1]['content']}", token_ids=[1, 2, 3], logprobs=None, finish_reason="stop")
-                return [SimpleNamespace(outputs=[SimpleNamespace(**{**comp.__dict__, "text": f"answer to {c[-1]['content']}"})], prompt_token_ids=[0] * 4) for c in convs]
+                comp = SimpleNamespace(
+                    text=f"answer to {convs[0][-1]['content']}",
+                    token_ids=[1, 2, 3],
+                    logprobs=None,
+                    finish_reason="stop",
+                )
+                return [
+                    SimpleNamespace(
+                        outputs=[SimpleNamespace(**{**comp.__dict__, "text": f"answer to {c[-1]['content']}"})],
+                        prompt_token_ids=[0] * 4,
+                    )
+                    for c in convs
+                ]
 
         self.engine = Engine()
 
@@ -265,7 +298,12 @@ def test_vllm_translation_and_one_engine_call_per_batch(tmp_path):
     from hoprank.tools.llm.vllm_engine import VLLMEngineLLM, to_conversation, to_sampling_kwargs
 
     assert to_sampling_kwargs({"max_tokens": 7, "temperature": 0.2, "seed": 3, "stop": "\n", "logprobs": True}) == {
-        "max_tokens": 7, "temperature": 0.2, "seed": 3, "stop": ["\n"], "logprobs": 5}
+        "max_tokens": 7,
+        "temperature": 0.2,
+        "seed": 3,
+        "stop": ["\n"],
+        "logprobs": 5,
+    }
     assert to_conversation([{"role": "user", "content": None}]) == [{"role": "user", "content": ""}]
     fake = FakeVLLM()
     llm = VLLMEngineLLM("some/model", max_tokens=9, engine=fake.engine, vllm_module=fake)
@@ -339,7 +377,9 @@ def test_real_smollm2_json_schema_constrained_output_parses(tmp_path):
     import os
 
     env = {**os.environ, "HOPRANK_LLAMACPP_GRAMMAR": "1"}
-    proc = subprocess.run([sys.executable, "-c", _CONSTRAINED], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CONSTRAINED], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     data = json.loads(out["text"])

@@ -23,7 +23,9 @@ from hoprank.tools.llm import make_llm
 from hoprank.tools.llm.openai_compat import PLACEHOLDER_API_KEY, OpenAICompatLLM
 
 
-def completion(text: str = "hello", tool_calls: list[dict[str, Any]] | None = None, logprobs: Any = None) -> dict[str, Any]:
+def completion(
+    text: str = "hello", tool_calls: list[dict[str, Any]] | None = None, logprobs: Any = None
+) -> dict[str, Any]:
     msg: dict[str, Any] = {"role": "assistant", "content": text}
     if tool_calls:
         msg["tool_calls"] = tool_calls
@@ -68,7 +70,15 @@ class FakeServer:
 
             def do_GET(self) -> None:
                 if self.path.endswith("/models"):
-                    self._send(200, json.dumps({"object": "list", "data": [{"id": "served-model", "object": "model", "created": 0, "owned_by": "me"}]}).encode())
+                    self._send(
+                        200,
+                        json.dumps(
+                            {
+                                "object": "list",
+                                "data": [{"id": "served-model", "object": "model", "created": 0, "owned_by": "me"}],
+                            }
+                        ).encode(),
+                    )
                 else:
                     self._send(404, b"{}")
 
@@ -84,11 +94,18 @@ class FakeServer:
                     if kind == "json_schema_rejected":
                         fmt = (body.get("response_format") or {}).get("type")
                         if fmt == "json_schema":
-                            self._send(400, json.dumps({"error": {"message": "response_format json_schema is not supported"}}).encode())
+                            self._send(
+                                400,
+                                json.dumps(
+                                    {"error": {"message": "response_format json_schema is not supported"}}
+                                ).encode(),
+                            )
                         else:
                             self._send(200, json.dumps(arg).encode())
                     elif kind == "status":
-                        self._send(arg, json.dumps({"error": {"message": f"fake error {arg}", "type": "fake"}}).encode())
+                        self._send(
+                            arg, json.dumps({"error": {"message": f"fake error {arg}", "type": "fake"}}).encode()
+                        )
                     elif kind == "hang":
                         server.release.wait(arg)
                         self._send(200, json.dumps(completion("too late")).encode())
@@ -129,7 +146,17 @@ def _no_ambient_openai_env(monkeypatch):
 
 
 def make(server: FakeServer, tmp_path, **over: Any) -> OpenAICompatLLM:
-    cfg = LLMConfig(**{"backend": "openai", "base_url": server.url, "model": "fake-model", "cache": False, "max_retries": 3, "timeout_s": 5.0, **over})
+    cfg = LLMConfig(
+        **{
+            "backend": "openai",
+            "base_url": server.url,
+            "model": "fake-model",
+            "cache": False,
+            "max_retries": 3,
+            "timeout_s": 5.0,
+            **over,
+        }
+    )
     if cfg.cache and cfg.cache_dir is None:
         cfg = cfg.model_copy(update={"cache_dir": str(tmp_path / "cache")})
     llm = make_llm(cfg)
@@ -217,7 +244,9 @@ class Pick(BaseModel):
 
 
 def test_structured_repairs_bad_json(server, tmp_path):
-    server.plan.extend([("ok", completion("sure! {answer: Paris")), ("ok", completion('{"answer": "Paris", "confidence": 0.9}'))])
+    server.plan.extend(
+        [("ok", completion("sure! {answer: Paris")), ("ok", completion('{"answer": "Paris", "confidence": 0.9}'))]
+    )
     llm = make(server, tmp_path)
     value, resp = llm.structured(MSG, Pick, default=Pick(answer="?", confidence=0))
     assert value == Pick(answer="Paris", confidence=0.9)
@@ -288,7 +317,9 @@ def test_model_is_discovered_from_the_server(server, tmp_path):
 def test_env_vars_point_hoprank_at_a_server(server, tmp_path, monkeypatch):
     from hoprank.agent.config import Config
 
-    cfg = Config.load(env={"OPENAI_BASE_URL": server.url, "HOPRANK_LLM_MODEL": "env-model", "HOPRANK_LLM__CACHE": "false"})
+    cfg = Config.load(
+        env={"OPENAI_BASE_URL": server.url, "HOPRANK_LLM_MODEL": "env-model", "HOPRANK_LLM__CACHE": "false"}
+    )
     llm = make_llm(cfg.llm)
     assert isinstance(llm, OpenAICompatLLM)
     llm.chat(MSG)
@@ -297,9 +328,30 @@ def test_env_vars_point_hoprank_at_a_server(server, tmp_path, monkeypatch):
 
 def test_generation_params_and_tools_are_sent(server, tmp_path):
     tc = [{"id": "call_1", "type": "function", "function": {"name": "search", "arguments": '{"query": "ada"}'}}]
-    lp = {"content": [{"token": "Yes", "logprob": -0.1, "bytes": None, "top_logprobs": [{"token": "Yes", "logprob": -0.1, "bytes": None}, {"token": "No", "logprob": -2.3, "bytes": None}]}]}
+    lp = {
+        "content": [
+            {
+                "token": "Yes",
+                "logprob": -0.1,
+                "bytes": None,
+                "top_logprobs": [
+                    {"token": "Yes", "logprob": -0.1, "bytes": None},
+                    {"token": "No", "logprob": -2.3, "bytes": None},
+                ],
+            }
+        ]
+    }
     server.default = ("ok", completion("", tool_calls=tc, logprobs=lp))
-    tools = [{"type": "function", "function": {"name": "search", "description": "search", "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "search",
+                "description": "search",
+                "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+            },
+        }
+    ]
     llm = make(server, tmp_path, max_tokens=33, temperature=0.5)
     r = llm.chat(MSG, stop=["\n"], logprobs=True, tools=tools)
     req = server.requests[-1]
@@ -372,7 +424,14 @@ def test_unreachable_endpoint_blames_the_refused_connection(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     for model in (None, "some-model"):  # with no model, discovery is the first request
-        cfg = LLMConfig(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model=model, cache=True, cache_dir=str(tmp_path), max_retries=1)
+        cfg = LLMConfig(
+            backend="openai",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            model=model,
+            cache=True,
+            cache_dir=str(tmp_path),
+            max_retries=1,
+        )
         llm = make_llm(cfg)
         llm.backoff_s = 0.01
         with pytest.raises(LLMError) as ei:

@@ -26,7 +26,10 @@ def birthplace(person: str) -> str:
     "text,expected",
     [
         ('{"tool": "birthplace", "arguments": {"person": "Ada Quill"}}', [("birthplace", {"person": "Ada Quill"})]),
-        ('Sure!\n```json\n{"name": "birthplace", "args": {"person": "Otto"}}\n```', [("birthplace", {"person": "Otto"})]),
+        (
+            'Sure!\n```json\n{"name": "birthplace", "args": {"person": "Otto"}}\n```',
+            [("birthplace", {"person": "Otto"})],
+        ),
         ('{"tool": "birthplace", "arguments": "{\\"person\\": \\"x\\"}"}', [("birthplace", {"person": "x"})]),
         ('[{"tool": "birthplace", "arguments": {}}, {"tool": "nope", "arguments": {}}]', [("birthplace", {})]),
         ('{"tool": "rm_rf", "arguments": {"path": "/"}}', []),  # not a bound tool
@@ -49,7 +52,11 @@ def test_prompted_tool_call_becomes_ai_message_with_tool_calls():
     assert isinstance(msg, AIMessage)
     assert msg.tool_calls[0]["name"] == "birthplace" and msg.tool_calls[0]["args"] == {"person": "Ada Quill"}
     assert msg.tool_calls[0]["id"]
-    assert msg.usage_metadata["input_tokens"] > 0 and msg.usage_metadata["total_tokens"] == msg.usage_metadata["input_tokens"] + msg.usage_metadata["output_tokens"]
+    assert (
+        msg.usage_metadata["input_tokens"] > 0
+        and msg.usage_metadata["total_tokens"]
+        == msg.usage_metadata["input_tokens"] + msg.usage_metadata["output_tokens"]
+    )
     sent = llm.calls[0]
     assert sent[0]["role"] == "system" and sent[0]["content"].startswith("You answer questions.")
     assert '"name": "birthplace"' in sent[0]["content"] and "Look up where a person was born." in sent[0]["content"]
@@ -85,7 +92,9 @@ def test_langgraph_tool_node_loop_with_prompted_tools():
         return '{"tool": "birthplace", "arguments": {"person": "Ada Quill"}}'
 
     llm = ScriptedLLM(script)
-    out = build_graph(HoprankChatModel(llm=llm)).invoke({"messages": [HumanMessage("Where was Ada Quill born?")]}, {"recursion_limit": 10})
+    out = build_graph(HoprankChatModel(llm=llm)).invoke(
+        {"messages": [HumanMessage("Where was Ada Quill born?")]}, {"recursion_limit": 10}
+    )
     msgs = out["messages"]
     assert [type(m).__name__ for m in msgs] == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]
     assert msgs[2].content == "Marrow Bay" and msgs[2].tool_call_id == msgs[1].tool_calls[0]["id"]
@@ -106,13 +115,19 @@ class NativeScripted(ScriptedLLM):
         if params.get("tools") and messages[-1]["role"] != "tool":
             from dataclasses import replace
 
-            return replace(r, text="", tool_calls=[{"id": "call_native_1", "name": "birthplace", "arguments": {"person": "Otto Brenn"}}])
+            return replace(
+                r,
+                text="",
+                tool_calls=[{"id": "call_native_1", "name": "birthplace", "arguments": {"person": "Otto Brenn"}}],
+            )
         return r
 
 
 async def test_native_tools_pass_through_async_graph():
     llm = NativeScripted(["Otto Brenn was born in Hollin."])
-    out = await build_graph(HoprankChatModel(llm=llm)).ainvoke({"messages": [HumanMessage("Where was Otto born?")]}, {"recursion_limit": 10})
+    out = await build_graph(HoprankChatModel(llm=llm)).ainvoke(
+        {"messages": [HumanMessage("Where was Otto born?")]}, {"recursion_limit": 10}
+    )
     msgs = out["messages"]
     assert msgs[1].tool_calls[0]["id"] == "call_native_1"
     assert isinstance(msgs[2], ToolMessage) and msgs[2].content == "Hollin"

@@ -30,13 +30,19 @@ def mcp_index(tmp_path_factory, corpus_dir) -> Path:
 @pytest.fixture(scope="module")
 def fast_config(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("mcp-cfg") / "hoprank.yaml"
-    p.write_text("agent:\n  decompose: rules\n  max_hops: 1\nllm:\n  max_tokens: 48\n  cache: false\nrerank:\n  method: embedding\n")
+    p.write_text(
+        "agent:\n  decompose: rules\n  max_hops: 1\nllm:\n  max_tokens: 48\n  cache: false\nrerank:\n  method: embedding\n"
+    )
     return p
 
 
 def _params(index: Path, config: Path) -> StdioServerParameters:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return StdioServerParameters(command=sys.executable, args=["-m", "hoprank.agent.app.mcp_server", "--index", str(index), "--config", str(config)], env=env)
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "hoprank.agent.app.mcp_server", "--index", str(index), "--config", str(config)],
+        env=env,
+    )
 
 
 async def _call(session: ClientSession, tool: str, **args) -> tuple[bool, str]:
@@ -58,7 +64,9 @@ async def test_stdio_search_rerank_and_errors(mcp_index, fast_config):
             assert out["retriever"] == "bm25" and len(out["hits"]) == 3
             assert out["hits"][0]["id"].startswith("ada.md")
 
-            err, text = await _call(session, "rerank", query="Which river flows into the Grey Sound?", k=2, method="embedding")
+            err, text = await _call(
+                session, "rerank", query="Which river flows into the Grey Sound?", k=2, method="embedding"
+            )
             assert not err, text
             out = json.loads(text)
             assert out["method"] == "embedding" and len(out["hits"]) == 2
@@ -96,7 +104,19 @@ async def test_streamable_http_search(mcp_index, fast_config):
     from mcp.client.streamable_http import streamablehttp_client
 
     port = _free_port()
-    cmd = [sys.executable, "-m", "hoprank.agent.app.mcp_server", "--index", str(mcp_index), "--config", str(fast_config), "--transport", "http", "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hoprank.agent.app.mcp_server",
+        "--index",
+        str(mcp_index),
+        "--config",
+        str(fast_config),
+        "--transport",
+        "http",
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -128,9 +148,26 @@ async def test_streamable_http_search(mcp_index, fast_config):
 KEY = "mcp-secret-key"
 
 
-def _start_http(mcp_index: Path, fast_config: Path, port: int, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "hoprank.agent.app.mcp_server", "--index", str(mcp_index), "--config", str(fast_config), "--transport", "http", "--port", str(port), *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+def _start_http(
+    mcp_index: Path, fast_config: Path, port: int, args: list[str], env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "hoprank.agent.app.mcp_server",
+        "--index",
+        str(mcp_index),
+        "--config",
+        str(fast_config),
+        "--transport",
+        "http",
+        "--port",
+        str(port),
+        *args,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
     deadline = time.monotonic() + 120
     while True:
         if proc.poll() is not None:
@@ -153,7 +190,12 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
@@ -163,7 +205,13 @@ async def test_streamable_http_requires_the_api_key(mcp_index, fast_config, via_
     from mcp.client.streamable_http import streamablehttp_client
 
     port = _free_port()
-    proc = _start_http(mcp_index, fast_config, port, [] if via_env else ["--api-key", KEY], env={"HOPRANK_API_KEY": KEY} if via_env else None)
+    proc = _start_http(
+        mcp_index,
+        fast_config,
+        port,
+        [] if via_env else ["--api-key", KEY],
+        env={"HOPRANK_API_KEY": KEY} if via_env else None,
+    )
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         async with httpx.AsyncClient() as raw:
@@ -184,8 +232,29 @@ def test_non_loopback_host_without_a_key_is_refused(mcp_index, fast_config):
     hoprank = str(Path(sys.executable).parent / "hoprank")
     env = {k: v for k, v in os.environ.items() if k != "HOPRANK_API_KEY"}
     for cmd in (
-        [hoprank, "mcp", "--index", str(mcp_index), "--transport", "http", "--host", "0.0.0.0", "--port", str(_free_port())],
-        [sys.executable, "-m", "hoprank.agent.app.mcp_server", "--index", str(mcp_index), "--transport", "http", "--host", "0.0.0.0"],
+        [
+            hoprank,
+            "mcp",
+            "--index",
+            str(mcp_index),
+            "--transport",
+            "http",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(_free_port()),
+        ],
+        [
+            sys.executable,
+            "-m",
+            "hoprank.agent.app.mcp_server",
+            "--index",
+            str(mcp_index),
+            "--transport",
+            "http",
+            "--host",
+            "0.0.0.0",
+        ],
     ):
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode != 0 and "Traceback" not in r.stderr

@@ -33,8 +33,11 @@ from hoprank.tools.types import Hit
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("Who directed \"Big Stone Gap\" in New York City?", ["Big Stone Gap", "New York City"]),
-        ("The arena of the Lewiston Maineiacs in the Valley of the Kings", ["Lewiston Maineiacs", "Valley of the Kings"]),
+        ('Who directed "Big Stone Gap" in New York City?', ["Big Stone Gap", "New York City"]),
+        (
+            "The arena of the Lewiston Maineiacs in the Valley of the Kings",
+            ["Lewiston Maineiacs", "Valley of the Kings"],
+        ),
         ("Dr. Aldana founded it. St. Louis is near.", ["Dr. Aldana", "St. Louis"]),
         ("Ada Quill was born in Marrow Bay.", ["Ada Quill", "Marrow Bay"]),
     ],
@@ -44,7 +47,9 @@ def test_names_keep_multi_word_names_whole(text: str, expected: list[str]) -> No
 
 
 def test_names_skip_years_demonyms_sentence_starts_and_markers() -> None:
-    found = names("However, the American actor John Smith [1] was born in 1931. The film won. In 1990 Their band split.")
+    found = names(
+        "However, the American actor John Smith [1] was born in 1931. The film won. In 1990 Their band split."
+    )
     assert found == ["John Smith"]
 
 
@@ -192,9 +197,24 @@ class LogprobServer:
                 elif self.path.endswith("/chat/completions"):
                     tops = [{"token": t, "logprob": v, "bytes": None} for t, v in top.items()]
                     lp = {"content": [{"token": next(iter(top)), "logprob": 0.0, "bytes": None, "top_logprobs": tops}]}
-                    out, code = {"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": "A"}, "finish_reason": "length",
-                         "logprobs": lp}], "usage": {"prompt_tokens": 11, "completion_tokens": 1, "total_tokens": 12}}, 200
+                    out, code = (
+                        {
+                            "id": "c",
+                            "object": "chat.completion",
+                            "created": 0,
+                            "model": "m",
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": "A"},
+                                    "finish_reason": "length",
+                                    "logprobs": lp,
+                                }
+                            ],
+                            "usage": {"prompt_tokens": 11, "completion_tokens": 1, "total_tokens": 12},
+                        },
+                        200,
+                    )
                 else:  # completions with echo: one token per word, plus the generated one
                     text = body["prompt"]
                     words, offsets, pos = text.split(" "), [], 0
@@ -203,11 +223,33 @@ class LogprobServer:
                         pos += len(w) + 1
                     values = [None] + [echo_logprob] * (len(words) - 1) + [-9.0]
                     offsets.append(len(text))
-                    out, code = {"id": "c", "object": "text_completion", "created": 0, "model": "m", "choices": [
-                        {"index": 0, "text": text + "x", "finish_reason": "length", "logprobs": {
-                            "tokens": words + ["x"], "token_logprobs": values, "text_offset": offsets,
-                            "top_logprobs": None}}], "usage": {"prompt_tokens": len(words), "completion_tokens": 1,
-                                                                "total_tokens": len(words) + 1}}, 200
+                    out, code = (
+                        {
+                            "id": "c",
+                            "object": "text_completion",
+                            "created": 0,
+                            "model": "m",
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "text": text + "x",
+                                    "finish_reason": "length",
+                                    "logprobs": {
+                                        "tokens": words + ["x"],
+                                        "token_logprobs": values,
+                                        "text_offset": offsets,
+                                        "top_logprobs": None,
+                                    },
+                                }
+                            ],
+                            "usage": {
+                                "prompt_tokens": len(words),
+                                "completion_tokens": 1,
+                                "total_tokens": len(words) + 1,
+                            },
+                        },
+                        200,
+                    )
                 data = json.dumps(out).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")

@@ -157,8 +157,14 @@ def test_garbage_from_a_small_model_falls_back_and_is_counted():
     assert (s.v_strict, s.v) == (0.0, 0.0)
     assert s.v_strict_determined_only is None and s.v_determined_only is None and s.a_determined_only == 0.0
     assert res.undetermined == {
-        "v_strict": 0, "a_strict": 0, "v": 0, "a": 0,
-        "v_strict_determined_only": 1, "a_strict_determined_only": 0, "v_determined_only": 1, "a_determined_only": 0,
+        "v_strict": 0,
+        "a_strict": 0,
+        "v": 0,
+        "a": 0,
+        "v_strict_determined_only": 1,
+        "a_strict_determined_only": 0,
+        "v_determined_only": 1,
+        "a_determined_only": 0,
     }
     assert res.aggregates["v"] == 0.0 and res.aggregates["v_determined_only"] is None and res.aggregates["a"] == 0.0
     assert res.to_dict()["nugget_fallback_qids"] == ["q9"]

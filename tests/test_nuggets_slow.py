@@ -54,8 +54,4 @@ def test_nugget_pipeline_on_smollm2(smollm, tmp_path):
             cache_dir=tmp_path,
             max_tokens=64,
         )
-        assert (
-            again.calls["create"] == 0
-            and again.calls["score"] == 0
-            and again.calls["cache_hits"] == 1
-        )
+        assert again.calls["create"] == 0 and again.calls["score"] == 0 and again.calls["cache_hits"] == 1

@@ -34,7 +34,23 @@ print(json.dumps({"modules": len(modules), "prompts": rendered, "version": hopra
 
 @pytest.mark.slow
 def test_wheel_imports_every_module_and_renders_every_prompt(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     wheel = next((tmp_path / "dist").glob("hoprank-*.whl"))
     site = tmp_path / "site"
@@ -42,17 +58,33 @@ def test_wheel_imports_every_module_and_renders_every_prompt(tmp_path):
         names = z.namelist()
         z.extractall(site)
     # every source folder's modules are in the wheel
-    for folder, pkg in [("agent", "hoprank/agent"), ("tools", "hoprank/tools"), ("evals", "hoprank/evals"), ("prompts", "hoprank/prompts")]:
+    for folder, pkg in [
+        ("agent", "hoprank/agent"),
+        ("tools", "hoprank/tools"),
+        ("evals", "hoprank/evals"),
+        ("prompts", "hoprank/prompts"),
+    ]:
         for py in (ROOT / folder).rglob("*.py"):
             if "__pycache__" in py.parts:
                 continue
             rel = py.relative_to(ROOT / folder).as_posix()
             assert f"{pkg}/{rel}" in names, f"{folder}/{rel} missing from the wheel"
-    for data in ["hoprank/prompts/answer.system.txt", "hoprank/agent/app/web/index.html", "hoprank/evals/data/sample_qa.jsonl"]:
+    for data in [
+        "hoprank/prompts/answer.system.txt",
+        "hoprank/agent/app/web/index.html",
+        "hoprank/evals/data/sample_qa.jsonl",
+    ]:
         assert data in names, f"{data} missing from the wheel"
     assert any(n.startswith("hoprank/agent/sample_corpus/") for n in names)
     modules = sorted(n[:-3].replace("/", ".").removesuffix(".__init__") for n in names if n.endswith(".py"))
-    res = subprocess.run([sys.executable, "-c", CHECK, str(site), json.dumps(modules)], capture_output=True, text=True, timeout=600, cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    res = subprocess.run(
+        [sys.executable, "-c", CHECK, str(site), json.dumps(modules)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     info = json.loads(res.stdout.strip().splitlines()[-1])
     assert info["modules"] == len(modules) and info["prompts"] >= 10
@@ -61,5 +93,7 @@ def test_wheel_imports_every_module_and_renders_every_prompt(tmp_path):
 def test_lint_clean_and_no_bare_imports_of_the_top_level_folders():
     """ruff over the tree; its TID251 rule bans `import tools` & co., which would load a
     folder as a second, unrelated module (or a PyPI package of that name)."""
-    out = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", str(ROOT)], capture_output=True, text=True)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ruff"), "check", str(ROOT)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout[-3000:]

@@ -114,7 +114,15 @@ def _unit_rows(n: int, dim: int, seed: int = 0):
 
     x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    rows = [PointRow(str(uuid.UUID(int=i + 1)), x[i].tolist(), ([i % 50, 100 + i % 7], [1.0, 0.5]), {"chunk_id": f"c{i}", "text_hash": "h"}) for i in range(n)]
+    rows = [
+        PointRow(
+            str(uuid.UUID(int=i + 1)),
+            x[i].tolist(),
+            ([i % 50, 100 + i % 7], [1.0, 0.5]),
+            {"chunk_id": f"c{i}", "text_hash": "h"},
+        )
+        for i in range(n)
+    ]
     return x, rows
 
 

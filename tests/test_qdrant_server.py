@@ -51,17 +51,25 @@ class FakeQdrant:
         if not tail and method == "GET":  # CollectionInfo: only the fields the schema requires
             made = self.collections[name]
             return {
-                "status": "green", "optimizer_status": "ok", "segments_count": 1, "payload_schema": {},
-                "config": {"params": {"vectors": made["vectors"], "sparse_vectors": made["sparse_vectors"]},
-                           "hnsw_config": made["hnsw_config"],
-                           "optimizer_config": {"default_segment_number": 0, "flush_interval_sec": 5}},
+                "status": "green",
+                "optimizer_status": "ok",
+                "segments_count": 1,
+                "payload_schema": {},
+                "config": {
+                    "params": {"vectors": made["vectors"], "sparse_vectors": made["sparse_vectors"]},
+                    "hnsw_config": made["hnsw_config"],
+                    "optimizer_config": {"default_segment_number": 0, "flush_interval_sec": 5},
+                },
             }
         if tail == ["points"] and method == "PUT":
             for p in body["points"]:
                 self.points[p["id"]] = p
             return {"operation_id": len(self.requests), "status": "completed"}
         if tail == ["points", "scroll"]:
-            return {"points": [{"id": i, "payload": p["payload"]} for i, p in self.points.items()], "next_page_offset": None}
+            return {
+                "points": [{"id": i, "payload": p["payload"]} for i, p in self.points.items()],
+                "next_page_offset": None,
+            }
         if tail == ["points", "delete"]:
             for i in body["points"]:
                 self.points.pop(i, None)
@@ -71,8 +79,17 @@ class FakeQdrant:
         if tail == ["points", "query", "batch"]:
             ranked = list(self.points.items())
             return [
-                {"points": [{"id": i, "version": 1, "score": 1.0 / (r + 1), "payload": {"chunk_id": p["payload"]["chunk_id"]}}
-                            for r, (i, p) in enumerate(ranked[: q["limit"]])]}
+                {
+                    "points": [
+                        {
+                            "id": i,
+                            "version": 1,
+                            "score": 1.0 / (r + 1),
+                            "payload": {"chunk_id": p["payload"]["chunk_id"]},
+                        }
+                        for r, (i, p) in enumerate(ranked[: q["limit"]])
+                    ]
+                }
                 for q in body["searches"]
             ]
         raise AssertionError(f"unexpected request {method} {path}")
@@ -87,7 +104,10 @@ class FakeQdrant:
                 fake.requests.append((self.command, self.path, body))
                 try:
                     result = fake.answer(self.command, self.path, body)
-                    status, payload = 200, ({"result": result, "status": "ok", "time": 0.0} if self.path != "/" else result)
+                    status, payload = (
+                        200,
+                        ({"result": result, "status": "ok", "time": 0.0} if self.path != "/" else result),
+                    )
                 except AssertionError as e:
                     status, payload = 404, {"status": {"error": str(e)}, "time": 0.0}
                 data = json.dumps(payload).encode()

@@ -31,11 +31,7 @@ CONTEXTS = [
 
 def nli(*verdicts: int) -> str:
     return json.dumps(
-        {
-            "statements": [
-                {"statement": f"s{i}", "reason": "r", "verdict": v} for i, v in enumerate(verdicts)
-            ]
-        }
+        {"statements": [{"statement": f"s{i}", "reason": "r", "verdict": v} for i, v in enumerate(verdicts)]}
     )
 
 
@@ -44,17 +40,11 @@ def judge(messages) -> str:
     p = messages[0]["content"]
     inp = p.rsplit("Now perform the same with the following input", 1)[-1]
     if "Break down each sentence into one or more fully understandable statements" in p:
-        return json.dumps(
-            {"statements": ["Ada Quill founded the works.", "It was in 1896.", "It was in Paris."]}
-        )
+        return json.dumps({"statements": ["Ada Quill founded the works.", "It was in 1896.", "It was in Paris."]})
     if "Decompose and break down each of the input sentences" in p:
         if "Paris" in inp:  # the response
-            return json.dumps(
-                {"claims": ["Ada Quill founded the works.", "The works are in Paris."]}
-            )
-        return json.dumps(
-            {"claims": ["Ada Quill founded it.", "It was in 1896.", "It is in Marrow Bay."]}
-        )
+            return json.dumps({"claims": ["Ada Quill founded the works.", "The works are in Paris."]})
+        return json.dumps({"claims": ["Ada Quill founded it.", "It was in 1896.", "It is in Marrow Bay."]})
     if "judge the faithfulness of a series of statements" in p:
         if '"Ada Quill founded the works.",' in inp and "It was in Paris" in inp:
             return nli(1, 1, 0)  # faithfulness: 2 of 3 statements supported
@@ -125,9 +115,7 @@ def test_nan_is_counted_with_reasons_never_averaged_as_zero():
     def reply(messages):
         p = messages[0]["content"]
         if "Faithful sample" in p and "Break down" in p:
-            return json.dumps(
-                {"statements": ["Faithful statement one.", "Faithful statement two."]}
-            )
+            return json.dumps({"statements": ["Faithful statement one.", "Faithful statement two."]})
         if "Faithful statement one." in p:
             return nli(1, 1)
         if "Empty sample" in p and "Break down" in p:
@@ -170,14 +158,13 @@ def test_nan_is_counted_with_reasons_never_averaged_as_zero():
     d = res.to_dict()
     assert d["samples"][1]["scores"]["faithfulness"] is None  # JSON null, not 0
     assert "raw_outputs" not in d["samples"][0]
-    assert res.samples[1].raw_outputs["faithfulness"] == [
-        "Sure! Here is the answer: the lamp works."
-    ]
+    assert res.samples[1].raw_outputs["faithfulness"] == ["Sure! Here is the answer: the lamp works."]
 
 
 def test_silent_zeros_of_ragas_are_kept_and_flagged(embedder):
     """ragas' own value is the headline (0.0 when nothing was judged); the determined-only
     variant leaves those samples out, and each is flagged with its reason."""
+
     def reply(messages):
         p = messages[0]["content"]
         if "AnswerRelevanceOutput" in p:
@@ -223,17 +210,15 @@ async def test_callable_inside_a_running_event_loop():
     s = RagasSample(Q, ANSWER, CONTEXTS, reference=REFERENCE)
     sync = ragas_scores([s], llm, metrics=["faithfulness"])  # runs in a worker thread
     direct = await aragas_scores([s], llm, metrics=["faithfulness"])
-    assert (
-        sync.aggregates["faithfulness"] == direct.aggregates["faithfulness"] == pytest.approx(2 / 3)
-    )
+    assert sync.aggregates["faithfulness"] == direct.aggregates["faithfulness"] == pytest.approx(2 / 3)
 
 
 def test_parser_accepts_small_model_shapes():
     from ragas.metrics.collections.faithfulness.util import StatementGeneratorOutput
 
-    assert parse_structured(
-        '```json\n{"statements": ["a"]}\n``` trailing', StatementGeneratorOutput
-    ).statements == ["a"]
+    assert parse_structured('```json\n{"statements": ["a"]}\n``` trailing', StatementGeneratorOutput).statements == [
+        "a"
+    ]
     assert parse_structured('["a", "b"]', StatementGeneratorOutput).statements == [
         "a",
         "b",

@@ -27,7 +27,17 @@ CRITERIA = ["depth of content", "diversity of perspectives", "clarity and specif
 
 
 def make_hits(n: int) -> list[Hit]:
-    return [Hit(id=f"d{i}", score=1.0 - i / 100, text=f"passage about topic DOC{i:02d} with some words", title=f"T{i}", rank=i + 1, retriever="bm25") for i in range(n)]
+    return [
+        Hit(
+            id=f"d{i}",
+            score=1.0 - i / 100,
+            text=f"passage about topic DOC{i:02d} with some words",
+            title=f"T{i}",
+            rank=i + 1,
+            retriever="bm25",
+        )
+        for i in range(n)
+    ]
 
 
 def doc_ids_in(messages) -> list[int]:
@@ -123,7 +133,15 @@ def test_parse_rebel_garbage_is_empty(text):
 
 @pytest.mark.parametrize(
     "text,value",
-    [("7", 7.0), ("Rating: 8", 8.0), ("9/10", 9.0), ("I would say 6.5 out of 10", 6.5), ("42", None), ("", None), ("very relevant", None)],
+    [
+        ("7", 7.0),
+        ("Rating: 8", 8.0),
+        ("9/10", 9.0),
+        ("I would say 6.5 out of 10", 6.5),
+        ("42", None),
+        ("", None),
+        ("very relevant", None),
+    ],
 )
 def test_parse_rating(text, value):
     assert parse_rating(text) == value
@@ -133,7 +151,14 @@ def test_yes_no_and_logprobs():
     assert parse_yes_no("Yes, it does.") == 1.0
     assert parse_yes_no(" no") == 0.0
     assert parse_yes_no("maybe") is None and parse_yes_no("") is None
-    lp = [{"token": " ", "logprob": -0.1, "top": {}}, {"token": "Yes", "logprob": math.log(0.6), "top": {"Yes": math.log(0.6), " no": math.log(0.2), "The": math.log(0.2)}}]
+    lp = [
+        {"token": " ", "logprob": -0.1, "top": {}},
+        {
+            "token": "Yes",
+            "logprob": math.log(0.6),
+            "top": {"Yes": math.log(0.6), " no": math.log(0.2), "The": math.log(0.2)},
+        },
+    ]
     assert yes_probability(lp) == pytest.approx(0.75)
     assert yes_probability(None) is None
     assert yes_probability([{"token": "The", "logprob": -0.1, "top": {"The": -0.1}}]) is None
@@ -223,7 +248,38 @@ def test_sliding_windows_back_to_front():
 
 
 def test_listwise_perfect_judge_gets_the_top_window_minus_stride():
-    hidden = [29, 3, 25, 14, 0, 21, 8, 17, 11, 27, 1, 2, 4, 5, 6, 7, 9, 10, 12, 13, 15, 16, 18, 19, 20, 22, 23, 24, 26, 28]
+    hidden = [
+        29,
+        3,
+        25,
+        14,
+        0,
+        21,
+        8,
+        17,
+        11,
+        27,
+        1,
+        2,
+        4,
+        5,
+        6,
+        7,
+        9,
+        10,
+        12,
+        13,
+        15,
+        16,
+        18,
+        19,
+        20,
+        22,
+        23,
+        24,
+        26,
+        28,
+    ]
     hits = [replace(h, text=f"passage DOC{i:02d}") for i, h in enumerate(make_hits(30))]
     rr = make_reranker("listwise", llm=ScriptedLLM(judge(hidden, style="list")))
     out = rr.rerank("q", hits, top_k=10)
@@ -301,7 +357,9 @@ def test_rebel_two_turn_anchor_fixes_batch_drift():
     assert [h.id for h in out] == [f"d{i}" for i in expected]
     assert rr.last_trace["llm_calls"] == 3  # meta prompt + 2 batches
     assert rr.last_trace["rebel_instructions"].startswith("Prefer")
-    raw = make_reranker("rebel", llm=ScriptedLLM(fn), variant="two-turn", batch_size=7, normalize="none").rerank("q", hits)
+    raw = make_reranker("rebel", llm=ScriptedLLM(fn), variant="two-turn", batch_size=7, normalize="none").rerank(
+        "q", hits
+    )
     assert [h.id for h in raw] != [f"d{i}" for i in expected]
 
 
@@ -313,7 +371,12 @@ def test_rebel_meta_garbage_falls_back_to_static_criteria():
 
 
 def test_rebel_custom_criteria_and_weight():
-    rr = make_reranker("rebel", llm=ScriptedLLM(["Doc: 1, Relevance: 4, Recency: 5\nDoc: 2, Relevance: 6, Recency: 0"]), criteria=["recency"], weight=1.0)
+    rr = make_reranker(
+        "rebel",
+        llm=ScriptedLLM(["Doc: 1, Relevance: 4, Recency: 5\nDoc: 2, Relevance: 6, Recency: 0"]),
+        criteria=["recency"],
+        weight=1.0,
+    )
     out = rr.rerank("q", make_hits(2))
     assert [(h.id, h.score) for h in out] == [("d0", 9.0), ("d1", 6.0)]
 
@@ -328,7 +391,12 @@ class LogprobLLM(ScriptedLLM):
         r = super()._complete(messages, **params)
         d = doc_ids_in([{"content": "[1] " + messages[-1]["content"].split("Document:", 1)[1]}])[0]
         p = 0.9 - d / 100
-        return LLMResponse(text="Yes", prompt_tokens=r.prompt_tokens, completion_tokens=1, logprobs=[{"token": "Yes", "logprob": math.log(p), "top": {"Yes": math.log(p), "No": math.log(1 - p)}}])
+        return LLMResponse(
+            text="Yes",
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=1,
+            logprobs=[{"token": "Yes", "logprob": math.log(p), "top": {"Yes": math.log(p), "No": math.log(1 - p)}}],
+        )
 
 
 def test_pointwise_logprobs_one_concurrent_batch():
@@ -345,7 +413,9 @@ def test_pointwise_without_logprobs_falls_back_to_ratings():
     def fn(messages):
         if "Yes or No" in messages[-1]["content"]:
             return "Yes"
-        return {0: "3", 1: "Rating: 9", 2: "garbage", 3: "7/10"}[doc_ids_in([{"content": "[1] " + messages[-1]["content"].split("Document:", 1)[1]}])[0]]
+        return {0: "3", 1: "Rating: 9", 2: "garbage", 3: "7/10"}[
+            doc_ids_in([{"content": "[1] " + messages[-1]["content"].split("Document:", 1)[1]}])[0]
+        ]
 
     rr = make_reranker("pointwise", llm=ScriptedLLM(fn))
     out = rr.rerank("q", make_hits(4))
@@ -425,7 +495,15 @@ def test_cross_encoder_tiny_local_model(tmp_path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     (tmp_path / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
     tok = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64, num_labels=1)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=1,
+    )
     model_dir = tmp_path / "tiny-ce"
     BertForSequenceClassification(cfg).save_pretrained(model_dir)
     tok.save_pretrained(model_dir)

@@ -25,14 +25,22 @@ def endpoint(tmp_path_factory):
 
 HITS = [
     Hit(id="a", score=0.9, text="Hollin is a mountain village with a clock tower.", title="Hollin", rank=1),
-    Hit(id="b", score=0.8, text="The Seren River is 212 kilometres long and flows into the Grey Sound.", title="Seren River", rank=2),
+    Hit(
+        id="b",
+        score=0.8,
+        text="The Seren River is 212 kilometres long and flows into the Grey Sound.",
+        title="Seren River",
+        rank=2,
+    ),
     Hit(id="c", score=0.7, text="Otto Brenn was a clockmaker born in Hollin.", title="Otto Brenn", rank=3),
     Hit(id="d", score=0.6, text="Quill Lamp Works made lanterns for ships.", title="Quill Lamp Works", rank=4),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method,opts", [("listwise", {}), ("pointwise", {}), ("setwise", {"num_child": 3}), ("rebel", {})])
+@pytest.mark.parametrize(
+    "method,opts", [("listwise", {}), ("pointwise", {}), ("setwise", {"num_child": 3}), ("rebel", {})]
+)
 def test_rerankers_through_an_openai_compatible_endpoint(endpoint, method, opts, tmp_path):
     llm = make_llm(LLMConfig(backend="openai", base_url=endpoint, cache=False, max_tokens=128, timeout_s=300))
     reranker = make_reranker(method, llm=llm, **opts)

@@ -43,11 +43,18 @@ def make_hits(n: int) -> list[Hit]:
 
 def chat_reply(content: str, logprobs: Any = None) -> dict[str, Any]:
     return {
-        "id": "c", "object": "chat.completion", "created": 0, "model": "fake-model",
-        "choices": [{
-            "index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
-            "logprobs": logprobs,
-        }],
+        "id": "c",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+                "logprobs": logprobs,
+            }
+        ],
         "usage": {"prompt_tokens": 50, "completion_tokens": 1, "total_tokens": 51},
     }
 
@@ -164,8 +171,11 @@ def _no_ambient_openai_env(monkeypatch):
 
 def llm_for(server: LogprobServer, tmp_path, cache: bool = False) -> Any:
     over = {"cache_dir": str(tmp_path / "cache")} if cache else {}
-    return make_llm(LLMConfig(
-        backend="openai", base_url=server.url, model="fake-model", cache=cache, max_retries=0, timeout_s=5.0, **over))
+    return make_llm(
+        LLMConfig(
+            backend="openai", base_url=server.url, model="fake-model", cache=cache, max_retries=0, timeout_s=5.0, **over
+        )
+    )
 
 
 def expected(n: int) -> list[str]:

@@ -100,9 +100,7 @@ def test_each_injection_style_is_screened_and_the_fact_stays(style, injection):
             assert "94 steps" in s.text, s.text
         for word in ("zebra", "banana", "hacked", "otter", "evil.example", "system prompt", "instructions"):
             if word in readable(injection).lower() or word.replace(" ", "") in readable(injection):
-                assert word.replace(" ", "") not in readable(s.text), (
-                    f"{style}: {word!r} still readable in {s.text!r}"
-                )
+                assert word.replace(" ", "") not in readable(s.text), f"{style}: {word!r} still readable in {s.text!r}"
 
 
 @pytest.mark.parametrize("text", ORDINARY)
@@ -177,9 +175,7 @@ def test_url_in_cited_evidence_is_allowed_when_the_question_asks_for_it():
     q = "What is the website of the Hollis Lighthouse?"
     assert not check_answer("The website is https://www.hollis-light.example.org [1].", q, [c], [h]).flagged
     # the same URL in an answer to a question that did not ask for a link
-    off_scope = check_answer(
-        "It was built in 1862 [1]; see hollis-light.example.org.", "When was it built?", [c], [h]
-    )
+    off_scope = check_answer("It was built in 1862 [1]; see hollis-light.example.org.", "When was it built?", [c], [h])
     assert off_scope.flagged and off_scope.flags[0]["reason"].startswith("the question does not ask")
 
 
@@ -268,9 +264,7 @@ def test_agent_with_an_obedient_endpoint_answers_without_payloads(planted_index,
             assert ep.requests >= len(chosen)
     # without the guard the endpoint obeys: payloads come back as answered
     off = [a for p, a in results["off"] if p.action]
-    assert (
-        sum(bool(carried_payloads(a.answer, injected, system_prompts)) and a.status == "answered" for a in off) >= 3
-    )
+    assert sum(bool(carried_payloads(a.answer, injected, system_prompts)) and a.status == "answered" for a in off) >= 3
     # with it: no answered payload, the facts still answered, every screened span in the trace
     for p, a in results["on"]:
         carried = carried_payloads(a.answer, injected, system_prompts)

@@ -54,7 +54,9 @@ class FakeAgent:
         tid = thread_id or "auto"
         turns = self.history.setdefault(tid, [])
         turns.append(question)
-        hit = Hit(id="doc#0", score=0.9, text=f"evidence for {question}", title="Doc", doc_id="doc", rank=1, retriever="bm25")
+        hit = Hit(
+            id="doc#0", score=0.9, text=f"evidence for {question}", title="Doc", doc_id="doc", rank=1, retriever="bm25"
+        )
         return Answer(
             question=question,
             answer=f"echo: {question} (turn {len(turns)}) [1]",
@@ -63,7 +65,12 @@ class FakeAgent:
             status=self.status,
             error="model exploded" if self.status == "failed" else None,
             thread_id=tid,
-            trace={"steps": [{"node": "retrieve"}], "usage": {"prompt_tokens": 7, "completion_tokens": 3}, "seconds": 0.01, "history": list(turns)},
+            trace={
+                "steps": [{"node": "retrieve"}],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3},
+                "seconds": 0.01,
+                "history": list(turns),
+            },
         )
 
     async def _work(self) -> None:
@@ -81,7 +88,13 @@ class FakeAgent:
         return self._answer(question, thread_id)
 
     async def astream(self, question: str, thread_id: str | None = None):
-        yield {"type": "step", "node": "understand", "summary": "1 sub-query", "data": {"sub_queries": [question]}, "elapsed_s": 0.0}
+        yield {
+            "type": "step",
+            "node": "understand",
+            "summary": "1 sub-query",
+            "data": {"sub_queries": [question]},
+            "elapsed_s": 0.0,
+        }
         await self._work()
         hit = Hit(id="doc#0", score=0.5, text="t", rank=1)
         yield {"type": "step", "node": "retrieve", "summary": "1 hit", "data": {"hits": [hit]}, "elapsed_s": 0.01}
@@ -115,12 +128,23 @@ def client(url: str, key: str = "unused") -> openai.OpenAI:
 
 def test_openai_client_non_streaming_carries_citations_and_trace(server):
     url = server(FakeAgent())
-    r = client(url).chat.completions.create(model="hoprank", messages=[{"role": "user", "content": "Who founded Osric?"}], extra_body={"conversation_id": "c1"})
+    r = client(url).chat.completions.create(
+        model="hoprank",
+        messages=[{"role": "user", "content": "Who founded Osric?"}],
+        extra_body={"conversation_id": "c1"},
+    )
     assert r.choices[0].message.content == "echo: Who founded Osric? (turn 1) [1]"
     assert r.choices[0].finish_reason == "stop"
     extra = r.model_extra["hoprank"]
     assert extra["status"] == "answered" and extra["thread_id"] == "c1"
-    assert extra["citations"][0] == {"marker": 1, "chunk_id": "doc#0", "title": "Doc", "text": "evidence for Who founded Osric?", "score": 0.9, "supported": None}
+    assert extra["citations"][0] == {
+        "marker": 1,
+        "chunk_id": "doc#0",
+        "title": "Doc",
+        "text": "evidence for Who founded Osric?",
+        "score": 0.9,
+        "supported": None,
+    }
     assert extra["evidence"][0]["id"] == "doc#0"
     assert extra["trace"]["steps"] == [{"node": "retrieve"}]
     assert r.usage.prompt_tokens == 7 and r.usage.total_tokens == 10
@@ -128,7 +152,12 @@ def test_openai_client_non_streaming_carries_citations_and_trace(server):
 
 def test_openai_client_streaming_steps_then_answer_then_done(server):
     url = server(FakeAgent())
-    stream = client(url).chat.completions.create(model="hoprank", messages=[{"role": "user", "content": "Where was Ada born?"}], stream=True, extra_body={"conversation_id": "s1"})
+    stream = client(url).chat.completions.create(
+        model="hoprank",
+        messages=[{"role": "user", "content": "Where was Ada born?"}],
+        stream=True,
+        extra_body={"conversation_id": "s1"},
+    )
     chunks = list(stream)
     steps = [c.model_extra["hoprank"]["step"] for c in chunks if (c.model_extra or {}).get("hoprank", {}).get("step")]
     assert [s["node"] for s in steps] == ["understand", "retrieve"]
@@ -143,7 +172,12 @@ def test_openai_client_streaming_steps_then_answer_then_done(server):
 
 def test_raw_stream_ends_with_done(server):
     url = server(FakeAgent())
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "q"}], "stream": True}, timeout=20) as r:
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "q"}], "stream": True},
+        timeout=20,
+    ) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         lines = [ln for ln in r.iter_lines() if ln.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
@@ -167,11 +201,19 @@ def test_auth_required_when_key_configured(server):
     r = httpx.post(f"{url}/v1/chat/completions", json=body)
     assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
     assert r.headers["www-authenticate"] == "Bearer"
-    assert httpx.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}x"}).status_code == 401
+    assert (
+        httpx.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}x"}).status_code
+        == 401
+    )
     assert httpx.get(f"{url}/v1/models", headers={"Authorization": f"Basic {KEY}"}).status_code == 401
     with pytest.raises(openai.AuthenticationError):
         client(url, "wrong").models.list()
-    assert client(url, KEY).chat.completions.create(model="hoprank", messages=body["messages"]).choices[0].message.content.startswith("echo")
+    assert (
+        client(url, KEY)
+        .chat.completions.create(model="hoprank", messages=body["messages"])
+        .choices[0]
+        .message.content.startswith("echo")
+    )
     assert httpx.get(f"{url}/health").status_code == 200  # liveness probes need no key
 
 
@@ -203,7 +245,10 @@ def test_oversized_body_413(server):
         ({"temperature": 9}, "temperature"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "user", "content": "   "}]}, "empty"),
-        ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}, "last message must come from the user"),
+        (
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+            "last message must come from the user",
+        ),
         ({"messages": [{"role": "user", "content": "q" * 4001}]}, "limit is 4,000"),
         ({"messages": "hello"}, "messages"),
         ({"max_tokens": "lots"}, "max_tokens"),
@@ -221,7 +266,12 @@ def test_invalid_json_and_bad_documents_400(server):
     url = server(FakeAgent())
     r = httpx.post(f"{url}/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400
-    for bad, needle in [(b"[1,", "not valid JSON"), (b"[]", "JSON list"), (b'[{"id": "a"}]', "no non-empty 'text'"), (b'[{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]', "duplicate id")]:
+    for bad, needle in [
+        (b"[1,", "not valid JSON"),
+        (b"[]", "JSON list"),
+        (b'[{"id": "a"}]', "no non-empty 'text'"),
+        (b'[{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]', "duplicate id"),
+    ]:
         r = httpx.post(f"{url}/v1/documents", content=bad, headers={"content-type": "application/json"})
         assert r.status_code == 400 and needle in r.json()["error"]["message"], r.text
 
@@ -229,7 +279,13 @@ def test_invalid_json_and_bad_documents_400(server):
 def test_documents_are_added(server):
     agent = FakeAgent()
     url = server(agent)
-    r = httpx.post(f"{url}/v1/documents", json=[{"id": "n1", "title": "Note", "text": "Nora was born in Pell.", "metadata": {"k": 1}}, {"text": "no id here"}])
+    r = httpx.post(
+        f"{url}/v1/documents",
+        json=[
+            {"id": "n1", "title": "Note", "text": "Nora was born in Pell.", "metadata": {"k": 1}},
+            {"text": "no id here"},
+        ],
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["added"] == 2 and body["chunks"] == 5 and body["ids"][0] == "n1"
@@ -243,7 +299,11 @@ def test_llm_failure_is_a_clear_5xx_and_a_stream_error(server):
         client(url).chat.completions.create(model="hoprank", messages=[{"role": "user", "content": "q"}])
     assert ei.value.status_code == 502 and "503 three times" in str(ei.value)
     with pytest.raises(openai.APIError, match="503 three times"):
-        list(client(url).chat.completions.create(model="hoprank", messages=[{"role": "user", "content": "q"}], stream=True))
+        list(
+            client(url).chat.completions.create(
+                model="hoprank", messages=[{"role": "user", "content": "q"}], stream=True
+            )
+        )
 
 
 def test_failed_answer_status_is_a_5xx(server):
@@ -259,7 +319,12 @@ def test_deadline_gives_504_not_a_hang(server):
     r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "q"}]}, timeout=20)
     assert r.status_code == 504 and "within 0.5 s" in r.json()["error"]["message"]
     assert agent.cancelled.wait(5)
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "q"}], "stream": True}, timeout=20) as s:
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "q"}], "stream": True},
+        timeout=20,
+    ) as s:
         text = "".join(s.iter_text())
     assert "timeout" in text and text.rstrip().endswith("data: [DONE]")
 
@@ -274,7 +339,9 @@ def test_invalid_query_from_agent_is_400(server):
     url = server(agent)
     r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "?"}]})
     assert r.status_code == 400 and "no words" in r.json()["error"]["message"]
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "?"}], "stream": True}) as s:
+    with httpx.stream(
+        "POST", f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "?"}], "stream": True}
+    ) as s:
         text = "".join(s.iter_text())
     assert "invalid_request_error" in text and "no words" in text
 
@@ -311,8 +378,12 @@ def test_threads_explicit_stateless_and_isolated(server):
     url = server(agent)
     c = client(url)
     # explicit conversation ids
-    c.chat.completions.create(model="hoprank", messages=[{"role": "user", "content": "a1"}], extra_body={"conversation_id": "A"})
-    r = c.chat.completions.create(model="hoprank", messages=[{"role": "user", "content": "a2"}], extra_body={"conversation_id": "A"})
+    c.chat.completions.create(
+        model="hoprank", messages=[{"role": "user", "content": "a1"}], extra_body={"conversation_id": "A"}
+    )
+    r = c.chat.completions.create(
+        model="hoprank", messages=[{"role": "user", "content": "a2"}], extra_body={"conversation_id": "A"}
+    )
     assert r.model_extra["hoprank"]["trace"]["history"] == ["a1", "a2"]
     # stateless: resend the history; the server maps it back onto the same thread
     m1 = [{"role": "user", "content": "b1"}]
@@ -338,7 +409,12 @@ def test_concurrent_conversations_do_not_cross(server):
         try:
             c = client(url)
             for turn in range(3):
-                r = c.chat.completions.create(model="hoprank", messages=[{"role": "user", "content": f"{name}-{turn}"}], extra_body={"conversation_id": name}, stream=turn == 1)
+                r = c.chat.completions.create(
+                    model="hoprank",
+                    messages=[{"role": "user", "content": f"{name}-{turn}"}],
+                    extra_body={"conversation_id": name},
+                    stream=turn == 1,
+                )
                 if turn == 1:
                     r = [ch for ch in r][-1]
                 results.setdefault(name, []).append(r.model_extra["hoprank"]["thread_id"])
@@ -364,7 +440,9 @@ def test_thread_map_unit():
     t1 = tm.resolve(first)
     assert t1.startswith("chat-") and t1 != tm.resolve(first)  # system-only history = new chat
     tm.remember(first, "hello", t1)
-    follow = ChatRequest(messages=[*first.messages, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "more"}])
+    follow = ChatRequest(
+        messages=[*first.messages, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "more"}]
+    )
     assert tm.resolve(follow) == t1
     assert tm.resolve(ChatRequest(messages=follow.messages, conversation_id="mine")) == "mine"
     for i in range(3):
@@ -409,13 +487,23 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path):
     marker = tmp_path / "started"
     script = tmp_path / "srv.py"
     script.write_text(SIGTERM_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), str(marker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(marker)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         port = int(proc.stdout.readline())
         result: dict = {}
 
         def call():
-            result["r"] = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"messages": [{"role": "user", "content": "q"}]}, timeout=30)
+            result["r"] = httpx.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "q"}]},
+                timeout=30,
+            )
 
         t = threading.Thread(target=call)
         t.start()
@@ -449,9 +537,17 @@ def test_unknown_model_is_a_404_model_not_found(server):
     with pytest.raises(openai.NotFoundError) as ei:
         client(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "q"}])
     assert "gpt-4o" in str(ei.value)
-    err = _is_openai_error(httpx.post(f"{url}/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "q"}]}), 404)
+    err = _is_openai_error(
+        httpx.post(
+            f"{url}/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "q"}]}
+        ),
+        404,
+    )
     assert err["code"] == "model_not_found" and err["param"] == "model"
-    r = httpx.post(f"{url}/v1/chat/completions", json={"model": "nope", "stream": True, "messages": [{"role": "user", "content": "q"}]})
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "nope", "stream": True, "messages": [{"role": "user", "content": "q"}]},
+    )
     assert _is_openai_error(r, 404)["code"] == "model_not_found"
 
 
@@ -460,7 +556,9 @@ def test_every_error_is_an_openai_error_object(server):
     _is_openai_error(httpx.get(f"{url}/v1/nothing-here"), 404)
     _is_openai_error(httpx.get(f"{url}/v1/chat/completions"), 405)
     _is_openai_error(httpx.post(f"{url}/v1/chat/completions", json={"messages": "x"}), 400)
-    _is_openai_error(httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 20_000}]}), 413)
+    _is_openai_error(
+        httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 20_000}]}), 413
+    )
     _is_openai_error(httpx.get(f"{url}/web/missing.js"), 404)
 
 
@@ -479,9 +577,14 @@ def test_server_question_limit_is_the_agent_s(server):
 
     assert ServerSettings().max_question_chars == api.MAX_QUESTION_CHARS
     url = server(FakeAgent())
-    ok = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "q" * api.MAX_QUESTION_CHARS}]})
+    ok = httpx.post(
+        f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "q" * api.MAX_QUESTION_CHARS}]}
+    )
     assert ok.status_code == 200, ok.text
-    too_long = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "q" * (api.MAX_QUESTION_CHARS + 1)}]})
+    too_long = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "q" * (api.MAX_QUESTION_CHARS + 1)}]},
+    )
     assert _is_openai_error(too_long, 400)["param"] == "messages"
 
 

@@ -16,7 +16,11 @@ from hoprank.agent.app.server import ServerSettings, create_app, serve_in_thread
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.llm.base import ScriptedLLM
 
-FAST_CONFIG = {"agent": {"decompose": "rules", "max_hops": 1}, "rerank": {"method": "embedding"}, "llm": {"cache": False}}
+FAST_CONFIG = {
+    "agent": {"decompose": "rules", "max_hops": 1},
+    "rerank": {"method": "embedding"},
+    "llm": {"cache": False},
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,11 @@ def oai(url: str) -> openai.OpenAI:
 
 def test_real_agent_non_streaming(scripted_server):
     url, agent = scripted_server
-    r = oai(url).chat.completions.create(model="hoprank", messages=[{"role": "user", "content": "Where was Ada Quill born?"}], extra_body={"conversation_id": "ada"})
+    r = oai(url).chat.completions.create(
+        model="hoprank",
+        messages=[{"role": "user", "content": "Where was Ada Quill born?"}],
+        extra_body={"conversation_id": "ada"},
+    )
     extra = r.model_extra["hoprank"]
     assert extra["status"] == "answered", extra
     assert "Marrow Bay" in r.choices[0].message.content
@@ -54,8 +62,17 @@ def test_real_agent_non_streaming(scripted_server):
 def test_real_agent_streaming_steps_and_followup_thread(scripted_server):
     url, agent = scripted_server
     c = oai(url)
-    chunks = list(c.chat.completions.create(model="hoprank", messages=[{"role": "user", "content": "Who founded Quill Lamp Works?"}], stream=True, extra_body={"conversation_id": "lamp"}))
-    steps = [ch.model_extra["hoprank"]["step"] for ch in chunks if (ch.model_extra or {}).get("hoprank", {}).get("step")]
+    chunks = list(
+        c.chat.completions.create(
+            model="hoprank",
+            messages=[{"role": "user", "content": "Who founded Quill Lamp Works?"}],
+            stream=True,
+            extra_body={"conversation_id": "lamp"},
+        )
+    )
+    steps = [
+        ch.model_extra["hoprank"]["step"] for ch in chunks if (ch.model_extra or {}).get("hoprank", {}).get("step")
+    ]
     nodes = [s["node"] for s in steps]
     assert "search" in nodes and nodes.index("search") < nodes.index("generate")
     search = next(s for s in steps if s["node"] == "search")
@@ -63,7 +80,11 @@ def test_real_agent_streaming_steps_and_followup_thread(scripted_server):
     final = chunks[-1].model_extra["hoprank"]
     assert final["thread_id"] == "lamp" and final["citations"]
     # a follow-up in the same conversation continues the checkpointed thread
-    r2 = c.chat.completions.create(model="hoprank", messages=[{"role": "user", "content": "When was it founded?"}], extra_body={"conversation_id": "lamp"})
+    r2 = c.chat.completions.create(
+        model="hoprank",
+        messages=[{"role": "user", "content": "When was it founded?"}],
+        extra_body={"conversation_id": "lamp"},
+    )
     assert r2.model_extra["hoprank"]["thread_id"] == "lamp"
     history = agent._graph.get_state({"configurable": {"thread_id": "lamp"}}).values
     assert history  # the checkpointer holds this thread's state; other threads are separate
@@ -74,17 +95,35 @@ def test_real_agent_streaming_steps_and_followup_thread(scripted_server):
 def test_uploaded_documents_become_searchable(scripted_server):
     url, agent = scripted_server
     before = len(agent.index)
-    r = httpx.post(f"{url}/v1/documents", headers={"Authorization": "Bearer k"}, json=[{"id": "nora.md", "title": "Nora Vell", "text": "Nora Vell was a glassblower born in Pellham Cove in 1880.", "metadata": {"src": "test"}}], timeout=120)
+    r = httpx.post(
+        f"{url}/v1/documents",
+        headers={"Authorization": "Bearer k"},
+        json=[
+            {
+                "id": "nora.md",
+                "title": "Nora Vell",
+                "text": "Nora Vell was a glassblower born in Pellham Cove in 1880.",
+                "metadata": {"src": "test"},
+            }
+        ],
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["chunks"] == before + 1
-    resp = oai(url).chat.completions.create(model="hoprank", messages=[{"role": "user", "content": "Where was the glassblower Nora Vell born?"}])
+    resp = oai(url).chat.completions.create(
+        model="hoprank", messages=[{"role": "user", "content": "Where was the glassblower Nora Vell born?"}]
+    )
     ids = [h["id"] for h in resp.model_extra["hoprank"]["evidence"]]
     assert any(i.startswith("nora.md") for i in ids), ids
 
 
 def test_invalid_question_rejected_before_the_agent(scripted_server):
     url, _ = scripted_server
-    r = httpx.post(f"{url}/v1/chat/completions", headers={"Authorization": "Bearer k"}, json={"messages": [{"role": "user", "content": "\n\t "}]})
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        headers={"Authorization": "Bearer k"},
+        json={"messages": [{"role": "user", "content": "\n\t "}]},
+    )
     assert r.status_code == 400
 
 
@@ -93,7 +132,11 @@ def test_embedded_model_end_to_end_with_openai_client(own_index):
     cfg = {"agent": {"decompose": "rules", "max_hops": 1}, "llm": {"max_tokens": 64, "cache": False}}
     agent = Agent.from_config(cfg, index=own_index)
     with serve_in_thread(create_app(agent)) as url:
-        stream = oai(url).chat.completions.create(model="hoprank", messages=[{"role": "user", "content": "Where was the founder of Quill Lamp Works born?"}], stream=True)
+        stream = oai(url).chat.completions.create(
+            model="hoprank",
+            messages=[{"role": "user", "content": "Where was the founder of Quill Lamp Works born?"}],
+            stream=True,
+        )
         chunks = list(stream)
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks)
     final = chunks[-1].model_extra["hoprank"]

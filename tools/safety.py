@@ -254,11 +254,7 @@ _FEATURES: list[tuple[str, float, re.Pattern[str]]] = [
         (
             "override",
             2,
-            r"\b(?:override|overrule|bypass)\b(?:\W+\w+){0,3}?\W+"
-            + _PRIOR
-            + r"\b(?:\W+\w+){0,3}?\W+"
-            + _INSTR
-            + r"\b",
+            r"\b(?:override|overrule|bypass)\b(?:\W+\w+){0,3}?\W+" + _PRIOR + r"\b(?:\W+\w+){0,3}?\W+" + _INSTR + r"\b",
         ),
         ("ignore_instructions", 3, r"(?:忽略|无视|忘记|忽視|無視)[^。！？\n]{0,12}(?:指令|指示|说明|提示)"),
         (
@@ -272,9 +268,7 @@ _FEATURES: list[tuple[str, float, re.Pattern[str]]] = [
             "addressed_to_model",
             3,
             r"\b(?:note|message|instructions?|reminder|directive|memo|notice|hint|request|command|warning|attention"
-            r"|p\.?s\.?|compliance notice|notice)s? (?:to|for) (?:the |any |all |every )?"
-            + _AI
-            + r"\b",
+            r"|p\.?s\.?|compliance notice|notice)s? (?:to|for) (?:the |any |all |every )?" + _AI + r"\b",
         ),
         (
             "addressed_to_model",
@@ -294,7 +288,7 @@ _FEATURES: list[tuple[str, float, re.Pattern[str]]] = [
             r"\b"
             + _AI
             + r" (?:reading|processing|summari[sz]ing|answering|parsing|analy[sz]ing|ingesting|seeing|scanning"
-              r"|indexing|retrieving|crawling|using) (?:this|these|the following|the above)",
+            r"|indexing|retrieving|crawling|using) (?:this|these|the following|the above)",
         ),
         (
             "addressed_to_model",
@@ -302,7 +296,7 @@ _FEATURES: list[tuple[str, float, re.Pattern[str]]] = [
             r"\b(?:any|all|every|each) "
             + _AI
             + r"\b.{0,60}\b(?:must|should|shall|will|is required|are required|have to|has to|needs? to|is expected"
-              r"|are expected|is instructed)",
+            r"|are expected|is instructed)",
         ),
         ("addressed_to_model", 3, r"\b(?:important|attention|notice) (?:for|to) (?:the |any )?" + _AI + r"\b"),
         (
@@ -563,9 +557,7 @@ def _units(canon: str, upper_at: Any = lambda i: False) -> list[tuple[int, int, 
     for end in ends:
         seg = canon[start:end]
         if seg.strip():
-            out.append(
-                (start, end, not out or gap.count("\n") + seg[: len(seg) - len(seg.lstrip())].count("\n") >= 2)
-            )
+            out.append((start, end, not out or gap.count("\n") + seg[: len(seg) - len(seg.lstrip())].count("\n") >= 2))
             gap = ""
         else:
             gap += seg
@@ -583,8 +575,7 @@ def screen_text(text: str) -> Screened:
     hidden = [(m.start(), m.end(), rule) for rule, pat in _HIDDEN for m in pat.finditer(text)]
     canon, pos = _canon(text, [(s, e) for s, e, _ in hidden])
     findings = [
-        Finding(s, e, rule, text[s:e], _tags_text(text[s:e]) if rule == "unicode_tags" else "")
-        for s, e, rule in hidden
+        Finding(s, e, rule, text[s:e], _tags_text(text[s:e]) if rule == "unicode_tags" else "") for s, e, rule in hidden
     ]
 
     def orig_span(cs: int, ce: int) -> tuple[int, int]:
@@ -837,9 +828,7 @@ def check_answer(
                     "reason": "repeats text that screening removed from the evidence",
                 }
             )
-            redacted = _drop_sentences(
-                redacted, lambda s: bool(_shingles(s, 5) & rm_sh) or any(c in s for c in codes)
-            )
+            redacted = _drop_sentences(redacted, lambda s: bool(_shingles(s, 5) & rm_sh) or any(c in s for c in codes))
     if flags and not re.search(r"\w{2,}", _strip_marks(redacted)):
         redacted = "The answer was withheld: it carried content that was flagged (see the trace)."
     return AnswerCheck(redacted, flags)

@@ -37,7 +37,11 @@ from hoprank.tools.types import Answer, Citation, Document, Hit
 log = logging.getLogger(__name__)
 
 # types the checkpointer may restore (LangGraph blocks unregistered types)
-_CHECKPOINT_TYPES = [("hoprank.tools.types", "Hit"), ("hoprank.tools.types", "Citation"), ("hoprank.tools.types", "Chunk")]
+_CHECKPOINT_TYPES = [
+    ("hoprank.tools.types", "Hit"),
+    ("hoprank.tools.types", "Citation"),
+    ("hoprank.tools.types", "Chunk"),
+]
 
 
 def _serde() -> JsonPlusSerializer:
@@ -56,7 +60,14 @@ def make_checkpointer(checkpoint: str | Path | None):
 
 
 class Agent:
-    def __init__(self, config: Config, index: Index, llm: ChatLLM | None = None, reranker: Any = None, checkpoint: str | Path | None = None):
+    def __init__(
+        self,
+        config: Config,
+        index: Index,
+        llm: ChatLLM | None = None,
+        reranker: Any = None,
+        checkpoint: str | Path | None = None,
+    ):
         self.config = config
         self.index = index
         self._llm = llm
@@ -72,7 +83,14 @@ class Agent:
 
     # ---- construction --------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: Config | dict | str | Path | None = None, index: str | Path | Index | None = None, llm: ChatLLM | None = None, reranker: Any = None, checkpoint: str | Path | None = None) -> Agent:
+    def from_config(
+        cls,
+        config: Config | dict | str | Path | None = None,
+        index: str | Path | Index | None = None,
+        llm: ChatLLM | None = None,
+        reranker: Any = None,
+        checkpoint: str | Path | None = None,
+    ) -> Agent:
         cfg = config if isinstance(config, Config) else Config.load(config)
         if index is None:
             index = cfg.index
@@ -109,7 +127,10 @@ class Agent:
                     finally:
                         self._lock.acquire()
                 self._reranker = make_reranker(
-                    method, llm=llm, llm_config=self.config.llm, embedder=self.index.embedder,
+                    method,
+                    llm=llm,
+                    llm_config=self.config.llm,
+                    embedder=self.index.embedder,
                     **self.config.rerank.options_for_factory(),
                 )
                 if hasattr(self._reranker, "use_index"):  # stored vectors instead of re-encoding
@@ -117,7 +138,9 @@ class Agent:
             return self._reranker
 
     def _context(self) -> AgentContext:
-        return AgentContext(config=self.config, index=self.index, llm_factory=lambda: self.llm, reranker_factory=lambda: self.reranker)
+        return AgentContext(
+            config=self.config, index=self.index, llm_factory=lambda: self.llm, reranker_factory=lambda: self.reranker
+        )
 
     # ---- asking ----------------------------------------------------------------------
     def _inputs(self, question: str) -> dict[str, Any]:
@@ -173,22 +196,36 @@ class Agent:
         t0 = time.perf_counter()
         final: dict[str, Any] = {}
         try:
-            for update in self._graph.stream(self._inputs(q), self._run_config(tid), context=self._context(), stream_mode="updates"):
+            for update in self._graph.stream(
+                self._inputs(q), self._run_config(tid), context=self._context(), stream_mode="updates"
+            ):
                 for delta in update.values():
                     if not isinstance(delta, dict):
                         continue
                     for entry in delta.get("trace") or []:
                         if isinstance(entry, dict) and "node" in entry:
-                            yield {"type": "step", "node": entry["node"], "summary": entry.get("summary", ""), "data": entry.get("data", {}), "elapsed_s": entry.get("elapsed_s", 0.0)}
+                            yield {
+                                "type": "step",
+                                "node": entry["node"],
+                                "summary": entry.get("summary", ""),
+                                "data": entry.get("data", {}),
+                                "elapsed_s": entry.get("elapsed_s", 0.0),
+                            }
             final = self._graph.get_state(self._run_config(tid)).values
             yield {"type": "answer", "answer": self._answer(q, tid, final, time.perf_counter() - t0)}
         except InvalidQueryError:
             raise
         except GraphRecursionError as e:  # pragma: no cover - budgets should prevent this
-            yield {"type": "answer", "answer": self._failed(q, tid, f"recursion limit: {e}", time.perf_counter() - t0, partial=True)}
+            yield {
+                "type": "answer",
+                "answer": self._failed(q, tid, f"recursion limit: {e}", time.perf_counter() - t0, partial=True),
+            }
         except Exception as e:  # every question ends answered or explicitly failed
             log.exception("question failed: %s", q[:200])
-            yield {"type": "answer", "answer": self._failed(q, tid, f"{type(e).__name__}: {e}", time.perf_counter() - t0)}
+            yield {
+                "type": "answer",
+                "answer": self._failed(q, tid, f"{type(e).__name__}: {e}", time.perf_counter() - t0),
+            }
 
     def ask(self, question: str, thread_id: str | None = None) -> Answer:
         ans = None
@@ -270,10 +307,25 @@ class Agent:
             "seconds": round(seconds, 3),
         }
         citations: list[Citation] = s.get("citations") or []
-        return Answer(question=q, answer=s.get("answer", ""), citations=citations, evidence=evidence, status=s.get("status") or "failed", thread_id=tid, trace=trace)
+        return Answer(
+            question=q,
+            answer=s.get("answer", ""),
+            citations=citations,
+            evidence=evidence,
+            status=s.get("status") or "failed",
+            thread_id=tid,
+            trace=trace,
+        )
 
     def _failed(self, q: str, tid: str, error: str, seconds: float, partial: bool = False) -> Answer:
-        return Answer(question=q, answer="", status="partial" if partial else "failed", error=error, thread_id=tid, trace={"steps": [], "usage": {}, "seconds": round(seconds, 3)})
+        return Answer(
+            question=q,
+            answer="",
+            status="partial" if partial else "failed",
+            error=error,
+            thread_id=tid,
+            trace={"steps": [], "usage": {}, "seconds": round(seconds, 3)},
+        )
 
     # ---- documents ---------------------------------------------------------------------
     def add_documents(self, documents: Sequence[Document]):
@@ -323,7 +375,8 @@ class Agent:
             func=ask_documents,
             coroutine=aask_documents,
             name=name,
-            description=description or "Answer a question from the indexed documents, with cited sources. Input: a full question.",
+            description=description
+            or "Answer a question from the indexed documents, with cited sources. Input: a full question.",
             handle_tool_error=True,
         )
 
@@ -346,7 +399,16 @@ def answer_summary(a: Answer) -> dict[str, Any]:
         "status": a.status,
         "error": a.error,
         "thread_id": a.thread_id,
-        "citations": [{"marker": c.marker, "chunk_id": c.chunk_id, "title": c.title, "supported": c.supported} for c in a.citations],
+        "citations": [
+            {"marker": c.marker, "chunk_id": c.chunk_id, "title": c.title, "supported": c.supported}
+            for c in a.citations
+        ],
         "evidence": [hit_brief(h) for h in a.evidence],
-        "trace": {k: v for k, v in a.trace.items() if k != "steps"} | {"steps": [{"node": s["node"], "summary": s.get("summary"), "elapsed_s": s.get("elapsed_s")} for s in a.trace.get("steps", [])]},
+        "trace": {k: v for k, v in a.trace.items() if k != "steps"}
+        | {
+            "steps": [
+                {"node": s["node"], "summary": s.get("summary"), "elapsed_s": s.get("elapsed_s")}
+                for s in a.trace.get("steps", [])
+            ]
+        },
     }

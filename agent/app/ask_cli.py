@@ -15,7 +15,12 @@ from rich.panel import Panel
 console = Console()
 
 
-def _agent(index: Optional[Path], config: Optional[Path], overrides: list[tuple[str, str, Any]], checkpoint: Optional[Path] = None):
+def _agent(
+    index: Optional[Path],
+    config: Optional[Path],
+    overrides: list[tuple[str, str, Any]],
+    checkpoint: Optional[Path] = None,
+):
     from hoprank.agent.app.api import Agent
     from hoprank.agent.app.cli_errors import with_flag_overrides
     from hoprank.agent.config import Config
@@ -46,12 +51,16 @@ def _print_answer(a, show_trace: bool) -> None:
         console.print(f"[red]error:[/] {a.error}")
     for c in a.citations:
         mark = {True: "✓", False: "✗", None: " "}[c.supported]
-        console.print(f"  [{c.marker}] {mark} [bold]{c.title or c.chunk_id}[/] [dim]({c.chunk_id})[/] {c.text[:160].replace(chr(10), ' ')}…")
+        console.print(
+            f"  [{c.marker}] {mark} [bold]{c.title or c.chunk_id}[/] [dim]({c.chunk_id})[/] {c.text[:160].replace(chr(10), ' ')}…"
+        )
     if show_trace:
         for s in a.trace.get("steps", []):
             console.print(f"  [dim]{s['elapsed_s']:7.3f}s[/] [cyan]{s['node']:<13}[/] {s.get('summary', '')}")
     u = a.trace.get("usage", {})
-    console.print(f"[dim]{a.trace.get('seconds', 0):.1f}s, {u.get('tokens', 0)} LLM tokens, {a.trace.get('hops', 0)} hop(s), thread {a.thread_id}[/]")
+    console.print(
+        f"[dim]{a.trace.get('seconds', 0):.1f}s, {u.get('tokens', 0)} LLM tokens, {a.trace.get('hops', 0)} hop(s), thread {a.thread_id}[/]"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -60,21 +69,29 @@ def register(app: typer.Typer) -> None:
         question: str = typer.Argument(..., help="The question."),
         index: Optional[Path] = typer.Option(None, "--index", "-i", help="Index folder (or 'index' in the config)."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file (YAML/TOML)."),
-        llm_base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint (vLLM, OpenAI, llama.cpp server)."),
+        llm_base_url: Optional[str] = typer.Option(
+            None, help="OpenAI-compatible endpoint (vLLM, OpenAI, llama.cpp server)."
+        ),
         llm_model: Optional[str] = typer.Option(None, help="Model name at the endpoint."),
         retriever: Optional[str] = typer.Option(None, help="bm25 | dense | qdrant | qdrant-hybrid | hybrid"),
-        rerank: Optional[str] = typer.Option(None, help="none | setwise | rebel | listwise | pointwise | cross-encoder | embedding"),
+        rerank: Optional[str] = typer.Option(
+            None, help="none | setwise | rebel | listwise | pointwise | cross-encoder | embedding"
+        ),
         mode: Optional[str] = typer.Option(None, help="pipeline | agentic"),
         max_hops: Optional[int] = typer.Option(None, help="Hop budget."),
         short: bool = typer.Option(False, "--short", help="Short answer (a span or yes/no), as QA datasets expect."),
         verify: bool = typer.Option(False, "--verify", help="Check each cited claim against its chunk."),
         trace: bool = typer.Option(False, "--trace", help="Show every step."),
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON object: answer, citations, evidence, trace summary."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print one JSON object: answer, citations, evidence, trace summary."
+        ),
     ) -> None:
         """Answer a question from the index, with citations."""
         from hoprank.agent.app.api import answer_summary
 
-        agent = _agent(index, config, _overrides(llm_base_url, llm_model, retriever, rerank, mode, max_hops, short, verify))
+        agent = _agent(
+            index, config, _overrides(llm_base_url, llm_model, retriever, rerank, mode, max_hops, short, verify)
+        )
         a = agent.ask(question)
         if as_json:
             print(json.dumps(answer_summary(a), ensure_ascii=False, indent=1))
@@ -99,7 +116,12 @@ def register(app: typer.Typer) -> None:
         """Chat with your documents in the terminal; steps are shown as they stream."""
         from hoprank.tools.errors import InvalidQueryError
 
-        agent = _agent(index, config, _overrides(llm_base_url, llm_model, None, rerank, None, None, False, False), checkpoint=history_db)
+        agent = _agent(
+            index,
+            config,
+            _overrides(llm_base_url, llm_model, None, rerank, None, None, False, False),
+            checkpoint=history_db,
+        )
         tid = thread or uuid.uuid4().hex[:12]
         console.print(f"[bold]hoprank chat[/] — thread [cyan]{tid}[/] (empty line or Ctrl-D to quit)")
         while True:

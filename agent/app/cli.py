@@ -39,8 +39,10 @@ def index_cmd(
     chunk_unit: str = typer.Option("tokens", help="tokens | sentences"),
     qdrant: bool = typer.Option(True, "--qdrant/--no-qdrant", help="Also sync the embedded Qdrant store."),
     encoder: Optional[str] = typer.Option(
-        None, "--encoder", help="e5-small | minilm | a sentence-transformers path (default: the index's own, "
-        "else retrieval.encoder, else the default encoder)."
+        None,
+        "--encoder",
+        help="e5-small | minilm | a sentence-transformers path (default: the index's own, "
+        "else retrieval.encoder, else the default encoder).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -106,16 +108,28 @@ def hits_table(hits: list, title: str = "") -> Table:
 def search_cmd(
     query: Optional[str] = typer.Argument(None, help="The query (omit when using --queries)."),
     index: Path = typer.Option(..., "--index", "-i", help="Index folder."),
-    retriever: str = typer.Option("hybrid", "--retriever", "-r", help="bm25 | rank-bm25 | dense | qdrant | qdrant-hybrid | hybrid"),
+    retriever: str = typer.Option(
+        "hybrid", "--retriever", "-r", help="bm25 | rank-bm25 | dense | qdrant | qdrant-hybrid | hybrid"
+    ),
     k: int = typer.Option(10, "-k", help="How many hits to retrieve."),
     qdrant_url: Optional[str] = typer.Option(None, help="Use a Qdrant server instead of the embedded store."),
-    rerank: str = typer.Option("none", help="none | setwise | rebel | listwise | pointwise | cross-encoder | embedding"),
+    rerank: str = typer.Option(
+        "none", help="none | setwise | rebel | listwise | pointwise | cross-encoder | embedding"
+    ),
     top_k: int = typer.Option(5, help="Hits kept after reranking."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file (YAML/TOML) for the LLM and reranker."),
-    llm_base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint (vLLM, OpenAI, llama.cpp server)."),
-    llm_model: Optional[str] = typer.Option(None, help="Model name at the endpoint (or a .gguf path for the embedded backend)."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="Config file (YAML/TOML) for the LLM and reranker."
+    ),
+    llm_base_url: Optional[str] = typer.Option(
+        None, help="OpenAI-compatible endpoint (vLLM, OpenAI, llama.cpp server)."
+    ),
+    llm_model: Optional[str] = typer.Option(
+        None, help="Model name at the endpoint (or a .gguf path for the embedded backend)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
-    queries: Optional[Path] = typer.Option(None, help="Batch: a file with one query per line, or JSONL with id and query."),
+    queries: Optional[Path] = typer.Option(
+        None, help="Batch: a file with one query per line, or JSONL with id and query."
+    ),
     fmt: str = typer.Option("jsonl", "--format", help="Batch output: jsonl | trec"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Batch output file (default: stdout)."),
     run_name: str = typer.Option("hoprank", help="Run tag in TREC output."),
@@ -137,10 +151,14 @@ def search_cmd(
         from hoprank.agent.config import Config
         from hoprank.tools.rerank import make_reranker
 
-        cfg = with_flag_overrides(Config.load(config), [
-            ("--llm-base-url", "llm.base_url", llm_base_url), ("--llm-model", "llm.model", llm_model),
-            ("--llm-base-url", "llm.backend", "openai" if llm_base_url else None),
-        ])
+        cfg = with_flag_overrides(
+            Config.load(config),
+            [
+                ("--llm-base-url", "llm.base_url", llm_base_url),
+                ("--llm-model", "llm.model", llm_model),
+                ("--llm-base-url", "llm.backend", "openai" if llm_base_url else None),
+            ],
+        )
         reranker = make_reranker(rerank, llm_config=cfg.llm, embedder=idx.embedder, **cfg.rerank.options)
 
     def run(qs: list[str]) -> list[list]:
@@ -166,7 +184,9 @@ def search_cmd(
                 for h in hits:
                     sink.write(f"{qid} Q0 {h.id} {h.rank} {h.score:.6f} {run_name}\n")
             else:
-                sink.write(json.dumps({"id": qid, "query": q, "hits": [_hit_json(h) for h in hits]}, ensure_ascii=False) + "\n")
+                sink.write(
+                    json.dumps({"id": qid, "query": q, "hits": [_hit_json(h) for h in hits]}, ensure_ascii=False) + "\n"
+                )
     finally:
         if out:
             sink.close()
@@ -175,7 +195,14 @@ def search_cmd(
 
 
 def _hit_json(h) -> dict:
-    d = {"id": h.id, "title": h.title, "score": round(h.score, 6), "rank": h.rank, "text": h.text, "metadata": h.metadata}
+    d = {
+        "id": h.id,
+        "title": h.title,
+        "score": round(h.score, 6),
+        "rank": h.rank,
+        "text": h.text,
+        "metadata": h.metadata,
+    }
     if h.rationale:
         d["rationale"] = h.rationale
     return d
@@ -187,7 +214,9 @@ for _mod in _COMMAND_MODULES:
 
 @app.callback()
 def _global_options(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also HOPRANK_DEBUG=1); accepted after any command too."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks (also HOPRANK_DEBUG=1); accepted after any command too."
+    ),
 ) -> None:
     """Global options; the error path itself is in ``hoprank.agent.app.cli_errors``."""
 

@@ -84,7 +84,9 @@ class HoprankTools:
             if method not in self._rerankers:
                 from hoprank.tools.rerank import make_reranker
 
-                self._rerankers[method] = make_reranker(method, llm=llm, llm_config=self.config.llm, embedder=self.index.embedder)
+                self._rerankers[method] = make_reranker(
+                    method, llm=llm, llm_config=self.config.llm, embedder=self.index.embedder
+                )
             return self._rerankers[method]
 
     async def ask(self, question: str, thread_id: str | None = None) -> dict[str, Any]:
@@ -100,7 +102,14 @@ def _check_k(k: int) -> None:
 
 
 def _hit(h: Any) -> dict[str, Any]:
-    d = {"id": h.id, "title": h.title, "doc_id": h.doc_id, "rank": h.rank, "score": round(float(h.score), 6), "text": h.text}
+    d = {
+        "id": h.id,
+        "title": h.title,
+        "doc_id": h.doc_id,
+        "rank": h.rank,
+        "score": round(float(h.score), 6),
+        "text": h.text,
+    }
     if h.rationale:
         d["rationale"] = h.rationale
     return to_jsonable(d)
@@ -157,7 +166,14 @@ def http_app(tools: HoprankTools, api_key: str | None = None, host: str = "127.0
     return AuthMiddleware(app, api_key, protected=("/mcp",)) if api_key else app
 
 
-def run_mcp(index: str | Path, config: str | Path | None = None, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8001, api_key: str | None = None) -> None:
+def run_mcp(
+    index: str | Path,
+    config: str | Path | None = None,
+    transport: str = "stdio",
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    api_key: str | None = None,
+) -> None:
     """Blocking: serve the tools over stdio or streamable HTTP (loopback, or with ``api_key``)."""
     if transport not in ("stdio", "http", "streamable-http"):
         raise ValueError(f"transport must be stdio or http, got {transport!r}")
@@ -181,7 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--transport", default="stdio", choices=["stdio", "http"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
-    p.add_argument("--api-key", default=os.environ.get("HOPRANK_API_KEY"), help="require 'Authorization: Bearer KEY' (env HOPRANK_API_KEY)")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("HOPRANK_API_KEY"),
+        help="require 'Authorization: Bearer KEY' (env HOPRANK_API_KEY)",
+    )
     a = p.parse_args(argv)
     try:
         run_mcp(a.index, a.config, a.transport, a.host, a.port, api_key=a.api_key or None)

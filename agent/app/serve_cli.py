@@ -27,7 +27,12 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file (YAML/TOML)."),
         host: str = typer.Option("127.0.0.1", help="Bind address. Loopback by default; use 0.0.0.0 only behind auth."),
         port: int = typer.Option(8000, help="TCP port."),
-        api_key: Optional[str] = typer.Option(None, "--api-key", envvar="HOPRANK_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1/* (env HOPRANK_API_KEY)."),
+        api_key: Optional[str] = typer.Option(
+            None,
+            "--api-key",
+            envvar="HOPRANK_API_KEY",
+            help="Require 'Authorization: Bearer KEY' on /v1/* (env HOPRANK_API_KEY).",
+        ),
         timeout: float = typer.Option(600.0, help="Seconds one request may take before it fails with 504."),
         max_body_mb: float = typer.Option(2.0, help="Largest request body, in MB (413 above)."),
         graceful: float = typer.Option(30.0, help="Seconds in-flight requests get to finish on SIGTERM."),
@@ -36,10 +41,17 @@ def register(app: typer.Typer) -> None:
         from hoprank.agent.app.server import ServerSettings, run_server
 
         if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
-            typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can query and add documents", err=True)
-        settings = ServerSettings(api_key=api_key, request_timeout_s=timeout, max_body_bytes=int(max_body_mb * 1_000_000))
+            typer.echo(
+                f"warning: serving on {host} without --api-key: anyone who can reach it can query and add documents",
+                err=True,
+            )
+        settings = ServerSettings(
+            api_key=api_key, request_timeout_s=timeout, max_body_bytes=int(max_body_mb * 1_000_000)
+        )
         agent = _load_agent(index, config)
-        typer.echo(f"hoprank serving {index} at http://{host}:{port}/  (OpenAI base_url: http://{host}:{port}/v1)", err=True)
+        typer.echo(
+            f"hoprank serving {index} at http://{host}:{port}/  (OpenAI base_url: http://{host}:{port}/v1)", err=True
+        )
         run_server(agent, host=host, port=port, settings=settings, graceful_s=graceful)
 
     @app.command("mcp")
@@ -49,7 +61,12 @@ def register(app: typer.Typer) -> None:
         transport: str = typer.Option("stdio", help="stdio | http (streamable HTTP at /mcp)"),
         host: str = typer.Option("127.0.0.1", help="Bind address for --transport http."),
         port: int = typer.Option(8001, help="Port for --transport http."),
-        api_key: Optional[str] = typer.Option(None, "--api-key", envvar="HOPRANK_API_KEY", help="--transport http: require 'Authorization: Bearer KEY' on /mcp (env HOPRANK_API_KEY); needed for a non-loopback --host."),
+        api_key: Optional[str] = typer.Option(
+            None,
+            "--api-key",
+            envvar="HOPRANK_API_KEY",
+            help="--transport http: require 'Authorization: Bearer KEY' on /mcp (env HOPRANK_API_KEY); needed for a non-loopback --host.",
+        ),
     ) -> None:
         """Serve search / rerank / ask as MCP tools (stdio for desktop clients, or streamable HTTP)."""
         from hoprank.agent.app.mcp_server import run_mcp

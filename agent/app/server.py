@@ -65,7 +65,14 @@ class ServerSettings:
 class APIError(Exception):
     """An error with an HTTP status, rendered in OpenAI's ``{"error": {...}}`` shape."""
 
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
 
@@ -73,7 +80,9 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-def _error(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> JSONResponse:
+def _error(
+    status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> JSONResponse:
     return JSONResponse(APIError(status, message, type_, param, code).body(), status_code=status)
 
 
@@ -90,7 +99,9 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+        return {
+            f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")
+        }
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
@@ -164,21 +175,36 @@ def validate_chat(req: ChatRequest, settings: ServerSettings) -> str:
     if req.top_p is not None and not (0.0 <= req.top_p <= 1.0):
         raise APIError(400, f"top_p must be between 0 and 1, got {req.top_p}", param="top_p")
     if len(req.messages) > settings.max_messages:
-        raise APIError(400, f"at most {settings.max_messages} messages per request, got {len(req.messages)}", param="messages")
+        raise APIError(
+            400, f"at most {settings.max_messages} messages per request, got {len(req.messages)}", param="messages"
+        )
     for name in ("conversation_id", "thread_id", "user"):
         v = getattr(req, name)
         if v is not None and len(v) > 256:
             raise APIError(400, f"{name} is longer than 256 characters", param=name)
     if req.model is not None and req.model != settings.model_id:
-        raise APIError(404, f"The model {req.model!r} does not exist; this server serves {settings.model_id!r}", param="model", code="model_not_found")
+        raise APIError(
+            404,
+            f"The model {req.model!r} does not exist; this server serves {settings.model_id!r}",
+            param="model",
+            code="model_not_found",
+        )
     last = req.messages[-1]
     if last.role != "user":
-        raise APIError(400, f"the last message must come from the user (it is the question), got role {last.role!r}", param="messages")
+        raise APIError(
+            400,
+            f"the last message must come from the user (it is the question), got role {last.role!r}",
+            param="messages",
+        )
     question = _text_of(last.content).strip()
     if not question:
         raise APIError(400, "the last user message is empty; send a question", param="messages")
     if len(question) > settings.max_question_chars:
-        raise APIError(400, f"the question is {len(question):,} characters long; the limit is {settings.max_question_chars:,}", param="messages")
+        raise APIError(
+            400,
+            f"the question is {len(question):,} characters long; the limit is {settings.max_question_chars:,}",
+            param="messages",
+        )
     return question
 
 
@@ -287,7 +313,9 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, guarded_send)
 
     def _body(self) -> dict:
-        return APIError(413, f"request body is larger than the limit of {self.max_bytes:,} bytes", code="request_too_large").body()
+        return APIError(
+            413, f"request body is larger than the limit of {self.max_bytes:,} bytes", code="request_too_large"
+        ).body()
 
 
 class AuthMiddleware:
@@ -303,9 +331,16 @@ class AuthMiddleware:
         if scope["type"] == "http" and self.api_key and scope.get("path", "").startswith(self.protected):
             headers = dict(scope.get("headers") or [])
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-            ok = scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("utf-8"), self.api_key.encode("utf-8"))
+            ok = scheme.lower() == "bearer" and hmac.compare_digest(
+                token.strip().encode("utf-8"), self.api_key.encode("utf-8")
+            )
             if not ok:
-                body = APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'", "authentication_error", code="invalid_api_key").body()
+                body = APIError(
+                    401,
+                    "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                    "authentication_error",
+                    code="invalid_api_key",
+                ).body()
                 await _send_json(send, 401, body, extra_headers=[(b"www-authenticate", b"Bearer")])
                 return
         await self.app(scope, receive, send)
@@ -323,9 +358,13 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-async def _send_json(send: Any, status: int, body: dict, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _send_json(
+    send: Any, status: int, body: dict, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     data = json.dumps(body).encode("utf-8")
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())] + (extra_headers or [])
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())] + (
+        extra_headers or []
+    )
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
@@ -385,11 +424,20 @@ def create_app(agent: Any, settings: ServerSettings | None = None) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         index = getattr(agent, "index", None)
-        return {"status": "ok", "model": settings.model_id, "chunks": len(index) if index is not None else None, "auth": bool(settings.api_key), "version": _version()}
+        return {
+            "status": "ok",
+            "model": settings.model_id,
+            "chunks": len(index) if index is not None else None,
+            "auth": bool(settings.api_key),
+            "version": _version(),
+        }
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": settings.model_id, "object": "model", "created": 0, "owned_by": "hoprank"}]}
+        return {
+            "object": "list",
+            "data": [{"id": settings.model_id, "object": "model", "created": 0, "owned_by": "hoprank"}],
+        }
 
     # ---- documents -------------------------------------------------------------------
     @app.post("/v1/documents")
@@ -405,7 +453,14 @@ def create_app(agent: Any, settings: ServerSettings | None = None) -> FastAPI:
             except HoprankError as e:
                 raise APIError(400, str(e)) from None
         index = getattr(agent, "index", None)
-        return JSONResponse({"added": len(documents), "ids": [d.id for d in documents], "chunks": len(index) if index is not None else None, "stats": to_jsonable(stats)})
+        return JSONResponse(
+            {
+                "added": len(documents),
+                "ids": [d.id for d in documents],
+                "chunks": len(index) if index is not None else None,
+                "stats": to_jsonable(stats),
+            }
+        )
 
     # ---- chat ------------------------------------------------------------------------
     @app.post("/v1/chat/completions", response_model=None)
@@ -416,11 +471,24 @@ def create_app(agent: Any, settings: ServerSettings | None = None) -> FastAPI:
         created = int(time.time())
         if body.stream:
             gen = _stream(agent, question, thread_id, body, cid, created, settings, threads)
-            return StreamingResponse(gen, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return StreamingResponse(
+                gen, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            )
         answer = await _ask_with_disconnect(request, agent, question, thread_id, settings.request_timeout_s)
         extra = answer_extra(answer)
         if getattr(answer, "status", "") == "failed":
-            return JSONResponse({"error": {"message": f"the agent failed: {answer.error or 'unknown error'}", "type": "upstream_error", "param": None, "code": "agent_failed"}, "hoprank": extra}, status_code=502)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f"the agent failed: {answer.error or 'unknown error'}",
+                        "type": "upstream_error",
+                        "param": None,
+                        "code": "agent_failed",
+                    },
+                    "hoprank": extra,
+                },
+                status_code=502,
+            )
         threads.remember(body, answer.answer, thread_id)
         usage = _usage(answer)
         return {
@@ -428,7 +496,14 @@ def create_app(agent: Any, settings: ServerSettings | None = None) -> FastAPI:
             "object": "chat.completion",
             "created": created,
             "model": settings.model_id,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer}, "finish_reason": "stop", "logprobs": None}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer.answer},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
             "usage": usage,
             "hoprank": extra,
         }
@@ -443,7 +518,9 @@ def parse_documents(payload: Any, max_documents: int = 10_000) -> list[Document]
     elif isinstance(payload, dict):
         payload = [payload]
     if not isinstance(payload, list) or not payload:
-        raise APIError(400, "send a JSON list of documents: [{\"id\": ..., \"title\": ..., \"text\": ..., \"metadata\": {...}}]")
+        raise APIError(
+            400, 'send a JSON list of documents: [{"id": ..., "title": ..., "text": ..., "metadata": {...}}]'
+        )
     if len(payload) > max_documents:
         raise APIError(400, f"at most {max_documents} documents per request, got {len(payload)}")
     out: list[Document] = []
@@ -459,7 +536,11 @@ def parse_documents(payload: Any, max_documents: int = 10_000) -> list[Document]
             doc_id = f"upload-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:12]}"
         elif not isinstance(doc_id, str) or not doc_id.strip():
             # str(["a"]) would silently become the id "['a']"
-            raise APIError(400, f"documents[{i}].id must be a non-empty string, got {type(doc_id).__name__} {doc_id!r:.80}", param=f"documents[{i}].id")
+            raise APIError(
+                400,
+                f"documents[{i}].id must be a non-empty string, got {type(doc_id).__name__} {doc_id!r:.80}",
+                param=f"documents[{i}].id",
+            )
         if doc_id in seen:
             raise APIError(400, f"documents[{i}]: duplicate id {doc_id!r}")
         seen.add(doc_id)
@@ -468,8 +549,12 @@ def parse_documents(payload: Any, max_documents: int = 10_000) -> list[Document]
             raise APIError(400, f"documents[{i}].metadata must be an object")
         title = rec.get("title") or ""
         if not isinstance(title, str):
-            raise APIError(400, f"documents[{i}].title must be a string, got {type(title).__name__}", param=f"documents[{i}].title")
-        out.append(Document(id=doc_id, text=text, title=str(title), source=str(rec.get("source", "upload")), metadata=meta))
+            raise APIError(
+                400, f"documents[{i}].title must be a string, got {type(title).__name__}", param=f"documents[{i}].title"
+            )
+        out.append(
+            Document(id=doc_id, text=text, title=str(title), source=str(rec.get("source", "upload")), metadata=meta)
+        )
     return out
 
 
@@ -487,7 +572,9 @@ async def _ask_with_disconnect(request: Request, agent: Any, question: str, thre
                 raise APIError(499, "client disconnected", code="client_closed")
             if time.monotonic() >= deadline:
                 task.cancel()
-                raise APIError(504, f"the agent did not answer within {timeout_s:g} s", type_="timeout_error", code="timeout")
+                raise APIError(
+                    504, f"the agent did not answer within {timeout_s:g} s", type_="timeout_error", code="timeout"
+                )
         return task.result()
     except InvalidQueryError as e:
         raise APIError(400, str(e), param="messages") from None
@@ -498,7 +585,9 @@ async def _ask_with_disconnect(request: Request, agent: Any, question: str, thre
         raise
     except Exception as e:  # an LLM or backend failure: a clear 5xx, never a hang
         log.exception("agent failed")
-        raise APIError(502, f"the agent failed: {type(e).__name__}: {e}", type_="upstream_error", code="agent_failed") from None
+        raise APIError(
+            502, f"the agent failed: {type(e).__name__}: {e}", type_="upstream_error", code="agent_failed"
+        ) from None
     finally:
         if not task.done():
             task.cancel()
@@ -508,8 +597,16 @@ def _sse(obj: Any) -> bytes:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode("utf-8")
 
 
-def _chunk(cid: str, created: int, model: str, delta: dict, finish: str | None = None, extra: dict | None = None) -> dict[str, Any]:
-    d: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+def _chunk(
+    cid: str, created: int, model: str, delta: dict, finish: str | None = None, extra: dict | None = None
+) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }
     if extra is not None:
         d["hoprank"] = extra
     return d
@@ -523,7 +620,16 @@ def _pieces(text: str, size: int = 24) -> Iterator[str]:
         yield piece if i + size >= len(words) else piece + " "
 
 
-async def _stream(agent: Any, question: str, thread_id: str, req: ChatRequest, cid: str, created: int, settings: ServerSettings, threads: ThreadMap) -> AsyncIterator[bytes]:
+async def _stream(
+    agent: Any,
+    question: str,
+    thread_id: str,
+    req: ChatRequest,
+    cid: str,
+    created: int,
+    settings: ServerSettings,
+    threads: ThreadMap,
+) -> AsyncIterator[bytes]:
     """OpenAI chunk stream: role, step chunks (empty delta + ``hoprank.step``), the answer
     text, a final chunk with ``hoprank`` (citations, evidence, trace), then ``[DONE]``.
 
@@ -555,7 +661,14 @@ async def _stream(agent: Any, question: str, thread_id: str, req: ChatRequest, c
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                yield _sse(APIError(504, f"the agent did not answer within {settings.request_timeout_s:g} s", "timeout_error", code="timeout").body())
+                yield _sse(
+                    APIError(
+                        504,
+                        f"the agent did not answer within {settings.request_timeout_s:g} s",
+                        "timeout_error",
+                        code="timeout",
+                    ).body()
+                )
                 break
             try:
                 ev = await asyncio.wait_for(queue.get(), timeout=min(settings.keepalive_s, remaining))
@@ -564,7 +677,9 @@ async def _stream(agent: Any, question: str, thread_id: str, req: ChatRequest, c
                 continue
             if ev is sentinel:
                 if not got_answer:
-                    yield _sse(APIError(502, "the agent ended without an answer", "upstream_error", code="agent_failed").body())
+                    yield _sse(
+                        APIError(502, "the agent ended without an answer", "upstream_error", code="agent_failed").body()
+                    )
                 break
             etype = ev.get("type") if isinstance(ev, dict) else None
             if etype == "step":
@@ -575,7 +690,12 @@ async def _stream(agent: Any, question: str, thread_id: str, req: ChatRequest, c
                 answer = ev["answer"]
                 extra = answer_extra(answer)
                 if getattr(answer, "status", "") == "failed":
-                    err = APIError(502, f"the agent failed: {answer.error or 'unknown error'}", "upstream_error", code="agent_failed").body()
+                    err = APIError(
+                        502,
+                        f"the agent failed: {answer.error or 'unknown error'}",
+                        "upstream_error",
+                        code="agent_failed",
+                    ).body()
                     err["hoprank"] = extra
                     yield _sse(err)
                     break
@@ -654,7 +774,13 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, gracef
         sock.close()
 
 
-def run_server(agent: Any, host: str = "127.0.0.1", port: int = 8000, settings: ServerSettings | None = None, graceful_s: float = 30.0) -> None:
+def run_server(
+    agent: Any,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: ServerSettings | None = None,
+    graceful_s: float = 30.0,
+) -> None:
     """Blocking: serve until SIGINT/SIGTERM; in-flight requests get ``graceful_s`` to finish."""
     import uvicorn
 
@@ -662,5 +788,16 @@ def run_server(agent: Any, host: str = "127.0.0.1", port: int = 8000, settings: 
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=graceful_s)
 
 
-__all__ = ["APIError", "AuthMiddleware", "is_loopback", "ServerSettings", "ThreadMap", "create_app", "parse_documents", "run_server", "serve_in_thread", "to_jsonable", "validate_chat"]
-
+__all__ = [
+    "APIError",
+    "AuthMiddleware",
+    "is_loopback",
+    "ServerSettings",
+    "ThreadMap",
+    "create_app",
+    "parse_documents",
+    "run_server",
+    "serve_in_thread",
+    "to_jsonable",
+    "validate_chat",
+]

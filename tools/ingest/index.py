@@ -120,9 +120,7 @@ class BuildStats:
     chunks_embedded: int = 0  # chunks whose vector is new in this build (not from the old index)
     chunks_resumed: int = 0  # of those, texts found in batches of an interrupted earlier build
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or file:line, why)
-    duplicates: list[tuple[str, str, str]] = field(
-        default_factory=list
-    )  # (id, kept file, skipped file)
+    duplicates: list[tuple[str, str, str]] = field(default_factory=list)  # (id, kept file, skipped file)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -131,9 +129,7 @@ def _encoder_of(manifest: dict[str, Any]) -> tuple[str, int | None]:
     if isinstance(enc, dict) and enc.get("name"):
         return str(enc["name"]), enc.get("dim")
     # format 1 had "embedding_model" (always the bundled MiniLM in practice)
-    return canonical_encoder_name(manifest.get("embedding_model") or LEGACY_ENCODER), manifest.get(
-        "dim"
-    )
+    return canonical_encoder_name(manifest.get("embedding_model") or LEGACY_ENCODER), manifest.get("dim")
 
 
 def check_encoder(path: Path, recorded: str, wanted: str, doing: str = "open") -> None:
@@ -148,9 +144,7 @@ def check_encoder(path: Path, recorded: str, wanted: str, doing: str = "open") -
 class Index:
     """A loaded index. Cheap to open: embeddings are memory-mapped, BM25 is built lazily."""
 
-    def __init__(
-        self, path: Path, manifest: dict[str, Any], chunks: list[Chunk], embeddings: np.ndarray
-    ):
+    def __init__(self, path: Path, manifest: dict[str, Any], chunks: list[Chunk], embeddings: np.ndarray):
         self.path = Path(path)
         self.manifest = manifest
         self.chunks = chunks
@@ -182,11 +176,7 @@ class Index:
                 if line.strip():
                     chunks.append(Chunk.from_dict(json.loads(line)))
         emb_file = path / f"embeddings.{gen}.npy"
-        embeddings = (
-            np.load(emb_file, mmap_mode="r")
-            if chunks
-            else np.zeros((0, manifest.get("dim") or 0), np.float32)
-        )
+        embeddings = np.load(emb_file, mmap_mode="r") if chunks else np.zeros((0, manifest.get("dim") or 0), np.float32)
         if len(chunks) != embeddings.shape[0]:
             raise IndexNotFoundError(
                 f"index at {path} is inconsistent: {len(chunks)} chunks, {embeddings.shape[0]} vectors"
@@ -264,9 +254,7 @@ class Index:
         :class:`Encoder`; default: the index's own, else :data:`DEFAULT_ENCODER`.
         """
         path = Path(path)
-        file_list = list(
-            iter_files(sources)
-        )  # a missing source fails here, before any folder exists
+        file_list = list(iter_files(sources))  # a missing source fails here, before any folder exists
         old = cls.open(path) if cls.exists(path) else None
         old_manifest = old.manifest if old else {}
         if isinstance(encoder, Encoder):
@@ -276,14 +264,10 @@ class Index:
         if old is not None:
             check_encoder(path, old.encoder_name, enc.name, doing="add to")
         path.mkdir(parents=True, exist_ok=True)
-        chunking = chunking or (
-            ChunkingConfig(**old_manifest["chunking"]) if old else ChunkingConfig()
-        )
+        chunking = chunking or (ChunkingConfig(**old_manifest["chunking"]) if old else ChunkingConfig())
         settings_same = old is not None and old_manifest.get("chunking") == asdict(chunking)
         stats = BuildStats()
-        old_sources: dict[str, dict] = (
-            dict(old_manifest.get("sources", {})) if settings_same else {}
-        )
+        old_sources: dict[str, dict] = dict(old_manifest.get("sources", {})) if settings_same else {}
         old_chunks = old.chunk_by_id if old else {}
 
         new_sources: dict[str, dict] = {}
@@ -583,10 +567,5 @@ def _remove_leftovers(path: Path) -> None:
 def _remove_old_generations(path: Path, keep: int) -> None:
     for f in path.iterdir():
         parts = f.name.split(".")
-        if (
-            len(parts) == 3
-            and parts[0] in ("chunks", "embeddings")
-            and parts[1].isdigit()
-            and int(parts[1]) != keep
-        ):
+        if len(parts) == 3 and parts[0] in ("chunks", "embeddings") and parts[1].isdigit() and int(parts[1]) != keep:
             f.unlink(missing_ok=True)

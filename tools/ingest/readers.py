@@ -158,9 +158,7 @@ def record_to_document(rec: object, default_id: str, source: str, where: str | N
     if not isinstance(meta, dict):
         raise UnreadableFileError(f"{label}: 'metadata' must be an object")
     rid = rec.get("id", rec.get("_id", default_id))
-    return Document(
-        id=str(rid), text=text.strip(), title=str(rec.get("title") or ""), source=source, metadata=meta
-    )
+    return Document(id=str(rid), text=text.strip(), title=str(rec.get("title") or ""), source=source, metadata=meta)
 
 
 def read_json(path: Path, doc_id: str, skipped: list[tuple[str, str]] | None = None) -> list[Document]:

@@ -12,4 +12,14 @@ from hoprank.tools.llm.base import (
 )
 from hoprank.tools.llm.factory import make_llm
 
-__all__ = ["ChatLLM", "LLMResponse", "ScriptedLLM", "TransientLLMError", "Usage", "extract_json", "is_transient", "make_llm", "usage_of"]
+__all__ = [
+    "ChatLLM",
+    "LLMResponse",
+    "ScriptedLLM",
+    "TransientLLMError",
+    "Usage",
+    "extract_json",
+    "is_transient",
+    "make_llm",
+    "usage_of",
+]

@@ -198,7 +198,14 @@ class TransientLLMError(LLMError):
         self.retry_after = retry_after
 
 
-_TRANSIENT_NAMES = {"APITimeoutError", "APIConnectionError", "ReadTimeout", "ConnectTimeout", "RemoteProtocolError", "ConnectError"}
+_TRANSIENT_NAMES = {
+    "APITimeoutError",
+    "APIConnectionError",
+    "ReadTimeout",
+    "ConnectTimeout",
+    "RemoteProtocolError",
+    "ConnectError",
+}
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -262,7 +269,9 @@ def is_empty_reply(r: LLMResponse) -> bool:
 
 def _check_messages(messages: Any) -> None:
     if not isinstance(messages, (list, tuple)) or not messages:
-        raise LLMError(f"messages must be a non-empty list of {{'role', 'content'}} dicts, got {type(messages).__name__} {str(messages)[:80]!r}")
+        raise LLMError(
+            f"messages must be a non-empty list of {{'role', 'content'}} dicts, got {type(messages).__name__} {str(messages)[:80]!r}"
+        )
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or "role" not in m:
             raise LLMError(f"message {i} must be a dict with 'role' and 'content', got {str(m)[:80]!r}")
@@ -351,13 +360,17 @@ class ChatLLM:
         self.usage.add_failure()
         what = f"{self.backend_name} model {self.model_name!r}"
         if is_transient(exc):
-            return LLMError(f"LLM call to {what} failed after {attempts} attempt(s) (max_retries={self.max_retries}): {describe_error(exc)}")
+            return LLMError(
+                f"LLM call to {what} failed after {attempts} attempt(s) (max_retries={self.max_retries}): {describe_error(exc)}"
+            )
         if isinstance(exc, LLMError):
             return exc
         return LLMError(f"LLM call to {what} failed (not retried, the error is not transient): {describe_error(exc)}")
 
     # ---- public API ----------------------------------------------------------------
-    def _lookup(self, messages: Messages, params: dict[str, Any]) -> tuple[dict[str, Any], str | None, LLMResponse | None]:
+    def _lookup(
+        self, messages: Messages, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], str | None, LLMResponse | None]:
         """Validate, resolve the effective parameters and look in the cache (shared by
         chat and achat, which differ only in how they wait)."""
         _check_messages(messages)
@@ -431,7 +444,9 @@ class ChatLLM:
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(batch))) as ex:
             return list(ex.map(one, batch))
 
-    async def achat_many(self, batch: Sequence[Messages], *, return_exceptions: bool = False, **params: Any) -> list[Any]:
+    async def achat_many(
+        self, batch: Sequence[Messages], *, return_exceptions: bool = False, **params: Any
+    ) -> list[Any]:
         sem = asyncio.Semaphore(max(1, self.max_concurrency))
 
         async def one(m: Messages) -> LLMResponse:
@@ -440,7 +455,9 @@ class ChatLLM:
 
         return list(await asyncio.gather(*(one(m) for m in batch), return_exceptions=return_exceptions))
 
-    def structured(self, messages: Messages, schema: type[T], default: T | None = None, **params: Any) -> tuple[T | None, LLMResponse | None]:
+    def structured(
+        self, messages: Messages, schema: type[T], default: T | None = None, **params: Any
+    ) -> tuple[T | None, LLMResponse | None]:
         """Ask for JSON matching ``schema``; validate; one repair attempt; else ``default``."""
         js = schema.model_json_schema()
         last: LLMResponse | None = None
@@ -456,7 +473,10 @@ class ChatLLM:
                 if attempt == 0:
                     msgs = msgs + [
                         {"role": "assistant", "content": last.text[:2000]},
-                        {"role": "user", "content": f"That was not valid JSON for the schema ({str(e)[:300]}). Reply with only the JSON object."},
+                        {
+                            "role": "user",
+                            "content": f"That was not valid JSON for the schema ({str(e)[:300]}). Reply with only the JSON object.",
+                        },
                     ]
         return default, last
 
@@ -478,7 +498,9 @@ def parse_openai_logprobs(block: Any) -> list[dict[str, Any]] | None:
             if tok is not None and tg("logprob") is not None:
                 top[str(tok)] = float(tg("logprob"))
         lp = get("logprob")
-        out.append({"token": str(get("token") or ""), "logprob": float(lp) if lp is not None else float("-inf"), "top": top})
+        out.append(
+            {"token": str(get("token") or ""), "logprob": float(lp) if lp is not None else float("-inf"), "top": top}
+        )
     return out
 
 
@@ -510,4 +532,6 @@ class ScriptedLLM(ChatLLM):
                 text = self.script[min(self._i, len(self.script) - 1)] if self.script else ""
                 self._i += 1
         prompt_tokens = sum(len((m.get("content") or "").split()) for m in messages)
-        return LLMResponse(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(text.split()), model=self.model_name)
+        return LLMResponse(
+            text=text, prompt_tokens=prompt_tokens, completion_tokens=len(text.split()), model=self.model_name
+        )

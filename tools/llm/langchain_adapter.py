@@ -60,11 +60,20 @@ def to_openai_messages(messages: Sequence[BaseMessage], native_tools: bool) -> l
             out.append({"role": "user", "content": text})
         elif isinstance(m, AIMessage):
             if m.tool_calls and native_tools:
-                out.append({
-                    "role": "assistant",
-                    "content": text or None,
-                    "tool_calls": [{"id": tc["id"], "type": "function", "function": {"name": tc["name"], "arguments": json.dumps(tc["args"])}} for tc in m.tool_calls],
-                })
+                out.append(
+                    {
+                        "role": "assistant",
+                        "content": text or None,
+                        "tool_calls": [
+                            {
+                                "id": tc["id"],
+                                "type": "function",
+                                "function": {"name": tc["name"], "arguments": json.dumps(tc["args"])},
+                            }
+                            for tc in m.tool_calls
+                        ],
+                    }
+                )
             elif m.tool_calls:
                 calls = [{"tool": tc["name"], "arguments": tc["args"]} for tc in m.tool_calls]
                 out.append({"role": "assistant", "content": json.dumps(calls[0] if len(calls) == 1 else calls)})
@@ -74,14 +83,23 @@ def to_openai_messages(messages: Sequence[BaseMessage], native_tools: bool) -> l
             if native_tools:
                 out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": text})
             else:
-                out.append({"role": "user", "content": render("tool_calling.result", name=m.name or "tool", content=text)})
+                out.append(
+                    {"role": "user", "content": render("tool_calling.result", name=m.name or "tool", content=text)}
+                )
         else:
             out.append({"role": getattr(m, "role", "user"), "content": text})
     return out
 
 
 def _tool_catalogue(tools: list[dict[str, Any]]) -> str:
-    brief = [{"name": t["function"]["name"], "description": t["function"].get("description", ""), "parameters": t["function"].get("parameters", {})} for t in tools]
+    brief = [
+        {
+            "name": t["function"]["name"],
+            "description": t["function"].get("description", ""),
+            "parameters": t["function"].get("parameters", {}),
+        }
+        for t in tools
+    ]
     return json.dumps(brief, indent=1)
 
 
@@ -151,10 +169,16 @@ class HoprankChatModel(BaseChatModel):
         return self.bind(tools=formatted, **kwargs)
 
     # ---- one turn ------------------------------------------------------------------
-    def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+    def _prepare(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
         tools = kwargs.pop("tools", None) or []
         tool_choice = kwargs.pop("tool_choice", None)
-        params: dict[str, Any] = {"max_tokens": kwargs.pop("max_tokens", self.max_tokens), "temperature": kwargs.pop("temperature", self.temperature), "stop": stop}
+        params: dict[str, Any] = {
+            "max_tokens": kwargs.pop("max_tokens", self.max_tokens),
+            "temperature": kwargs.pop("temperature", self.temperature),
+            "stop": stop,
+        }
         msgs = to_openai_messages(messages, self.native_tools)
         if tools and self.native_tools:
             params["tools"] = tools
@@ -166,24 +190,45 @@ class HoprankChatModel(BaseChatModel):
 
     def _result(self, r: LLMResponse, tools: list[dict[str, Any]]) -> ChatResult:
         if r.tool_calls:
-            calls = [{"name": c["name"], "args": c.get("arguments") or {}, "id": c.get("id") or f"call_{uuid.uuid4().hex[:16]}", "type": "tool_call"} for c in r.tool_calls]
+            calls = [
+                {
+                    "name": c["name"],
+                    "args": c.get("arguments") or {},
+                    "id": c.get("id") or f"call_{uuid.uuid4().hex[:16]}",
+                    "type": "tool_call",
+                }
+                for c in r.tool_calls
+            ]
         elif tools:
             calls = parse_tool_calls(r.text, {t["function"]["name"] for t in tools})
         else:
             calls = []
-        usage = {"input_tokens": r.prompt_tokens, "output_tokens": r.completion_tokens, "total_tokens": r.prompt_tokens + r.completion_tokens}
+        usage = {
+            "input_tokens": r.prompt_tokens,
+            "output_tokens": r.completion_tokens,
+            "total_tokens": r.prompt_tokens + r.completion_tokens,
+        }
         meta = {"model_name": r.model, "finish_reason": r.finish_reason, "cached": r.cached}
         if r.warnings:
             meta["warnings"] = list(r.warnings)
-        msg = AIMessage(content="" if calls and not r.tool_calls else r.text, tool_calls=calls, usage_metadata=usage, response_metadata=meta)
+        msg = AIMessage(
+            content="" if calls and not r.tool_calls else r.text,
+            tool_calls=calls,
+            usage_metadata=usage,
+            response_metadata=meta,
+        )
         return ChatResult(generations=[ChatGeneration(message=msg)], llm_output={"model_name": r.model})
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         msgs, params, tools = self._prepare(messages, stop, dict(kwargs))
         llm: ChatLLM = self.llm
         return self._result(llm.chat(msgs, **params), tools)
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         msgs, params, tools = self._prepare(messages, stop, dict(kwargs))
         llm: ChatLLM = self.llm
         return self._result(await llm.achat(msgs, **params), tools)

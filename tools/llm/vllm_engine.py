@@ -22,7 +22,9 @@ def import_vllm() -> Any:
     try:
         import vllm
     except ImportError as e:
-        raise MissingExtraError(f"llm.backend=vllm needs the vLLM engine (a CUDA GPU): {INSTALL_HINT}; or serve the model with `vllm serve MODEL` and use llm.backend=openai with llm.base_url") from e
+        raise MissingExtraError(
+            f"llm.backend=vllm needs the vLLM engine (a CUDA GPU): {INSTALL_HINT}; or serve the model with `vllm serve MODEL` and use llm.backend=openai with llm.base_url"
+        ) from e
     return vllm
 
 
@@ -49,7 +51,16 @@ def to_conversation(messages: Messages) -> list[dict[str, str]]:
 class VLLMEngineLLM(ChatLLM):
     backend_name = "vllm"
 
-    def __init__(self, model: str, max_tokens: int = 512, temperature: float = 0.0, seed: int = 0, n_ctx: int | None = None, engine: Any = None, vllm_module: Any = None):
+    def __init__(
+        self,
+        model: str,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        seed: int = 0,
+        n_ctx: int | None = None,
+        engine: Any = None,
+        vllm_module: Any = None,
+    ):
         super().__init__()
         if not model:
             raise LLMError("llm.backend=vllm needs llm.model (a Hugging Face model id or local path)")
@@ -65,7 +76,14 @@ class VLLMEngineLLM(ChatLLM):
     @classmethod
     def from_config(cls, cfg: Any) -> VLLMEngineLLM:
         vllm = import_vllm()  # fail with the extra's name before anything else
-        llm = cls(cfg.model, max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed, n_ctx=cfg.n_ctx, vllm_module=vllm)
+        llm = cls(
+            cfg.model,
+            max_tokens=cfg.max_tokens,
+            temperature=cfg.temperature,
+            seed=cfg.seed,
+            n_ctx=cfg.n_ctx,
+            vllm_module=vllm,
+        )
         llm.configure(cfg)
         llm.max_concurrency = 1
         return llm
@@ -87,7 +105,13 @@ class VLLMEngineLLM(ChatLLM):
             for tok_id, step in zip(comp.token_ids, comp.logprobs):
                 chosen = step.get(tok_id)
                 top = {str(lp.decoded_token): float(lp.logprob) for lp in step.values()}
-                lps.append({"token": str(getattr(chosen, "decoded_token", "")), "logprob": float(getattr(chosen, "logprob", float("-inf"))), "top": top})
+                lps.append(
+                    {
+                        "token": str(getattr(chosen, "decoded_token", "")),
+                        "logprob": float(getattr(chosen, "logprob", float("-inf"))),
+                        "top": top,
+                    }
+                )
         return LLMResponse(
             text=comp.text,
             prompt_tokens=len(getattr(out, "prompt_token_ids", None) or []),
@@ -100,7 +124,9 @@ class VLLMEngineLLM(ChatLLM):
 
     def _generate(self, convs: list[Messages], params: dict[str, Any]) -> list[LLMResponse]:
         t0 = time.perf_counter()
-        outs = self.engine.chat([to_conversation(m) for m in convs], self.sampling_params(params), use_tqdm=len(convs) > 1)
+        outs = self.engine.chat(
+            [to_conversation(m) for m in convs], self.sampling_params(params), use_tqdm=len(convs) > 1
+        )
         per = (time.perf_counter() - t0) / max(1, len(convs))
         return [self._to_response(o, per) for o in outs]
 

@@ -220,7 +220,9 @@ class Reranker:
         self.last_trace: dict[str, Any] = {}
 
     # ---- subclass hook ----------------------------------------------------------------
-    def _score(self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder) -> list[Scored]:
+    def _score(
+        self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder
+    ) -> list[Scored]:
         """Return every input index exactly once, best first."""
         raise NotImplementedError
 
@@ -229,14 +231,20 @@ class Reranker:
         return {}
 
     # ---- public API -------------------------------------------------------------------
-    def rerank(self, query: str, hits: list[Hit], top_k: int | None = None, subqueries: list[str] | None = None) -> list[Hit]:
+    def rerank(
+        self, query: str, hits: list[Hit], top_k: int | None = None, subqueries: list[str] | None = None
+    ) -> list[Hit]:
         return self.rerank_with_trace(query, hits, top_k=top_k, subqueries=subqueries)[0]
 
-    async def arerank(self, query: str, hits: list[Hit], top_k: int | None = None, subqueries: list[str] | None = None) -> list[Hit]:
+    async def arerank(
+        self, query: str, hits: list[Hit], top_k: int | None = None, subqueries: list[str] | None = None
+    ) -> list[Hit]:
         # the LLM work inside already runs concurrently (chat_many); a thread keeps the loop free
         return await asyncio.to_thread(self.rerank, query, hits, top_k, subqueries)
 
-    def rerank_with_trace(self, query: str, hits: list[Hit], top_k: int | None = None, subqueries: list[str] | None = None) -> tuple[list[Hit], dict[str, Any]]:
+    def rerank_with_trace(
+        self, query: str, hits: list[Hit], top_k: int | None = None, subqueries: list[str] | None = None
+    ) -> tuple[list[Hit], dict[str, Any]]:
         query = validate_query(query)
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
             raise RerankError(f"top_k must be a positive integer or None, got {top_k!r}")
@@ -254,7 +262,11 @@ class Reranker:
                 rank=i + 1,
                 retriever=self.name,
                 rationale=s.rationale if s.rationale else None,
-                metadata={**hits[s.index].metadata, "retrieval_score": hits[s.index].score, "retrieval_rank": hits[s.index].rank or s.index + 1},
+                metadata={
+                    **hits[s.index].metadata,
+                    "retrieval_score": hits[s.index].score,
+                    "retrieval_rank": hits[s.index].rank or s.index + 1,
+                },
             )
             for i, s in enumerate(kept)
         ]
@@ -297,7 +309,11 @@ class Reranker:
                         "items": {"type": "string"},
                         "description": "Ids of already retrieved passages to rerank (default: all current evidence).",
                     },
-                    "top_k": {"type": "integer", "minimum": 1, "description": "How many passages to keep (default: all)."},
+                    "top_k": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "How many passages to keep (default: all).",
+                    },
                     "subqueries": {
                         "type": "array",
                         "items": {"type": "string"},

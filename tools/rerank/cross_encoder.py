@@ -18,7 +18,14 @@ class CrossEncoderReranker(Reranker):
     name = "cross-encoder"
     description = "Rerank passages with a cross-encoder model that reads the query and each passage together."
 
-    def __init__(self, model: str | None = None, batch_size: int = 32, max_length: int = 512, device: str = "cpu", max_doc_words: int | None = 300) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        batch_size: int = 32,
+        max_length: int = 512,
+        device: str = "cpu",
+        max_doc_words: int | None = 300,
+    ) -> None:
         super().__init__()
         if not model:
             raise RerankError(
@@ -41,7 +48,11 @@ class CrossEncoderReranker(Reranker):
             # local_files_only: a hub name is looked up in the local cache only, never fetched
             return CrossEncoder(model, max_length=max_length, device=device, local_files_only=True)
         except Exception as e:
-            where = "the folder exists but does not hold a loadable CrossEncoder" if Path(model).exists() else "it is not a local folder and is not in the local model cache (no download happens offline)"
+            where = (
+                "the folder exists but does not hold a loadable CrossEncoder"
+                if Path(model).exists()
+                else "it is not a local folder and is not in the local model cache (no download happens offline)"
+            )
             raise RerankError(
                 f"could not load cross-encoder {model!r}: {where} ({type(e).__name__}: {' '.join(str(e).split())[:200]}). "
                 "No cross-encoder ships with hoprank offline: pass model=<local path> to a saved "
@@ -51,11 +62,15 @@ class CrossEncoderReranker(Reranker):
     def options(self) -> dict[str, Any]:
         return {"model": self.model_name}
 
-    def _score(self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder) -> list[Scored]:
+    def _score(
+        self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder
+    ) -> list[Scored]:
         pairs = [(query, doc_text(h, self.max_doc_words)) for h in hits]
         raw = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
         scores = [float(x) for x in (raw.tolist() if hasattr(raw, "tolist") else raw)]
         if len(scores) != len(hits):
-            raise RerankError(f"cross-encoder {self.model_name!r} returned {len(scores)} scores for {len(hits)} passages")
+            raise RerankError(
+                f"cross-encoder {self.model_name!r} returned {len(scores)} scores for {len(hits)} passages"
+            )
         order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))
         return [Scored(i, scores[i]) for i in order]

@@ -23,7 +23,13 @@ class EmbeddingReranker(Reranker):
         "(fast, no LLM). Good first pass before a reasoning reranker."
     )
 
-    def __init__(self, embedder: Any = None, agg: Literal["max", "mean"] = "max", main_weight: float = 0.5, max_doc_words: int | None = 256) -> None:
+    def __init__(
+        self,
+        embedder: Any = None,
+        agg: Literal["max", "mean"] = "max",
+        main_weight: float = 0.5,
+        max_doc_words: int | None = 256,
+    ) -> None:
         super().__init__()
         if agg not in ("max", "mean"):
             raise RerankError(f"embedding agg must be 'max' or 'mean', got {agg!r}")
@@ -55,8 +61,10 @@ class EmbeddingReranker(Reranker):
             out = np.zeros((len(hits), stored.shape[1]), dtype=np.float32)
             out[[i for i, r in enumerate(known) if r is not None]] = stored
         if missing:
-            fresh = np.asarray(self.embedder.encode_passages([doc_text(hits[i], self.max_doc_words) for i in missing]),
-                               dtype=np.float32)
+            fresh = np.asarray(
+                self.embedder.encode_passages([doc_text(hits[i], self.max_doc_words) for i in missing]),
+                dtype=np.float32,
+            )
             if out.shape[1] == 0:
                 out = np.zeros((len(hits), fresh.shape[1]), dtype=np.float32)
             out[missing] = fresh
@@ -65,7 +73,9 @@ class EmbeddingReranker(Reranker):
     def options(self) -> dict[str, Any]:
         return {"agg": self.agg, "main_weight": self.main_weight}
 
-    def _score(self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder) -> list[Scored]:
+    def _score(
+        self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder
+    ) -> list[Scored]:
         subs = [s for s in (subqueries or []) if s.strip().lower() != query.strip().lower()]
         # asymmetric encoders (e5) need the question side as queries and the hits as passages
         q = np.asarray(self.embedder.encode_queries([query, *subs]), dtype=np.float32)

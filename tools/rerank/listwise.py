@@ -91,7 +91,10 @@ class ListwiseReranker(Reranker):
     def options(self) -> dict[str, Any]:
         calib = {"calibrate": self.calibrate} if self.scoring == "first" else {}
         return {
-            "scoring": self.scoring, **calib, "window": self.window, "stride": self.stride,
+            "scoring": self.scoring,
+            **calib,
+            "window": self.window,
+            "stride": self.stride,
             "max_doc_words": self.max_doc_words,
         }
 
@@ -119,7 +122,9 @@ class ListwiseReranker(Reranker):
         rec.count("logprob")
         return by_label(calibrate(scored[0], priors.get(str(len(part)))), labels)
 
-    def _score(self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder) -> list[Scored]:
+    def _score(
+        self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder
+    ) -> list[Scored]:
         n = len(hits)
         texts = [doc_text(h, self.max_doc_words) for h in hits]
         ranking = list(range(n))

@@ -127,7 +127,9 @@ def _criterion_key(name: str, criteria: list[str]) -> str | None:
     return None
 
 
-def parse_rebel(text: str | None, n_docs: int, criteria: list[str], weight: float = 0.5, max_relevance: float = 10.0) -> list[RebelLine]:
+def parse_rebel(
+    text: str | None, n_docs: int, criteria: list[str], weight: float = 0.5, max_relevance: float = 10.0
+) -> list[RebelLine]:
     """One entry per valid document line, first mention wins.
 
     ``Doc: 3, Relevance: 14.5`` -> final 14.5 (the model did the arithmetic).

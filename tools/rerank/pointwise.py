@@ -74,7 +74,7 @@ class PointwiseReranker(Reranker):
         if scored is None:
             return None
         odds = [_log_odds(lp) for lp in scored]
-        bias = sum(odds[len(texts):]) / len(CONTENT_FREE)
+        bias = sum(odds[len(texts) :]) / len(CONTENT_FREE)
         rec.extra["content_free_log_odds"] = round(bias, 4)
         for _ in texts:
             rec.count("logprob")
@@ -82,7 +82,15 @@ class PointwiseReranker(Reranker):
 
     def _yesno(self, query: str, texts: list[str], rec: CallRecorder) -> tuple[list[float | None], bool]:
         msgs = [prompts.chat("rerank_pointwise_yesno", query=query, document=t) for t in texts]
-        rs = rec.chat_many(self.llm, msgs, "pointwise_yesno", max_tokens=3, temperature=0, logprobs=True, top_logprobs=self.top_logprobs)
+        rs = rec.chat_many(
+            self.llm,
+            msgs,
+            "pointwise_yesno",
+            max_tokens=3,
+            temperature=0,
+            logprobs=True,
+            top_logprobs=self.top_logprobs,
+        )
         has_lp = any(r.logprobs for r in rs)
         out: list[float | None] = []
         for r in rs:
@@ -105,7 +113,9 @@ class PointwiseReranker(Reranker):
             out.append(v)
         return out
 
-    def _score(self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder) -> list[Scored]:
+    def _score(
+        self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder
+    ) -> list[Scored]:
         texts = [doc_text(h, self.max_doc_words) for h in hits]
         if self.scoring == "calibrated":
             calibrated = self._calibrated(query, texts, rec)

@@ -68,7 +68,9 @@ def _norm_criteria(criteria: Any) -> list[tuple[str, str]]:
     return out
 
 
-def normalize_batches(batch_scores: list[dict[int, float]], anchor: int | None, method: str) -> tuple[list[dict[int, float]], list[str]]:
+def normalize_batches(
+    batch_scores: list[dict[int, float]], anchor: int | None, method: str
+) -> tuple[list[dict[int, float]], list[str]]:
     """Make scores from different batches comparable. Returns new dicts and what was done per batch.
 
     ``anchor``: shift each batch so the anchor's score equals its mean over batches that
@@ -175,7 +177,9 @@ class RebelReranker(Reranker):
         rec.count("meta_ok")
         return " ".join(words[:150])
 
-    def _score(self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder) -> list[Scored]:
+    def _score(
+        self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder
+    ) -> list[Scored]:
         n = len(hits)
         texts = [doc_text(h, self.max_doc_words) for h in hits]
         batches, anchor = self._batches(n)
@@ -183,13 +187,28 @@ class RebelReranker(Reranker):
         if self.variant == "one-turn":
             crit_text = "\n".join(f"   - {c}: {d}" for c, d in self.criteria)
             msgs = [
-                prompts.chat("rerank_rebel", query=query, documents=numbered([texts[i] for i in b]), criteria=crit_text, min_relevance=f"{self.min_relevance:g}", weight=f"{self.weight:g}")
+                prompts.chat(
+                    "rerank_rebel",
+                    query=query,
+                    documents=numbered([texts[i] for i in b]),
+                    criteria=crit_text,
+                    min_relevance=f"{self.min_relevance:g}",
+                    weight=f"{self.weight:g}",
+                )
                 for b in batches
             ]
         else:
             instructions = self._instructions(query, rec)
             rec.extra["rebel_instructions"] = instructions
-            msgs = [prompts.chat("rerank_rebel_score", query=query, instructions=instructions, documents=numbered([texts[i] for i in b])) for b in batches]
+            msgs = [
+                prompts.chat(
+                    "rerank_rebel_score",
+                    query=query,
+                    instructions=instructions,
+                    documents=numbered([texts[i] for i in b]),
+                )
+                for b in batches
+            ]
         responses = rec.chat_many(self.llm, msgs, "rebel", max_tokens=self.max_tokens, temperature=0)
         batch_scores: list[dict[int, float]] = []
         lines: dict[int, RebelLine] = {}

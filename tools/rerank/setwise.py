@@ -106,7 +106,9 @@ class SetwiseReranker(Reranker):
         }
 
     # ---- one set comparison (batched) ---------------------------------------------------
-    def _compare_many(self, query: str, sets: list[list[int]], texts: list[str], rec: CallRecorder, wins: dict[int, str]) -> list[int]:
+    def _compare_many(
+        self, query: str, sets: list[list[int]], texts: list[str], rec: CallRecorder, wins: dict[int, str]
+    ) -> list[int]:
         """For each set of input indices, the position (0-based, in that set) of the winner.
 
         With ``num_permutation > 1`` each set is also asked in shuffled orders and the
@@ -193,7 +195,7 @@ class SetwiseReranker(Reranker):
         scored = rec.score_many(self.llm, messages, labels, "setwise-likelihood")
         if scored is None:
             return None
-        for n, lp in zip(new_sizes, scored[len(layouts):]):
+        for n, lp in zip(new_sizes, scored[len(layouts) :]):
             priors[str(n)] = {k: round(v, 4) for k, v in lp.items()}
         totals = [[0.0] * len(s) for s in sets]
         for (s_i, perm), labs, lp in zip(layouts, labels, scored):
@@ -211,7 +213,16 @@ class SetwiseReranker(Reranker):
         return winners
 
     # ---- heapsort -----------------------------------------------------------------------
-    def _heapify_many(self, query: str, arr: list[int], n: int, roots: list[int], texts: list[str], rec: CallRecorder, wins: dict[int, str]) -> None:
+    def _heapify_many(
+        self,
+        query: str,
+        arr: list[int],
+        n: int,
+        roots: list[int],
+        texts: list[str],
+        rec: CallRecorder,
+        wins: dict[int, str],
+    ) -> None:
         """Sift down several roots with disjoint subtrees in lockstep (one batch per step)."""
         c = self.num_child
         active = [i for i in roots if c * i + 1 < n]
@@ -227,7 +238,9 @@ class SetwiseReranker(Reranker):
                         nxt.append(largest)
             active = nxt
 
-    def _heapsort(self, query: str, n: int, k: int, texts: list[str], rec: CallRecorder, wins: dict[int, str]) -> list[int]:
+    def _heapsort(
+        self, query: str, n: int, k: int, texts: list[str], rec: CallRecorder, wins: dict[int, str]
+    ) -> list[int]:
         c = self.num_child
         arr = list(range(n))
         # build: llm-rankers goes from n // c down to 0; nodes of one depth go together
@@ -252,7 +265,9 @@ class SetwiseReranker(Reranker):
         return ranked
 
     # ---- bubblesort ---------------------------------------------------------------------
-    def _bubblesort(self, query: str, n: int, k: int, texts: list[str], rec: CallRecorder, wins: dict[int, str]) -> list[int]:
+    def _bubblesort(
+        self, query: str, n: int, k: int, texts: list[str], rec: CallRecorder, wins: dict[int, str]
+    ) -> list[int]:
         c = self.num_child
         ranking = list(range(n))
         for i in range(min(k, n - 1)):
@@ -269,7 +284,9 @@ class SetwiseReranker(Reranker):
                 end -= c
         return ranking[:k]
 
-    def _score(self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder) -> list[Scored]:
+    def _score(
+        self, query: str, hits: list[Hit], top_k: int | None, subqueries: list[str] | None, rec: CallRecorder
+    ) -> list[Scored]:
         n = len(hits)
         k = min(top_k or self.k, n)
         texts = [doc_text(h, self.max_doc_words) for h in hits]

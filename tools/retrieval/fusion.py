@@ -10,7 +10,9 @@ from hoprank.tools.retrieval.base import Retriever
 from hoprank.tools.types import Hit
 
 
-def rrf(runs: Sequence[Sequence[Hit]], k: int = 60, weights: Sequence[float] | None = None, top_k: int | None = None) -> list[Hit]:
+def rrf(
+    runs: Sequence[Sequence[Hit]], k: int = 60, weights: Sequence[float] | None = None, top_k: int | None = None
+) -> list[Hit]:
     """Reciprocal rank fusion: score(d) = sum_i w_i / (k + rank_i(d)).
 
     Rank-based, so it needs no score calibration between BM25 and cosine; k=60 as in
@@ -29,7 +31,9 @@ def rrf(runs: Sequence[Sequence[Hit]], k: int = 60, weights: Sequence[float] | N
     return out[:top_k] if top_k else out
 
 
-def weighted_fusion(runs: Sequence[Sequence[Hit]], weights: Sequence[float] | None = None, top_k: int | None = None) -> list[Hit]:
+def weighted_fusion(
+    runs: Sequence[Sequence[Hit]], weights: Sequence[float] | None = None, top_k: int | None = None
+) -> list[Hit]:
     """Min-max normalise each run's scores to [0, 1], then a weighted sum (missing = 0)."""
     weights = list(weights) if weights is not None else [1.0] * len(runs)
     if len(weights) != len(runs):
@@ -56,7 +60,14 @@ class FusionRetriever(Retriever):
     name = "hybrid"
     description = "Hybrid search: keyword and semantic results fused. The best general default."
 
-    def __init__(self, retrievers: Sequence[Retriever], method: str = "rrf", weights: Sequence[float] | None = None, rrf_k: int = 60, depth: int = 50):
+    def __init__(
+        self,
+        retrievers: Sequence[Retriever],
+        method: str = "rrf",
+        weights: Sequence[float] | None = None,
+        rrf_k: int = 60,
+        depth: int = 50,
+    ):
         if method not in ("rrf", "weighted"):
             raise ValueError(f"fusion method must be 'rrf' or 'weighted', got {method!r}")
         super().__init__(retrievers[0].chunks if retrievers else [])
@@ -73,6 +84,10 @@ class FusionRetriever(Retriever):
         out = []
         for j in range(len(qs)):
             runs = [res[j] for res in per_retriever]
-            fused = rrf(runs, self.rrf_k, self.weights, k) if self.method == "rrf" else weighted_fusion(runs, self.weights, k)
+            fused = (
+                rrf(runs, self.rrf_k, self.weights, k)
+                if self.method == "rrf"
+                else weighted_fusion(runs, self.weights, k)
+            )
             out.append([replace(h, retriever=self.name) for h in fused])
         return out

@@ -84,7 +84,7 @@ class LinkGraph:
             for n in range(min(self.max_words, MAX_NGRAM), 0, -1):
                 if i + n > len(words):
                     continue
-                for row in self.form_rows.get(" ".join(words[i:i + n]), ()):
+                for row in self.form_rows.get(" ".join(words[i : i + n]), ()):
                     if row != exclude:
                         out.setdefault(row, None)
         return list(out)

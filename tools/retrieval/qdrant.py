@@ -149,10 +149,14 @@ class QdrantRetriever(Retriever):
         self.ef = hnsw_ef
         self.written = 0  # points the last sync wrote (0 when the store was already current)
         base = HnswParams()
-        hnsw = HnswParams(m=hnsw_m or base.m, ef_construct=hnsw_ef_construct or base.ef_construct, ef=hnsw_ef or base.ef)
+        hnsw = HnswParams(
+            m=hnsw_m or base.m, ef_construct=hnsw_ef_construct or base.ef_construct, ef=hnsw_ef or base.ef
+        )
         if url:
             self._store_key = f"url:{url}#{collection}"
-            self.store: QdrantStore | None = _acquire(self._store_key, lambda: ServerStore(url, collection, api_key=api_key, hnsw=hnsw))
+            self.store: QdrantStore | None = _acquire(
+                self._store_key, lambda: ServerStore(url, collection, api_key=api_key, hnsw=hnsw)
+            )
         else:
             _drop_local_mode_store(Path(index.path) / "qdrant")
             path = Path(index.path) / "qdrant" / EDGE_DIR / collection
@@ -193,9 +197,12 @@ class QdrantRetriever(Retriever):
         avgdl = float(np.mean([len(t) for t in terms])) if terms else 1.0
         # sparse weights depend on the tokeniser and on the corpus' mean length: when either
         # moved (stemming switched on, the corpus grew a lot), every point is rewritten
-        stale_all = state.get("tokenizer") not in (None, tok) or abs(avgdl - float(state.get("avgdl", avgdl))) > 0.1 * max(avgdl, 1.0)
+        stale_all = state.get("tokenizer") not in (None, tok) or abs(
+            avgdl - float(state.get("avgdl", avgdl))
+        ) > 0.1 * max(avgdl, 1.0)
         todo = [
-            i for i, c in enumerate(self.index.chunks)
+            i
+            for i, c in enumerate(self.index.chunks)
             if stale_all or present.get(point_id(c.id), "\x00") != c.metadata.get("text_hash")
         ]
         for s in range(0, len(todo), batch_size):
@@ -204,11 +211,26 @@ class QdrantRetriever(Retriever):
             batch = []
             for i, vec in zip(rows, vectors):
                 c = self.index.chunks[i]
-                payload = {"chunk_id": c.id, "doc_id": c.doc_id, "title": c.title, "text_hash": c.metadata.get("text_hash")}
+                payload = {
+                    "chunk_id": c.id,
+                    "doc_id": c.doc_id,
+                    "title": c.title,
+                    "text_hash": c.metadata.get("text_hash"),
+                }
                 batch.append(PointRow(point_id(c.id), vec, sparse_doc_vector(terms[i], avgdl), payload))
             self.store.upsert(batch)
         self.store.finish()
-        state_file.write_text(json.dumps({"generation": self.index.generation, "points": len(wanted), "tokenizer": tok, "avgdl": avgdl, "dim": dim}))
+        state_file.write_text(
+            json.dumps(
+                {
+                    "generation": self.index.generation,
+                    "points": len(wanted),
+                    "tokenizer": tok,
+                    "avgdl": avgdl,
+                    "dim": dim,
+                }
+            )
+        )
         return len(todo)
 
     # ---- searching -----------------------------------------------------------------
@@ -223,7 +245,9 @@ class QdrantRetriever(Retriever):
         specs = []
         for j, q in enumerate(qs):
             sparse = sparse_query_vector(self.tokenizer(q)) if self.mode in ("sparse", "hybrid") else None
-            specs.append(QuerySpec(self.mode, k, dense=dense[j] if dense else None, sparse=sparse, depth=self.depth, ef=self.ef))
+            specs.append(
+                QuerySpec(self.mode, k, dense=dense[j] if dense else None, sparse=sparse, depth=self.depth, ef=self.ef)
+            )
         out: list[list[Hit]] = []
         for res in self.store.query(specs):
             hits = []

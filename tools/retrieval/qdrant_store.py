@@ -132,11 +132,15 @@ def _edge() -> Any:
 def edge_config(dim: int, hnsw: HnswParams = HnswParams()) -> Any:
     """The shard configuration hoprank uses (the scale benchmark builds shards with it too)."""
     qe = _edge()
-    optimizers = qe.EdgeOptimizersConfig(indexing_threshold=hnsw.indexing_threshold_kb) if hnsw.indexing_threshold_kb else None
+    optimizers = (
+        qe.EdgeOptimizersConfig(indexing_threshold=hnsw.indexing_threshold_kb) if hnsw.indexing_threshold_kb else None
+    )
     return qe.EdgeConfig(
         vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
         sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-        hnsw_config=qe.HnswIndexConfig(m=hnsw.m, ef_construct=hnsw.ef_construct, full_scan_threshold=hnsw.full_scan_threshold_kb),
+        hnsw_config=qe.HnswIndexConfig(
+            m=hnsw.m, ef_construct=hnsw.ef_construct, full_scan_threshold=hnsw.full_scan_threshold_kb
+        ),
         optimizers=optimizers,
     )
 
@@ -149,7 +153,9 @@ def edge_request(spec: QuerySpec, hnsw: HnswParams, payload: Sequence[str] = ("c
     params = qe.SearchParams(hnsw_ef=max(spec.ef or hnsw.ef, spec.k))
     sparse = qe.SparseVector(list(spec.sparse[0]), list(spec.sparse[1])) if spec.sparse and spec.sparse[0] else None
     if spec.mode == "dense":
-        return qe.QueryRequest(limit=spec.k, query=qe.Query.Nearest(spec.dense, using=DENSE), params=params, with_payload=with_payload)
+        return qe.QueryRequest(
+            limit=spec.k, query=qe.Query.Nearest(spec.dense, using=DENSE), params=params, with_payload=with_payload
+        )
     if spec.mode == "sparse":
         return qe.QueryRequest(limit=spec.k, query=qe.Query.Nearest(sparse, using=SPARSE), with_payload=with_payload)
     depth = max(spec.k, spec.depth)
@@ -201,7 +207,12 @@ class EdgeStore(QdrantStore):
         if self.shard is not None and self._stored_dim() == dim:
             return False
         if self.shard is not None:  # the embedding model changed: the old vectors are useless
-            log.info("Qdrant Edge store %s holds %s-d vectors, the index %s-d: recreating it", self.path, self._stored_dim(), dim)
+            log.info(
+                "Qdrant Edge store %s holds %s-d vectors, the index %s-d: recreating it",
+                self.path,
+                self._stored_dim(),
+                dim,
+            )
             self.shard.close()
             self.shard = None
         if self.path.exists():
@@ -215,7 +226,9 @@ class EdgeStore(QdrantStore):
         out: dict[str, str | None] = {}
         offset = None
         while True:
-            recs, offset = self.shard.scroll(qe.ScrollRequest(offset=offset, limit=4096, with_payload=["text_hash"], with_vector=False))
+            recs, offset = self.shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=4096, with_payload=["text_hash"], with_vector=False)
+            )
             for r in recs:
                 out[str(r.id)] = (r.payload or {}).get("text_hash")
             if offset is None:
@@ -267,7 +280,9 @@ class ServerStore(QdrantStore):
 
     kind = "server"
 
-    def __init__(self, url: str, collection: str, api_key: str | None = None, hnsw: HnswParams = HnswParams(), timeout: int = 60):
+    def __init__(
+        self, url: str, collection: str, api_key: str | None = None, hnsw: HnswParams = HnswParams(), timeout: int = 60
+    ):
         try:
             from qdrant_client import QdrantClient
         except ImportError as e:  # pragma: no cover - core dependency
@@ -290,7 +305,9 @@ class ServerStore(QdrantStore):
             exists = self.client.collection_exists(self.collection)
         except Exception as e:  # qdrant-client wraps connection failures in its own exceptions
             if "connect" in f"{type(e).__name__} {e}".lower():
-                raise QdrantUnavailableError(f"cannot reach the Qdrant server at {self.url} ({e}); is it running?") from e
+                raise QdrantUnavailableError(
+                    f"cannot reach the Qdrant server at {self.url} ({e}); is it running?"
+                ) from e
             raise
         if exists:
             have = self._dim()
@@ -304,9 +321,13 @@ class ServerStore(QdrantStore):
             self.collection,
             vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            hnsw_config=models.HnswConfigDiff(m=self.hnsw.m, ef_construct=self.hnsw.ef_construct, full_scan_threshold=self.hnsw.full_scan_threshold_kb),
+            hnsw_config=models.HnswConfigDiff(
+                m=self.hnsw.m, ef_construct=self.hnsw.ef_construct, full_scan_threshold=self.hnsw.full_scan_threshold_kb
+            ),
             optimizers_config=(
-                models.OptimizersConfigDiff(indexing_threshold=self.hnsw.indexing_threshold_kb) if self.hnsw.indexing_threshold_kb else None
+                models.OptimizersConfigDiff(indexing_threshold=self.hnsw.indexing_threshold_kb)
+                if self.hnsw.indexing_threshold_kb
+                else None
             ),
         )
         return True
@@ -315,7 +336,9 @@ class ServerStore(QdrantStore):
         out: dict[str, str | None] = {}
         offset = None
         while True:
-            points, offset = self.client.scroll(self.collection, limit=1024, offset=offset, with_payload=["text_hash"], with_vectors=False)
+            points, offset = self.client.scroll(
+                self.collection, limit=1024, offset=offset, with_payload=["text_hash"], with_vectors=False
+            )
             for p in points:
                 out[str(p.id)] = (p.payload or {}).get("text_hash")
             if offset is None:
@@ -331,7 +354,11 @@ class ServerStore(QdrantStore):
         from qdrant_client import models
 
         points = [
-            models.PointStruct(id=r.id, vector={DENSE: r.dense, SPARSE: models.SparseVector(indices=r.sparse[0], values=r.sparse[1])}, payload=r.payload)
+            models.PointStruct(
+                id=r.id,
+                vector={DENSE: r.dense, SPARSE: models.SparseVector(indices=r.sparse[0], values=r.sparse[1])},
+                payload=r.payload,
+            )
             for r in rows
         ]
         self.client.upsert(self.collection, points=points, wait=True)
@@ -347,9 +374,15 @@ class ServerStore(QdrantStore):
         from qdrant_client import models
 
         params = models.SearchParams(hnsw_ef=max(spec.ef or self.hnsw.ef, spec.k))
-        sparse = models.SparseVector(indices=spec.sparse[0], values=spec.sparse[1]) if spec.sparse and spec.sparse[0] else None
+        sparse = (
+            models.SparseVector(indices=spec.sparse[0], values=spec.sparse[1])
+            if spec.sparse and spec.sparse[0]
+            else None
+        )
         if spec.mode == "dense":
-            return models.QueryRequest(query=spec.dense, using=DENSE, limit=spec.k, params=params, with_payload=["chunk_id"])
+            return models.QueryRequest(
+                query=spec.dense, using=DENSE, limit=spec.k, params=params, with_payload=["chunk_id"]
+            )
         if spec.mode == "sparse":
             return models.QueryRequest(query=sparse, using=SPARSE, limit=spec.k, with_payload=["chunk_id"])
         depth = max(spec.k, spec.depth)
