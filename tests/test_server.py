@@ -573,7 +573,7 @@ def test_unexpected_server_error_is_a_500_openai_error(server):
 
 
 def test_server_question_limit_is_the_agent_s(server):
-    from hoprank.agent import api
+    from hoprank.agent.app import api
 
     assert ServerSettings().max_question_chars == api.MAX_QUESTION_CHARS
     url = server(FakeAgent())
