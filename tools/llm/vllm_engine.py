@@ -23,7 +23,8 @@ def import_vllm() -> Any:
         import vllm
     except ImportError as e:
         raise MissingExtraError(
-            f"llm.backend=vllm needs the vLLM engine (a CUDA GPU): {INSTALL_HINT}; or serve the model with `vllm serve MODEL` and use llm.backend=openai with llm.base_url"
+            f"llm.backend=vllm needs the vLLM engine (a CUDA GPU): {INSTALL_HINT}; or serve the model with "
+            "`vllm serve MODEL` and use llm.backend=openai with llm.base_url"
         ) from e
     return vllm
 

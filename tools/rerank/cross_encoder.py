@@ -54,7 +54,8 @@ class CrossEncoderReranker(Reranker):
                 else "it is not a local folder and is not in the local model cache (no download happens offline)"
             )
             raise RerankError(
-                f"could not load cross-encoder {model!r}: {where} ({type(e).__name__}: {' '.join(str(e).split())[:200]}). "
+                f"could not load cross-encoder {model!r}: {where} "
+                f"({type(e).__name__}: {' '.join(str(e).split())[:200]}). "
                 "No cross-encoder ships with hoprank offline: pass model=<local path> to a saved "
                 "sentence-transformers CrossEncoder, or use the 'embedding' reranker."
             ) from e

@@ -314,8 +314,9 @@ class ServerStore(QdrantStore):
             if have == dim:
                 return False
             raise QdrantCollectionMismatchError(
-                f"Qdrant collection {self.collection!r} at {self.url} holds {have}-d vectors but this index has {dim}-d "
-                "ones (another embedding model); delete that collection or open the retriever with another collection= name"
+                f"Qdrant collection {self.collection!r} at {self.url} holds {have}-d vectors but this index has "
+                f"{dim}-d ones (another embedding model); delete that collection or open the retriever with another "
+                "collection= name"
             )
         self.client.create_collection(
             self.collection,
