@@ -10,11 +10,14 @@ import typer
 
 SETTINGS = ("pooled", "distractor", "closed-book")
 JUDGE_HELP = (
-    "Also score the run with LLM judges: ragas, nuggets or ragas,nuggets (off by default; many LLM calls per question). "
-    "The judge is the run's LLM unless --judge-base-url is given: the embedded 135M model is a useless judge "
-    "(undetermined RAGAS scores, fallback nuggets), so point it at a capable OpenAI-compatible endpoint."
+    "Also score the run with LLM judges: ragas, nuggets or ragas,nuggets (off by default; many LLM calls per "
+    "question). The judge is the run's LLM unless --judge-base-url is given: the embedded 135M model is a useless "
+    "judge (undetermined RAGAS scores, fallback nuggets), so point it at a capable OpenAI-compatible endpoint."
 )
-JUDGE_URL_HELP = "OpenAI-compatible endpoint for the judge (vLLM, OpenAI, llama.cpp server); strongly advised over the embedded 135M model."
+JUDGE_URL_HELP = (
+    "OpenAI-compatible endpoint for the judge (vLLM, OpenAI, llama.cpp server); strongly advised over the embedded "
+    "135M model."
+)
 
 
 def _redacted(cfg: Any) -> dict[str, Any]:
@@ -146,7 +149,8 @@ def _answer_run(
     if setting == "distractor":
         if not any(e.documents for e in examples):
             raise HoprankError(
-                f"--setting distractor needs per-question documents; {dataset} has none (use pooled with --corpus, or closed-book)"
+                f"--setting distractor needs per-question documents; {dataset} has none "
+                "(use pooled with --corpus, or closed-book)"
             )
 
         import threading
@@ -346,12 +350,18 @@ def register(app: typer.Typer) -> None:
         path: Optional[Path] = typer.Option(
             None,
             "--path",
-            help="Dataset file (HotpotQA JSON in either layout, MultiHopRAG.json, JSONL). HotpotQA without --path loads from the hub (needs network + hoprank[hf]).",
+            help=(
+                "Dataset file (HotpotQA JSON in either layout, MultiHopRAG.json, JSONL). "
+                "HotpotQA without --path loads from the hub (needs network + hoprank[hf])."
+            ),
         ),
         setting: str = typer.Option(
             "pooled",
             "--setting",
-            help="pooled (one index over all questions' documents) | distractor (each question's own paragraphs) | closed-book (no retrieval)",
+            help=(
+                "pooled (one index over all questions' documents) | distractor (each question's own paragraphs) "
+                "| closed-book (no retrieval)"
+            ),
         ),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file (YAML/TOML)."),
         preset: Optional[str] = typer.Option(
@@ -389,7 +399,10 @@ def register(app: typer.Typer) -> None:
         ragas_metrics: Optional[str] = typer.Option(
             None,
             "--ragas-metrics",
-            help="Comma-separated RAGAS metrics (default: faithfulness,answer_relevancy,context_precision,context_recall,factual_correctness).",
+            help=(
+                "Comma-separated RAGAS metrics (default: faithfulness,answer_relevancy,context_precision,"
+                "context_recall,factual_correctness)."
+            ),
         ),
         nugget_cache: Optional[Path] = typer.Option(
             None,
