@@ -11,13 +11,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 FIXTURE_DOCS = {
-    "ada.md": "# Ada Quill\nAda Quill was born in Marrow Bay in 1871. She founded the Quill Lamp Works, which built the first tidal lantern.",
-    "marrow-bay.md": "# Marrow Bay\nMarrow Bay is a port town on the Seren River. Its lighthouse was lit by a tidal lantern in 1902.",
+    "ada.md": (
+        "# Ada Quill\nAda Quill was born in Marrow Bay in 1871. "
+        "She founded the Quill Lamp Works, which built the first tidal lantern."
+    ),
+    "marrow-bay.md": (
+        "# Marrow Bay\nMarrow Bay is a port town on the Seren River. Its lighthouse was lit by a tidal lantern in 1902."
+    ),
     "seren.md": "# Seren River\nThe Seren River is 212 kilometres long and flows into the Grey Sound.",
-    "lamp-works.md": "# Quill Lamp Works\nQuill Lamp Works was founded in 1896 in Marrow Bay. It made lanterns for ships and lighthouses.",
-    "otto.md": "# Otto Brenn\nOtto Brenn was a clockmaker born in Hollin in 1860. He repaired the town clock of Hollin.",
+    "lamp-works.md": (
+        "# Quill Lamp Works\nQuill Lamp Works was founded in 1896 in Marrow Bay. "
+        "It made lanterns for ships and lighthouses."
+    ),
+    "otto.md": (
+        "# Otto Brenn\nOtto Brenn was a clockmaker born in Hollin in 1860. He repaired the town clock of Hollin."
+    ),
     "hollin.md": "# Hollin\nHollin is a mountain village on the Ashe River, known for its clock tower built in 1790.",
-    "cafe.md": "# Café Ñandú\nThe Café Ñandú in São Brenno serves crème brûlée; its owner Zoë Małecka opened it in 1999.",
+    "cafe.md": (
+        "# Café Ñandú\nThe Café Ñandú in São Brenno serves crème brûlée; its owner Zoë Małecka opened it in 1999."
+    ),
 }
 
 

@@ -247,7 +247,8 @@ def test_whole_path_makes_no_network_connection(tmp_path):
         from hoprank.evals.ragas_eval import ragas_scores
         from hoprank.tools.embeddings import Embedder
         from hoprank.tools.llm.base import ScriptedLLM
-        r = ragas_scores([RagasSample(Q, ANSWER, CONTEXTS, reference=REFERENCE)], ScriptedLLM(judge), Embedder(), strictness=1)
+        sample = RagasSample(Q, ANSWER, CONTEXTS, reference=REFERENCE)
+        r = ragas_scores([sample], ScriptedLLM(judge), Embedder(), strictness=1)
         import ragas.tokenizers as rt  # ragas' default would download o200k_base
         assert rt.DEFAULT_TOKENIZER.encode("tokenizer stays offline")
         print(json.dumps({"attempts": attempts, "undetermined": r.undetermined}))

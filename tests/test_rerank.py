@@ -297,10 +297,14 @@ def test_listwise_garbage_keeps_order_and_is_a_permutation():
 # ---- REBEL ----------------------------------------------------------------------------------
 
 REBEL_OUT = (
-    "Doc: 3, Relevance: 9, Depth: 4, Diversity: 2, Clarity: 4, Authoritativeness: 2, Recency: 3\n"  # 9 + 7.5 = 16.5
-    "Doc: 1, Relevance: 8, Depth: 5, Diversity: 3, Clarity: 4, Authoritativeness: 4, Recency: 1\n"  # 8 + 8.5 = 16.5, more authoritative
-    "Doc: 4, Relevance: 2, Depth: 5, Diversity: 5, Clarity: 5, Authoritativeness: 5, Recency: 5\n"  # 14.5 but relevance < 3
-    "Doc: 5, Relevance: 6\n"  # final given directly
+    # 9 + 7.5 = 16.5
+    "Doc: 3, Relevance: 9, Depth: 4, Diversity: 2, Clarity: 4, Authoritativeness: 2, Recency: 3\n"
+    # 8 + 8.5 = 16.5, more authoritative
+    "Doc: 1, Relevance: 8, Depth: 5, Diversity: 3, Clarity: 4, Authoritativeness: 4, Recency: 1\n"
+    # 14.5 but relevance < 3
+    "Doc: 4, Relevance: 2, Depth: 5, Diversity: 5, Clarity: 5, Authoritativeness: 5, Recency: 5\n"
+    # final given directly
+    "Doc: 5, Relevance: 6\n"
 )
 
 
