@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from hoprank import prompts
 from hoprank.agent.spans import answer_kind, choose_span
+from hoprank.agent.tokens import answer_chat
 from hoprank.agent.understand import content_terms, entities
 from hoprank.tools.errors import LLMError
 from hoprank.tools.llm.base import ChatLLM, LLMResponse
@@ -165,7 +166,10 @@ def generate(
             return picked
     name = "answer_short" if style == "short" else "answer"
     msgs = prompts.chat(name, question=question, documents=format_evidence(evidence))
-    resp = llm.chat(msgs, max_tokens=32 if style == "short" else max_tokens, temperature=0.0)
+    if style == "short":  # rewritten whole below, so shown only when finished
+        resp = answer_chat(llm, msgs, 32, question, evidence)
+    else:  # shown token by token when the run streams (agent/tokens.py)
+        resp = answer_chat(llm, msgs, max_tokens, question, evidence, clean=parse_citations)
     raw = resp.text or ""
     if _NOT_FOUND.search(raw) and len(raw.split()) <= 6:
         return Generated(NOT_FOUND_TEXT, [], "not_found", raw=raw, responses=[resp])

@@ -47,11 +47,15 @@ class FakeAgent:
         self.cancelled = threading.Event()
         self.documents: list = []
         self.index = [0, 1, 2]
+        self.options: list[dict] = []
 
-    def _answer(self, question: str, thread_id: str | None) -> Answer:
+    def _answer(self, question: str, thread_id: str | None, **options) -> Answer:
         if not question.strip():
             raise InvalidQueryError("query is empty")
         tid = thread_id or "auto"
+        self.options.append(options)
+        if options.get("history") and tid not in self.history:  # what Agent.seed_history does
+            self.history[tid] = [m["content"] for m in options["history"] if m["role"] == "user"]
         turns = self.history.setdefault(tid, [])
         turns.append(question)
         hit = Hit(
@@ -83,11 +87,11 @@ class FakeAgent:
         if self.fail is not None:
             raise self.fail
 
-    async def aask(self, question: str, thread_id: str | None = None) -> Answer:
+    async def aask(self, question: str, thread_id: str | None = None, **options) -> Answer:
         await self._work()
-        return self._answer(question, thread_id)
+        return self._answer(question, thread_id, **options)
 
-    async def astream(self, question: str, thread_id: str | None = None):
+    async def astream(self, question: str, thread_id: str | None = None, **options):
         yield {
             "type": "step",
             "node": "understand",
@@ -98,7 +102,7 @@ class FakeAgent:
         await self._work()
         hit = Hit(id="doc#0", score=0.5, text="t", rank=1)
         yield {"type": "step", "node": "retrieve", "summary": "1 hit", "data": {"hits": [hit]}, "elapsed_s": 0.01}
-        yield {"type": "answer", "answer": self._answer(question, thread_id)}
+        yield {"type": "answer", "answer": self._answer(question, thread_id, **options)}
 
     def add_documents(self, documents: list) -> dict:
         self.documents.extend(documents)
@@ -332,7 +336,7 @@ def test_deadline_gives_504_not_a_hang(server):
 def test_invalid_query_from_agent_is_400(server):
     agent = FakeAgent()
 
-    def reject(q, t):
+    def reject(q, t, **options):
         raise InvalidQueryError("query has no words")
 
     agent._answer = reject  # type: ignore[method-assign]

@@ -29,12 +29,14 @@ from hoprank.agent.config import Config
 from hoprank.agent.context import AgentContext, hit_brief
 from hoprank.agent.graph import build_graph
 from hoprank.agent.state import RESET
+from hoprank.agent.tokens import ANSWER_MAX_TOKENS, STREAM_TOKENS
 from hoprank.tools.errors import MAX_QUESTION_CHARS, HoprankError, InvalidQueryError, validate_query
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.llm.base import ChatLLM
 from hoprank.tools.types import Answer, Citation, Document, Hit
 
 log = logging.getLogger(__name__)
+MODES = ["updates", "custom"]  # node updates (the steps) and the answer's tokens
 
 # types the checkpointer may restore (LangGraph blocks unregistered types)
 _CHECKPOINT_TYPES = [
@@ -182,23 +184,45 @@ class Agent:
             "trace": RESET,
         }
 
-    def _run_config(self, thread_id: str) -> dict[str, Any]:
+    def _run_config(self, thread_id: str, **options: Any) -> dict[str, Any]:
         # LangGraph's own limit only as a backstop: hoprank's budgets stop the graph first
-        return {"configurable": {"thread_id": thread_id}, "recursion_limit": self.config.agent.max_steps * 3 + 50}
+        return {
+            "configurable": {"thread_id": thread_id, **options},
+            "recursion_limit": self.config.agent.max_steps * 3 + 50,
+        }
 
     def _validate(self, question: str) -> str:
         return validate_query(question, max_chars=MAX_QUESTION_CHARS)
 
-    def stream(self, question: str, thread_id: str | None = None) -> Iterator[dict[str, Any]]:
-        """Yield a step event as each node finishes, then one answer (or error) event."""
+    def stream(
+        self,
+        question: str,
+        thread_id: str | None = None,
+        *,
+        history: Sequence[dict[str, Any]] | None = None,
+        tokens: bool = False,
+        max_tokens: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield a step event as each node finishes, then one answer (or error) event.
+
+        ``history``: earlier user/assistant turns for a thread that holds none (a stateless
+        client resends the conversation; see :meth:`seed_history`). ``tokens``: also yield
+        ``{"type": "token", "text": ...}`` as the answer is written (agent/tokens.py).
+        ``max_tokens``: a cap on the answer's length for this question."""
         q = self._validate(question)
         tid = thread_id or uuid.uuid4().hex
         t0 = time.perf_counter()
         final: dict[str, Any] = {}
+        options = {STREAM_TOKENS: tokens, ANSWER_MAX_TOKENS: max_tokens}
         try:
-            for update in self._graph.stream(
-                self._inputs(q), self._run_config(tid), context=self._context(), stream_mode="updates"
+            if history:
+                self.seed_history(tid, history)
+            for mode, update in self._graph.stream(
+                self._inputs(q), self._run_config(tid, **options), context=self._context(), stream_mode=MODES
             ):
+                if mode == "custom":
+                    yield update
+                    continue
                 for delta in update.values():
                     if not isinstance(delta, dict):
                         continue
@@ -227,22 +251,24 @@ class Agent:
                 "answer": self._failed(q, tid, f"{type(e).__name__}: {e}", time.perf_counter() - t0),
             }
 
-    def ask(self, question: str, thread_id: str | None = None) -> Answer:
+    def ask(self, question: str, thread_id: str | None = None, **options: Any) -> Answer:
         ans = None
-        for ev in self.stream(question, thread_id):
+        for ev in self.stream(question, thread_id, **options):
             if ev["type"] == "answer":
                 ans = ev["answer"]
         assert ans is not None
         return ans
 
-    async def aask(self, question: str, thread_id: str | None = None) -> Answer:
+    async def aask(self, question: str, thread_id: str | None = None, **options: Any) -> Answer:
         """Async ask; cancelling the awaiting task stops the graph at the next node."""
-        async for ev in self.astream(question, thread_id):
+        async for ev in self.astream(question, thread_id, **options):
             if ev["type"] == "answer":
                 return ev["answer"]
         raise HoprankError("the agent ended without an answer")  # pragma: no cover
 
-    async def astream(self, question: str, thread_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def astream(
+        self, question: str, thread_id: str | None = None, **options: Any
+    ) -> AsyncIterator[dict[str, Any]]:
         """Async version of :meth:`stream` (the graph runs in a worker thread)."""
         q = self._validate(question)
         queue: asyncio.Queue = asyncio.Queue()
@@ -256,7 +282,7 @@ class Agent:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def run() -> None:
-            gen = self.stream(q, thread_id)
+            gen = self.stream(q, thread_id, **options)
             try:
                 for ev in gen:
                     if cancel.is_set():
@@ -285,6 +311,25 @@ class Agent:
         """The chat turns kept for a thread (user and assistant messages, oldest first)."""
         state = self._graph.get_state(self._run_config(thread_id))
         return list((state.values or {}).get("history") or []) if state else []
+
+    def seed_history(self, thread_id: str, turns: Sequence[dict[str, Any]]) -> bool:
+        """Start a thread from earlier turns, as if they had been asked here.
+
+        Why: OpenAI-style clients are stateless and resend the whole conversation, so a fresh
+        server (or any server that did not answer those turns) must take the follow-up's
+        history from them. Only user and assistant messages with text count. A thread that
+        already holds turns keeps its own (the checkpoint is what this agent answered), and
+        the agentic graph keeps no history. Returns whether the thread was seeded."""
+        kept = [
+            {"role": t["role"], "content": t["content"]}
+            for t in turns
+            if t.get("role") in ("user", "assistant") and isinstance(t.get("content"), str) and t["content"].strip()
+        ]
+        if not kept or "history" not in self._graph.channels or self.history(thread_id):
+            return False
+        # written by the last node, so the thread looks like one whose previous turn ended
+        self._graph.update_state(self._run_config(thread_id), {"history": kept}, as_node="finalize")
+        return True
 
     # ---- results ---------------------------------------------------------------------
     def _answer(self, q: str, tid: str, s: dict[str, Any], seconds: float) -> Answer:

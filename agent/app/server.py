@@ -31,8 +31,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hoprank.tools.errors import MAX_QUESTION_CHARS, HoprankError, InvalidQueryError
@@ -214,8 +215,10 @@ class ThreadMap:
     Clients such as the ``openai`` SDK resend the whole history each turn. After each answer
     we remember ``hash(user, history + answer) -> thread``; the next turn's prior messages
     hash to the same key and continue that thread, so the agent sees its own history and
-    never another conversation's. ``conversation_id`` (or ``thread_id``) is the explicit,
-    preferred way. Bounded LRU so a long-running server does not grow without limit.
+    never another conversation's. A history this server did not answer (it restarted, or the
+    client wrote or edited the turns) gets a new thread, which the agent starts from the
+    turns the client sent (``Agent.seed_history``). ``conversation_id`` (or ``thread_id``)
+    is the explicit way. Bounded LRU so a long-running server does not grow without limit.
     """
 
     def __init__(self, capacity: int = 10_000):
@@ -240,7 +243,7 @@ class ThreadMap:
             if k in self._map:
                 self._map.move_to_end(k)
                 return self._map[k]
-        return f"chat-{k}"  # unknown history (e.g. server restarted): deterministic thread
+        return f"chat-{uuid.uuid4().hex}"  # unknown history: a new thread, seeded from the messages
 
     def remember(self, req: ChatRequest, answer_text: str, thread_id: str) -> None:
         if req.conversation_id or req.thread_id:
@@ -470,11 +473,20 @@ def create_app(agent: Any, settings: ServerSettings | None = None) -> FastAPI:
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         if body.stream:
-            gen = _stream(agent, question, thread_id, body, cid, created, settings, threads)
-            return StreamingResponse(
-                gen, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            include_usage = bool((body.stream_options or {}).get("include_usage"))
+            chunks = _Chunks(cid, created, settings.model_id, include_usage)
+            return EventSourceResponse(
+                _stream(agent, question, thread_id, body, chunks, settings, threads),
+                headers={"Cache-Control": "no-cache"},
+                sep="\n",
+                ping=settings.keepalive_s,
+                ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
+                # SIGTERM: a streamed answer may finish like any other request
+                shutdown_grace_period=settings.request_timeout_s,
             )
-        answer = await _ask_with_disconnect(request, agent, question, thread_id, settings.request_timeout_s)
+        answer = await _ask_with_disconnect(
+            request, agent, question, thread_id, settings.request_timeout_s, _agent_options(body)
+        )
         extra = answer_extra(answer)
         if getattr(answer, "status", "") == "failed":
             return JSONResponse(
@@ -558,9 +570,11 @@ def parse_documents(payload: Any, max_documents: int = 10_000) -> list[Document]
     return out
 
 
-async def _ask_with_disconnect(request: Request, agent: Any, question: str, thread_id: str, timeout_s: float) -> Any:
+async def _ask_with_disconnect(
+    request: Request, agent: Any, question: str, thread_id: str, timeout_s: float, options: dict[str, Any]
+) -> Any:
     """Run the agent; cancel it when the client goes away or the deadline passes."""
-    task = asyncio.ensure_future(agent.aask(question, thread_id=thread_id))
+    task = asyncio.ensure_future(agent.aask(question, thread_id=thread_id, **options))
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -593,31 +607,54 @@ async def _ask_with_disconnect(request: Request, agent: Any, question: str, thre
             task.cancel()
 
 
-def _sse(obj: Any) -> bytes:
-    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode("utf-8")
+def _event(obj: Any) -> ServerSentEvent:
+    return ServerSentEvent(json.dumps(obj, ensure_ascii=False), sep="\n")
 
 
-def _chunk(
-    cid: str, created: int, model: str, delta: dict, finish: str | None = None, extra: dict | None = None
-) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "id": cid,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-    }
-    if extra is not None:
-        d["hoprank"] = extra
-    return d
+class _Chunks:
+    """The ``chat.completion.chunk`` objects of one streamed reply."""
+
+    def __init__(self, cid: str, created: int, model: str, include_usage: bool):
+        self.cid, self.created, self.model, self.include_usage = cid, created, model, include_usage
+
+    def chunk(self, delta: dict, finish: str | None = None, extra: dict | None = None) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.cid,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        if self.include_usage:  # OpenAI's shape: null on every chunk but the last
+            d["usage"] = None
+        if extra is not None:
+            d["hoprank"] = extra
+        return d
+
+    def usage(self, answer: Any) -> dict[str, Any]:
+        """The last chunk under ``stream_options.include_usage``: no choices, the usage."""
+        return {
+            "id": self.cid,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": _usage(answer),
+        }
 
 
-def _pieces(text: str, size: int = 24) -> Iterator[str]:
-    """Split a finished answer into word groups so clients render it progressively."""
-    words = text.split(" ")
-    for i in range(0, len(words), size):
-        piece = " ".join(words[i : i + size])
-        yield piece if i + size >= len(words) else piece + " "
+def _agent_options(req: ChatRequest) -> dict[str, Any]:
+    """What the request asks of the agent beyond the question: the conversation a stateless
+    client resent (the turns before the question) and the answer's token cap. Only options
+    that are set, so an agent without them keeps working."""
+    options: dict[str, Any] = {}
+    prior = [m for m in _plain(req.messages[:-1]) if m["role"] in ("user", "assistant") and m["content"].strip()]
+    if prior:
+        options["history"] = prior
+    cap = req.max_completion_tokens or req.max_tokens
+    if cap:
+        options["max_tokens"] = cap
+    return options
 
 
 async def _stream(
@@ -625,99 +662,87 @@ async def _stream(
     question: str,
     thread_id: str,
     req: ChatRequest,
-    cid: str,
-    created: int,
+    chunks: _Chunks,
     settings: ServerSettings,
     threads: ThreadMap,
-) -> AsyncIterator[bytes]:
-    """OpenAI chunk stream: role, step chunks (empty delta + ``hoprank.step``), the answer
-    text, a final chunk with ``hoprank`` (citations, evidence, trace), then ``[DONE]``.
+) -> AsyncIterator[ServerSentEvent]:
+    """OpenAI chunk stream: role, step chunks (empty delta + ``hoprank.step``), the answer's
+    tokens as the LLM writes them, the rest of the answer (text the agent held back or wrote
+    without the LLM, such as a span answer), a finish chunk with ``hoprank`` (citations,
+    evidence, trace), the usage chunk when asked for, then ``[DONE]``.
 
-    Starlette cancels this generator when the client disconnects; cancellation propagates
-    into ``agent.astream`` and stops the graph. Keep-alive comments every few seconds."""
-    model = settings.model_id
-    yield _sse(_chunk(cid, created, model, {"role": "assistant", "content": ""}, extra={"thread_id": thread_id}))
-    queue: asyncio.Queue = asyncio.Queue()
-    sentinel = object()
-
-    async def pump() -> None:
-        try:
-            async for ev in agent.astream(question, thread_id=thread_id):
-                await queue.put(ev)
-        except asyncio.CancelledError:
-            raise
-        except InvalidQueryError as e:
-            await queue.put({"type": "error", "error": str(e), "status": 400})
-        except Exception as e:  # noqa: BLE001 - becomes an error event, never a hung stream
-            log.exception("agent stream failed")
-            await queue.put({"type": "error", "error": f"{type(e).__name__}: {e}"})
-        finally:
-            await queue.put(sentinel)
-
-    task = asyncio.ensure_future(pump())
-    deadline = time.monotonic() + settings.request_timeout_s
-    got_answer = False
+    sse-starlette does the framing, the keep-alive comments and the disconnect watch: when
+    the client leaves it cancels this generator, which closes ``agent.astream`` and so stops
+    the graph. The deadline is enforced here, per event."""
+    yield _event(chunks.chunk({"role": "assistant", "content": ""}, extra={"thread_id": thread_id}))
+    events = agent.astream(question, thread_id=thread_id, tokens=True, **_agent_options(req))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.request_timeout_s
+    shown: list[str] = []
+    error: APIError | None = None
     try:
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                yield _sse(
-                    APIError(
-                        504,
-                        f"the agent did not answer within {settings.request_timeout_s:g} s",
-                        "timeout_error",
-                        code="timeout",
-                    ).body()
-                )
-                break
             try:
-                ev = await asyncio.wait_for(queue.get(), timeout=min(settings.keepalive_s, remaining))
-            except asyncio.TimeoutError:
-                yield b": keep-alive\n\n"
-                continue
-            if ev is sentinel:
-                if not got_answer:
-                    yield _sse(
-                        APIError(502, "the agent ended without an answer", "upstream_error", code="agent_failed").body()
-                    )
+                ev = await asyncio.wait_for(anext(events), max(0.0, deadline - loop.time()))
+            except StopAsyncIteration:
+                error = APIError(502, "the agent ended without an answer", "upstream_error", code="agent_failed")
                 break
             etype = ev.get("type") if isinstance(ev, dict) else None
-            if etype == "step":
+            if etype == "token":
+                shown.append(ev["text"])
+                yield _event(chunks.chunk({"content": ev["text"]}))
+            elif etype == "step":
                 step = to_jsonable({k: v for k, v in ev.items() if k != "type"})
-                yield _sse(_chunk(cid, created, model, {}, extra={"step": step, "thread_id": thread_id}))
+                yield _event(chunks.chunk({}, extra={"step": step, "thread_id": thread_id}))
             elif etype == "answer":
-                got_answer = True
-                answer = ev["answer"]
-                extra = answer_extra(answer)
-                if getattr(answer, "status", "") == "failed":
-                    err = APIError(
-                        502,
-                        f"the agent failed: {answer.error or 'unknown error'}",
-                        "upstream_error",
-                        code="agent_failed",
-                    ).body()
-                    err["hoprank"] = extra
-                    yield _sse(err)
-                    break
-                for piece in _pieces(answer.answer or ""):
-                    yield _sse(_chunk(cid, created, model, {"content": piece}))
-                final = _chunk(cid, created, model, {}, finish="stop", extra=extra)
-                if req.stream_options and req.stream_options.get("include_usage"):
-                    final["usage"] = _usage(answer)
-                yield _sse(final)
-                threads.remember(req, answer.answer or "", thread_id)
+                for event in _finish(ev["answer"], "".join(shown), chunks):
+                    yield event
+                if getattr(ev["answer"], "status", "") != "failed":
+                    threads.remember(req, ev["answer"].answer or "", thread_id)
+                break
             elif etype == "error":
-                got_answer = True
                 status = int(ev.get("status", 502))
                 kind = "invalid_request_error" if status == 400 else "upstream_error"
-                yield _sse(APIError(status, f"the agent failed: {ev.get('error')}", kind, code="agent_failed").body())
+                error = APIError(status, f"the agent failed: {ev.get('error')}", kind, code="agent_failed")
                 break
-        yield b"data: [DONE]\n\n"
+    except asyncio.TimeoutError:
+        timeout = settings.request_timeout_s
+        error = APIError(504, f"the agent did not answer within {timeout:g} s", "timeout_error", code="timeout")
+    except InvalidQueryError as e:
+        error = APIError(400, f"the agent failed: {e}", code="agent_failed")
+    except Exception as e:  # noqa: BLE001 - becomes an error event, never a hung stream
+        log.exception("agent stream failed")
+        error = APIError(502, f"the agent failed: {type(e).__name__}: {e}", "upstream_error", code="agent_failed")
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await events.aclose()  # stops the graph when the client went away mid-answer
+    if error is not None:
+        yield _event(error.body())
+    yield ServerSentEvent("[DONE]", sep="\n")
+
+
+def _finish(answer: Any, shown: str, chunks: _Chunks) -> Iterator[ServerSentEvent]:
+    """The end of a streamed reply: the part of the answer not shown yet, the finish chunk
+    and the usage chunk, or the error object of a failed answer.
+
+    The tokens shown are a prefix of the answer except when something rewrote it after
+    generation (a revision in ``verify`` mode); then the finish chunk carries the answer in
+    ``hoprank.answer`` with ``hoprank.stream_replaced: true``, for clients that can replace."""
+    extra = answer_extra(answer)
+    if getattr(answer, "status", "") == "failed":
+        err = APIError(
+            502, f"the agent failed: {answer.error or 'unknown error'}", "upstream_error", code="agent_failed"
+        ).body()
+        yield _event(err | {"hoprank": extra})
+        return
+    text = answer.answer or ""
+    if text.startswith(shown):
+        if text[len(shown) :]:
+            yield _event(chunks.chunk({"content": text[len(shown) :]}))
+    else:
+        extra |= {"answer": text, "stream_replaced": True}
+    yield _event(chunks.chunk({}, finish="stop", extra=extra))
+    if chunks.include_usage:
+        yield _event(chunks.usage(answer))
 
 
 def _usage(answer: Any) -> dict[str, int]:

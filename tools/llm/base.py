@@ -21,12 +21,13 @@ jitter on transient errors only, and the final :class:`LLMError` that says what 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import asdict, dataclass, field, replace
@@ -427,6 +428,53 @@ class ChatLLM:
                 continue
             return self._record(key, r, t0)
 
+    # ---- streaming -----------------------------------------------------------------
+    def _stream_complete(self, messages: Messages, **params: Any) -> Iterator[str | LLMResponse]:
+        """Backend hook: text deltas as the model produces them, then the whole reply as an
+        LLMResponse (text, usage, finish reason). This default has no native streaming: the
+        reply arrives as one delta, so every backend can be streamed from."""
+        r = self._complete(messages, **params)
+        if r.text:
+            yield r.text
+        yield r
+
+    def stream(self, messages: Messages, **params: Any) -> Iterator[str | LLMResponse]:
+        """Like :meth:`chat`, but yield the reply's text deltas as they arrive, then its
+        :class:`LLMResponse` (the usage record; its text is the deltas joined).
+
+        Why the same cache, accounting and error policy as ``chat``: a streamed answer is the
+        same request, so a cached reply is replayed as one delta and a streamed reply is
+        cached for later ``chat`` calls. Transient errors are retried only before the first
+        delta: after that the caller has shown text that a second attempt could contradict."""
+        eff, key, hit = self._lookup(messages, params)
+        if hit is not None:
+            if hit.text:
+                yield hit.text
+            yield hit
+            return
+        t0 = time.perf_counter()
+        attempt = 0
+        while True:
+            started, final = False, None
+            try:
+                with contextlib.closing(self._stream_complete(messages, **eff)) as items:
+                    for item in items:
+                        if isinstance(item, LLMResponse):
+                            final = item
+                        else:
+                            started = True
+                            yield item
+                if final is None:
+                    raise TransientLLMError("the stream ended without a final response")
+            except Exception as e:
+                if started:
+                    raise self._fail(attempt + 1, e) from e
+                time.sleep(self._retry_or_raise(attempt, e))
+                attempt += 1
+                continue
+            yield self._record(key, final, t0)
+            return
+
     def chat_many(self, batch: Sequence[Messages], *, return_exceptions: bool = False, **params: Any) -> list[Any]:
         """Results in input order. With ``return_exceptions=True`` a failed call yields its
         LLMError in place, so one bad prompt does not lose a whole rerank batch."""
@@ -535,3 +583,9 @@ class ScriptedLLM(ChatLLM):
         return LLMResponse(
             text=text, prompt_tokens=prompt_tokens, completion_tokens=len(text.split()), model=self.model_name
         )
+
+    def _stream_complete(self, messages: Messages, **params: Any) -> Iterator[str | LLMResponse]:
+        """Streams word by word, as a real model streams tokens."""
+        r = self._complete(messages, **params)
+        yield from re.findall(r"\s*\S+|\s+$", r.text)
+        yield r

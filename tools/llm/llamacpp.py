@@ -9,11 +9,14 @@ so every call on a shared instance is serialised.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import glob
 import importlib.util
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +254,10 @@ class LlamaCppLLM(ChatLLM):
         return msgs, max_tokens, warnings
 
     # ---- one call ------------------------------------------------------------------
-    def _complete(self, messages: Messages, **params: Any) -> LLMResponse:
+    @contextlib.contextmanager
+    def _generation(self, messages: Messages, params: dict[str, Any]) -> Iterator[_Generation]:
+        """The model, the fitted messages and llama.cpp's arguments for one call, under the
+        model's lock: shared by the plain and the streamed call so both decode identically."""
         max_tokens = int(params.get("max_tokens") or 512)
         msgs = [{"role": m["role"], "content": m.get("content") or ""} for m in messages]
         kwargs: dict[str, Any] = {
@@ -279,7 +285,7 @@ class LlamaCppLLM(ChatLLM):
             # so an answer would depend on which question came before it
             llama.reset()
             msgs, max_tokens, warnings = self.fit_to_context(msgs, max_tokens)
-            timed_out = threading.Event()
+            gen = _Generation(llama, msgs, max_tokens, kwargs, warnings, t0)
             # not under a grammar: forcing end-of-sequence where the grammar forbids it is
             # one way to make llama.cpp's grammar sampler abort the process
             if timeout and "response_format" not in kwargs:
@@ -290,21 +296,26 @@ class LlamaCppLLM(ChatLLM):
                     # llama.cpp has no timeout and swallows exceptions raised in this
                     # callback: past the deadline, force end-of-sequence instead
                     if time.perf_counter() > deadline:
-                        timed_out.set()
+                        gen.timed_out = True
                         scores[:] = -float("inf")
                         scores[eos] = 0.0
                     return scores
 
                 kwargs["logits_processor"] = [_deadline]
             try:
-                out = llama.create_chat_completion(messages=msgs, max_tokens=max_tokens, **kwargs)
+                yield gen
             except ValueError as e:
                 raise LLMError(f"llama.cpp rejected the request: {e}") from e
-        if timed_out.is_set():
+        if gen.timed_out:
             # not retried: the same prompt on the same CPU would time out again
             raise LLMError(
-                f"llama.cpp generation exceeded llm.timeout_s={timeout:g} s ({self.model_name}); raise llm.timeout_s or lower max_tokens"
+                f"llama.cpp generation exceeded llm.timeout_s={timeout:g} s ({self.model_name}); "
+                "raise llm.timeout_s or lower max_tokens"
             )
+
+    def _complete(self, messages: Messages, **params: Any) -> LLMResponse:
+        with self._generation(messages, params) as g:
+            out = g.llama.create_chat_completion(messages=g.messages, max_tokens=g.max_tokens, **g.kwargs)
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         return LLMResponse(
@@ -312,8 +323,57 @@ class LlamaCppLLM(ChatLLM):
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             model=self.model_name,
-            latency_s=time.perf_counter() - t0,
+            latency_s=time.perf_counter() - g.t0,
             logprobs=parse_openai_logprobs(choice.get("logprobs")),
             finish_reason=choice.get("finish_reason"),
-            warnings=tuple(warnings),
+            warnings=tuple(g.warnings),
         )
+
+    def _stream_complete(self, messages: Messages, **params: Any) -> Iterator[str | LLMResponse]:
+        """``create_chat_completion(stream=True)``: text deltas as llama.cpp decodes them.
+
+        Its stream carries no usage, so a logits processor counts it: llama.cpp calls it once
+        per sampled token, and on the first call the context holds exactly the prompt. A reply
+        ended by end-of-sequence sampled one token that is not part of the completion."""
+        with self._generation(messages, params) as g:
+            seen: list[int] = []
+
+            def _count(ids: Any, scores: Any) -> Any:
+                seen.append(len(ids))
+                return scores
+
+            g.kwargs["logits_processor"] = [_count, *g.kwargs.get("logits_processor", [])]
+            parts: list[str] = []
+            finish = None
+            for chunk in g.llama.create_chat_completion(
+                messages=g.messages, max_tokens=g.max_tokens, stream=True, **g.kwargs
+            ):
+                choice = chunk["choices"][0]
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    parts.append(text)
+                    yield text
+                finish = choice.get("finish_reason") or finish
+        completion = len(seen) - (0 if finish == "length" else 1)
+        yield LLMResponse(
+            text="".join(parts),
+            prompt_tokens=seen[0] if seen else 0,
+            completion_tokens=max(0, completion),
+            model=self.model_name,
+            latency_s=time.perf_counter() - g.t0,
+            finish_reason=finish,
+            warnings=tuple(g.warnings),
+        )
+
+
+@dataclasses.dataclass
+class _Generation:
+    """What one llama.cpp call runs with (see :meth:`LlamaCppLLM._generation`)."""
+
+    llama: Any
+    messages: Messages
+    max_tokens: int
+    kwargs: dict[str, Any]
+    warnings: list[str]
+    t0: float
+    timed_out: bool = False

@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from hoprank.tools.errors import LLMError, MissingExtraError
@@ -251,3 +252,44 @@ class OpenAICompatLLM(ChatLLM):
                 mode = self._next_json_mode(e, params, mode)
                 continue
             return self._parse(resp, t0)
+
+    def _stream_complete(self, messages: Messages, **params: Any) -> Iterator[str | LLMResponse]:
+        """``stream=True`` with ``stream_options.include_usage``: content deltas as the server
+        sends them, then the usage of the final chunk (a server that ignores the option
+        reports no tokens). Tool calls and log-probabilities need the whole reply, so such a
+        call is made unstreamed and arrives as one delta."""
+        if params.get("tools") or params.get("logprobs"):
+            yield from super()._stream_complete(messages, **params)
+            return
+        mode = self._json_mode
+        while True:
+            t0 = time.perf_counter()
+            request = self._request(messages, params, _JSON_MODES[mode])
+            try:
+                chunks = self._client.chat.completions.create(
+                    **request, stream=True, stream_options={"include_usage": True}
+                )
+            except Exception as e:
+                mode = self._next_json_mode(e, params, mode)
+                continue
+            break
+        parts: list[str] = []
+        usage, finish, model = None, None, None
+        with chunks:
+            for chunk in chunks:
+                usage = getattr(chunk, "usage", None) or usage
+                model = getattr(chunk, "model", None) or model
+                for choice in getattr(chunk, "choices", None) or []:
+                    text = getattr(choice.delta, "content", None) if choice.delta else None
+                    if text:
+                        parts.append(text)
+                        yield text
+                    finish = choice.finish_reason or finish
+        yield LLMResponse(
+            text="".join(parts),
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            model=model or self.model_name,
+            latency_s=time.perf_counter() - t0,
+            finish_reason=finish,
+        )
