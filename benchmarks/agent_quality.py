@@ -161,7 +161,10 @@ def main() -> int:
         notes=[
             f"LLM: {model}; embeddings: all-MiniLM-L6-v2; reranker: embedding (MiniLM)",
             "pooled corpus = all paragraphs of all 60 questions (one paragraph = one chunk)",
-            "both@k over the distinct documents of the agent's ranked evidence (top 10 returned; the generator reads the top 5)",
+            (
+                "both@k over the distinct documents of the agent's ranked evidence (top 10 returned; the generator "
+                "reads the top 5)"
+            ),
         ],
         results_dir=RESULTS_DIR,
     )

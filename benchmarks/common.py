@@ -238,7 +238,8 @@ def write_results(
     md.append(f"- date: {env['date']}")
     md.append(f"- hardware: {hardware_line(env)}")
     md.append(
-        f"- load average (1/5/15 min) at start {env.get('load_average_at_start')}, at end {env.get('load_average_at_end')}"
+        f"- load average (1/5/15 min) at start {env.get('load_average_at_start')}, at end "
+        f"{env.get('load_average_at_end')}"
     )
     md.append(f"- packages: {', '.join(f'{k} {v}' for k, v in env['packages'].items())}")
     md.append(f"- data: {', '.join(data_rel)}")

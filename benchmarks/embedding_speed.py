@@ -414,11 +414,12 @@ def memory_summary(res: dict[str, Any]) -> str:
         st = mini["stages"]
         d = {k: st[k]["rss_mb"] for k in st}
         out += (
-            f"\n\nWhere a MiniLM build's memory goes (RSS): Python + hoprank's index module {d['import hoprank index']:.0f} MB; "
-            f"`import torch` +{d['import torch'] - d['load data']:.0f} MB; `import sentence_transformers` "
-            f"+{d['import sentence_transformers'] - d['import torch']:.0f} MB (it pulls transformers, scikit-learn, SciPy, "
-            f"pandas, datasets and PIL); the model +{d['encoder loaded'] - d['import sentence_transformers']:.0f} MB; "
-            "encoding adds the activations of one batch on top (peak minus RSS after loading): "
+            "\n\nWhere a MiniLM build's memory goes (RSS): Python + hoprank's index module "
+            f"{d['import hoprank index']:.0f} MB; `import torch` +{d['import torch'] - d['load data']:.0f} MB; `import "
+            f"sentence_transformers` +{d['import sentence_transformers'] - d['import torch']:.0f} MB (it pulls "
+            "transformers, scikit-learn, SciPy, pandas, datasets and PIL); the model "
+            f"+{d['encoder loaded'] - d['import sentence_transformers']:.0f} MB; encoding adds the activations of one "
+            "batch on top (peak minus RSS after loading): "
             + ", ".join(
                 f"{_label(k)} +{v['peak_mb'] - v['stages']['encoder loaded']['rss_mb']:.0f} MB"
                 for k, v in b.items()
@@ -544,9 +545,9 @@ def render(results: dict[str, Any], env: dict[str, Any]) -> list[tuple[str, str]
         "\n\n"
         + "\n".join(lines)
         + (
-            "\n\nThe other encoder stays one flag away (`hoprank index ... --encoder NAME`, or `retrieval.encoder` in the "
-            "config): where retrieval quality matters more than indexing time, or where memory is tight (no torch), "
-            "the measured trade-off above is the one to weigh."
+            "\n\nThe other encoder stays one flag away (`hoprank index ... --encoder NAME`, or `retrieval.encoder` in "
+            "the config): where retrieval quality matters more than indexing time, or where memory is tight (no "
+            "torch), the measured trade-off above is the one to weigh."
         )
     )
     per_q = []

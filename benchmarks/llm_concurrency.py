@@ -167,7 +167,10 @@ def main() -> None:
         ["mode", "wall s (mean)", "requests/s", "completion tokens/s", "speed-up vs sequential server"], rows, digits=2
     )
     notes = [
-        "llama-cpp-python's server serialises requests with a global lock (no parallel slots), so client-side concurrency can only overlap HTTP and tokenisation, not generation.",
+        (
+            "llama-cpp-python's server serialises requests with a global lock (no parallel slots), so client-side "
+            "concurrency can only overlap HTTP and tokenisation, not generation."
+        ),
         f"Outputs identical between sequential and concurrent (temperature 0): {same}/{len(batch)}.",
         "Cache disabled for every call; each mode sees the same prompts.",
     ]
@@ -176,7 +179,10 @@ def main() -> None:
         results,
         [("Results", table)],
         env=env,
-        runs=f"{args.runs} runs per mode (alternating order), {len(batch)} prompts each, max_tokens {args.max_tokens}, {args.threads} llama.cpp threads",
+        runs=(
+            f"{args.runs} runs per mode (alternating order), {len(batch)} prompts each, max_tokens {args.max_tokens}, "
+            f"{args.threads} llama.cpp threads"
+        ),
         data=[common.data_file(DATA)],
         command=" ".join(["python", *sys.argv]),
         notes=notes,

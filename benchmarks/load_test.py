@@ -167,6 +167,8 @@ def summarise(phase: dict[str, Any], people: list[tuple[str, str, str]]) -> dict
     fs = [r["first_step_s"] for r in ok if r.get("first_step_s") is not None]
     births = {p[0]: p[2] for p in people}
     first = [r for r in ok if r["turn"] == 0]
+    birth_ok = sum(births[r["person"]].lower() in (r["answer"] or "").lower() for r in first)
+    own_doc = sum(any(i.startswith(r["person"].lower().replace(" ", "-")) for i in r["evidence"]) for r in first)
     return {
         "requests": len(recs),
         "errors": len(recs) - len(ok),
@@ -174,8 +176,8 @@ def summarise(phase: dict[str, Any], people: list[tuple[str, str, str]]) -> dict
         "first_step_p50_ms": round(statistics.median(fs) * 1000, 1) if fs else None,
         "wall_s": round(phase["wall_s"], 2),
         "throughput_rpm": round(60 * len(ok) / phase["wall_s"], 2) if phase["wall_s"] else None,
-        "birthplace_correct": f"{sum(births[r['person']].lower() in (r['answer'] or '').lower() for r in first)}/{len(first)}",
-        "own_doc_in_evidence": f"{sum(any(i.startswith(r['person'].lower().replace(' ', '-')) for i in r['evidence']) for r in first)}/{len(first)}",
+        "birthplace_correct": f"{birth_ok}/{len(first)}",
+        "own_doc_in_evidence": f"{own_doc}/{len(first)}",
     }
 
 
@@ -261,10 +263,22 @@ def main() -> None:
         )
     problems = [p for c in checks.values() for p in c["problems"]]
     notes = [
-        f"agent config: {CONFIG} (embedded SmolLM2-135M via llama.cpp, MiniLM embeddings, hybrid retrieval); server = hoprank serve's app under uvicorn on loopback, clients = the official openai package",
-        "turn 1 is streamed (SSE), turn 2 is not; follow-ups use a pronoun, so they only make sense with the conversation's own history",
-        "cross-talk = replies with another thread id + follow-ups whose rewritten question names another conversation's person + checkpointed threads holding another conversation's question",
-        "the embedded llama.cpp model runs one generation at a time (a lock), so concurrency overlaps retrieval/reranking with generation but cannot parallelise the LLM",
+        (
+            f"agent config: {CONFIG} (embedded SmolLM2-135M via llama.cpp, MiniLM embeddings, hybrid retrieval); "
+            "server = hoprank serve's app under uvicorn on loopback, clients = the official openai package"
+        ),
+        (
+            "turn 1 is streamed (SSE), turn 2 is not; follow-ups use a pronoun, so they only make sense with the "
+            "conversation's own history"
+        ),
+        (
+            "cross-talk = replies with another thread id + follow-ups whose rewritten question names another "
+            "conversation's person + checkpointed threads holding another conversation's question"
+        ),
+        (
+            "the embedded llama.cpp model runs one generation at a time (a lock), so concurrency overlaps "
+            "retrieval/reranking with generation but cannot parallelise the LLM"
+        ),
         "the 2 CPU cores were shared with other work during the run (see load average)",
     ] + [f"PROBLEM: {p}" for p in problems]
     runs = f"1 run: {len(people)} conversations x {turns} turns per phase, phases: {', '.join(phases)}"

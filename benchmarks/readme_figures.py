@@ -133,6 +133,9 @@ def main(argv: list[str]) -> int:
             f"{len(list(blocks((REPO / 'README.md').read_text('utf-8'))))} cited table(s), {len(problems)} problem(s)"
         )
         return 1 if problems else 0
+    if argv[:1] in (["--help"], ["-h"]):
+        print(__doc__)
+        return 0
     print(__doc__, file=sys.stderr)
     return 2
 

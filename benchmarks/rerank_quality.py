@@ -340,11 +340,17 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ]
     notes = [
-        f"Pooled corpus: {len(docs)} paragraphs of {len(all_examples)} questions; {len(rows['none'])} of {len(examples)} requested questions evaluated (time budget); candidates: top-{DEPTH} of hybrid "
-        f"(RRF of bm25s + dense, encoder {index.encoder_name}).",
+        (
+            f"Pooled corpus: {len(docs)} paragraphs of {len(all_examples)} questions; {len(rows['none'])} of "
+            f"{len(examples)} requested questions evaluated (time budget); candidates: top-{DEPTH} of hybrid (RRF of "
+            f"bm25s + dense, encoder {index.encoder_name})."
+        ),
         "LLM: SmolLM2-135M-Instruct Q4_1 through llama.cpp, temperature 0, response cache off; one run.",
         "cross-encoder skipped: no cross-encoder weights ship offline (pass model=<local path> to use one).",
-        "'format followed' = share of LLM replies the parser read in the method's format (lenient fallbacks and failures excluded); a failed parse keeps the retrieval order for that decision.",
+        (
+            "'format followed' = share of LLM replies the parser read in the method's format (lenient fallbacks and "
+            "failures excluded); a failed parse keeps the retrieval order for that decision."
+        ),
         f"Baseline both-gold@2 {base['both@2']}, @5 {base['both@5']}, nDCG@10 {base['ndcg@10']}.",
         "Likelihood rows (setwise-likelihood, listwise-first, pointwise-calibrated) generate nothing: each call is "
         "one forward pass whose first-token label log-probabilities decide (llama.cpp logits); 'scored' counts "
@@ -367,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                 (
                     "The two baseline rows agree: the same candidates were reranked."
                     if same_candidates
-                    else "The two baseline rows DIFFER over the same questions: the candidates changed between the runs."
+                    else "The two baseline rows DIFFER over the same questions: the candidates changed between the "
+                    "runs."
                 )
                 if none_then and none_then.get("questions") == results["none"]["questions"]
                 else f"This run covers the first {results['none']['questions']} questions (time budget), so its rows "

@@ -201,14 +201,27 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         REFERENCE_NOTE
         + f" With {len(examples)} questions, one question moves a both-gold figure by {1 / len(examples):.3f}.",
-        "bm25s and rank-bm25 score with different IDF formulas (bm25s default 'lucene': ln(1 + (N - df + 0.5)/(df + 0.5)); "
-        "rank_bm25 BM25Okapi: ln((N - df + 0.5)/(df + 0.5)), negative values floored at 0.25 x mean IDF), so their rankings differ slightly.",
-        f"Pooled corpus: {len(docs)} distinct paragraphs (titles) from {len(examples)} questions' {sum(len(e.documents) for e in examples)}, one chunk each "
-        f"({len(split)} paragraph(s) split at chunk size {args.chunk_size} words; longest paragraph {longest} words).",
-        "bm25 = bm25s and rank-bm25 = the rank_bm25 reference, same tokeniser (lower-case words, English stopwords, no stemming), k1=1.5, b=0.75; "
-        "dense = all-MiniLM-L6-v2 over title + text (the model reads the first 256 word pieces of a paragraph), exact inner product; qdrant = the same vectors in embedded Qdrant; "
-        "qdrant-hybrid = Qdrant prefetch (dense + sparse BM25, k1=1.2) fused by RRF inside Qdrant; hybrid = RRF (k=60) of bm25 and dense, depth 50.",
-        "Retrieval is deterministic: one run. search_s in the JSON is the wall time of the whole question batch, including query encoding, for orientation only (see retrieval_speed for timings).",
+        (
+            "bm25s and rank-bm25 score with different IDF formulas (bm25s default 'lucene': ln(1 + (N - df + 0.5)/(df "
+            "+ 0.5)); rank_bm25 BM25Okapi: ln((N - df + 0.5)/(df + 0.5)), negative values floored at 0.25 x mean "
+            "IDF), so their rankings differ slightly."
+        ),
+        (
+            f"Pooled corpus: {len(docs)} distinct paragraphs (titles) from {len(examples)} questions' "
+            f"{sum(len(e.documents) for e in examples)}, one chunk each ({len(split)} paragraph(s) split at chunk size "
+            f"{args.chunk_size} words; longest paragraph {longest} words)."
+        ),
+        (
+            "bm25 = bm25s and rank-bm25 = the rank_bm25 reference, same tokeniser (lower-case words, English "
+            "stopwords, no stemming), k1=1.5, b=0.75; dense = all-MiniLM-L6-v2 over title + text (the model reads the "
+            "first 256 word pieces of a paragraph), exact inner product; qdrant = the same vectors in embedded "
+            "Qdrant; qdrant-hybrid = Qdrant prefetch (dense + sparse BM25, k1=1.2) fused by RRF inside Qdrant; hybrid "
+            "= RRF (k=60) of bm25 and dense, depth 50."
+        ),
+        (
+            "Retrieval is deterministic: one run. search_s in the JSON is the wall time of the whole question batch, "
+            "including query encoding, for orientation only (see retrieval_speed for timings)."
+        ),
     ]
     write_results(
         args.name,

@@ -402,7 +402,8 @@ def main(argv=None) -> int:
             (len(docs) / results["hotpot_build"]["encode_docs_per_s"]) / build_s, 2
         )
         log(
-            f"  build {results['hotpot_build']['build_docs_per_s']} docs/s, encode {results['hotpot_build']['encode_docs_per_s']} docs/s"
+            f"  build {results['hotpot_build']['build_docs_per_s']} docs/s, encode "
+            f"{results['hotpot_build']['encode_docs_per_s']} docs/s"
         )
         results["hotpot_bm25"] = bm25_build_and_qps(hp_index, questions, args.repeats)
 
@@ -574,7 +575,10 @@ def write(args, env, path: Path, results: dict, scales: list[int]) -> None:
                 ["what", "figure"],
                 [
                     [
-                        f"HotpotQA paragraphs encoded per s (batch 64, first {hb['encode_docs']}, best of {hb['encode_runs']})",
+                        (
+                            f"HotpotQA paragraphs encoded per s (batch 64, first {hb['encode_docs']}, best of "
+                            f"{hb['encode_runs']})"
+                        ),
                         hb["encode_docs_per_s"],
                     ],
                     ["estimated share of the index build spent encoding", hb["encode_share_of_build"]],
@@ -585,7 +589,10 @@ def write(args, env, path: Path, results: dict, scales: list[int]) -> None:
                     ],
                     [
                         "one query, torch 1 thread: p50 / p95 ms",
-                        f"{hb['query_encode_1_torch_thread']['p50_ms']:.1f} / {hb['query_encode_1_torch_thread']['p95_ms']:.1f}",
+                        (
+                            f"{hb['query_encode_1_torch_thread']['p50_ms']:.1f} / "
+                            f"{hb['query_encode_1_torch_thread']['p95_ms']:.1f}"
+                        ),
                     ],
                 ],
                 2,
@@ -655,7 +662,10 @@ def write(args, env, path: Path, results: dict, scales: list[int]) -> None:
         rr = results["search_rerun"]
         sections.append(
             (
-                f"Embedded Qdrant before and after: qdrant-client local mode ({rr['previous_date'][:10]}) vs Qdrant Edge ({rr['date'][:10]})",
+                (
+                    f"Embedded Qdrant before and after: qdrant-client local mode ({rr['previous_date'][:10]}) vs "
+                    f"Qdrant Edge ({rr['date'][:10]})"
+                ),
                 markdown_table(
                     [
                         "chunks",
@@ -689,49 +699,78 @@ def write(args, env, path: Path, results: dict, scales: list[int]) -> None:
         )
     )
     notes = [
-        f"All measurements in one process and one run (total {results['total_s']} s), so every row shares the same machine load.",
-        f"Throughput rows: best of {args.repeats} repeats after a warm-up on 5 queries. HotpotQA index build: one fresh build in its own process, model load timed apart; "
-        f"encoding throughput: best of {args.build_repeats} on the first {args.encode_docs} paragraphs. "
-        f"Latency rows: every query timed once after 5 warm-up queries ({args.queries} synthetic queries of 4 words; hybrid rows {args.hybrid_queries}).",
-        "Synthetic corpus: pseudo-words from an 8000-word Zipf vocabulary, 50-150 words per document, one chunk per document. "
+        (
+            f"All measurements in one process and one run (total {results['total_s']} s), so every row shares the same "
+            "machine load."
+        ),
+        (
+            f"Throughput rows: best of {args.repeats} repeats after a warm-up on 5 queries. HotpotQA index build: one "
+            "fresh build in its own process, model load timed apart; encoding throughput: best of "
+            f"{args.build_repeats} on the first {args.encode_docs} paragraphs. Latency rows: every query timed once "
+            f"after 5 warm-up queries ({args.queries} synthetic queries of 4 words; hybrid rows {args.hybrid_queries})."
+        ),
+        "Synthetic corpus: pseudo-words from an 8000-word Zipf vocabulary, 50-150 words per document, one chunk per "
+        "document. "
         + (
             "Synthetic indexes use random unit vectors"
             if not args.minilm_up_to
             else f"Synthetic indexes up to {args.minilm_up_to} chunks use MiniLM; larger ones use random unit vectors"
         )
-        + " instead of MiniLM embeddings (exact search cost does not depend on the values; "
-        "MiniLM encodes these texts at a few documents/s on the shared cores), so their build rows measure chunking + writing only.",
-        "Latency is search only: query vectors are computed before the clock starts (see the dense encoding table for the query encoding cost to add). "
-        "Qdrant runs embedded: Qdrant Edge (qdrant-edge-py, the Rust engine in process) since the search rows' re-run, qdrant-client's pure-Python "
-        "local mode before. Its sync = tokenise + upsert + flush/optimize (the HNSW graph is built for segments above the full-scan threshold, "
-        "here the 20k index); on random vectors HNSW recall is at its worst (see benchmarks/results/scale.md for the ef sweep and real vectors).",
-        "'numpy exact' is hoprank's dense retriever as shipped (OpenBLAS picks its own thread count); the '1 BLAS thread' column is the same code under "
-        "threadpoolctl.threadpool_limits(1): on a loaded 2-core machine a multi-threaded matrix-vector product waits for a second core and gets far slower.",
-        "q/s bm25s / rank-bm25 are hoprank's retrievers (per-query scoring + top-k); 'bm25s native batch' is bm25s's own batched retrieve(), single thread, for scale.",
-        "Peak memory: VmHWM (peak RSS) of a fresh interpreter; 'before work' is its RSS after imports, so 'increment' is what the work itself added.",
+        + " instead of MiniLM embeddings (exact search cost does not depend on the values; MiniLM encodes these texts "
+        "at a few documents/s on the shared cores), so their build rows measure chunking + writing only.",
+        (
+            "Latency is search only: query vectors are computed before the clock starts (see the dense encoding table "
+            "for the query encoding cost to add). Qdrant runs embedded: Qdrant Edge (qdrant-edge-py, the Rust engine "
+            "in process) since the search rows' re-run, qdrant-client's pure-Python local mode before. Its sync = "
+            "tokenise + upsert + flush/optimize (the HNSW graph is built for segments above the full-scan threshold, "
+            "here the 20k index); on random vectors HNSW recall is at its worst (see benchmarks/results/scale.md for "
+            "the ef sweep and real vectors)."
+        ),
+        (
+            "'numpy exact' is hoprank's dense retriever as shipped (OpenBLAS picks its own thread count); the '1 BLAS "
+            "thread' column is the same code under threadpoolctl.threadpool_limits(1): on a loaded 2-core machine a "
+            "multi-threaded matrix-vector product waits for a second core and gets far slower."
+        ),
+        (
+            "q/s bm25s / rank-bm25 are hoprank's retrievers (per-query scoring + top-k); 'bm25s native batch' is "
+            "bm25s's own batched retrieve(), single thread, for scale."
+        ),
+        (
+            "Peak memory: VmHWM (peak RSS) of a fresh interpreter; 'before work' is its RSS after imports, so "
+            "'increment' is what the work itself added."
+        ),
     ]
     rr = results.get("search_rerun")
     if rr:
         notes.insert(
             0,
-            f"Partial re-run on {rr['date']} (`--rerun-search`, {rr['total_s']} s, load average {rr['load_average_at_start'][0]:.1f} at start, "
-            f"{rr['load_average_at_end'][0]:.1f} at end): the query latency table and the load-20k memory probes; every other row is from the "
-            f"full run of {rr['previous_date']}. The replaced figures are kept in the .json (search_previous, memory_previous).",
+            (
+                f"Partial re-run on {rr['date']} (`--rerun-search`, {rr['total_s']} s, load average "
+                f"{rr['load_average_at_start'][0]:.1f} at start, {rr['load_average_at_end'][0]:.1f} at end): the query "
+                "latency table and the load-20k memory probes; every other row is from the full run of "
+                f"{rr['previous_date']}. The replaced figures are kept in the .json (search_previous, memory_previous)."
+            ),
         )
     loads = [x for x in (env.get("load_average_at_start") or [])[:1] + (env.get("load_average_at_end") or [])[:3]]
     if loads and max(loads) > env["cpu_count"]:
         notes.insert(
             0,
-            f"The machine was shared while this ran: load average {min(loads):.0f}-{max(loads):.0f} on {env['cpu_count']} cores. "
-            "Absolute times are several times slower than on an idle machine (the whole run took "
-            f"{results['total_s'] / 60:.0f} min instead of the ~10 planned); compare rows measured back to back (the ratios), not absolute figures across runs.",
+            (
+                f"The machine was shared while this ran: load average {min(loads):.0f}-{max(loads):.0f} on "
+                f"{env['cpu_count']} cores. Absolute times are several times slower than on an idle machine (the whole "
+                f"run took {results['total_s'] / 60:.0f} min instead of the ~10 planned); compare rows measured back "
+                "to back (the ratios), not absolute figures across runs."
+            ),
         )
     write_results(
         args.name,
         results,
         sections,
         env=env,
-        runs=f"1 run; throughput best of {args.repeats} repeats; HotpotQA index build 1 fresh build; encoding best of {args.build_repeats}; latency per query over {args.queries} queries",
+        runs=(
+            f"1 run; throughput best of {args.repeats} repeats; HotpotQA index build 1 fresh build; encoding best of "
+            f"{args.build_repeats}; latency per query over {args.queries} queries"
+        ),
         data=[path, f"synthetic corpus (seed {SEED}, {max(scales)} documents)"],
         command="python benchmarks/retrieval_speed.py" + (f" --limit {args.limit}" if args.limit else ""),
         notes=notes,

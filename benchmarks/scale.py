@@ -611,7 +611,10 @@ def render(args: argparse.Namespace, env: dict, results: dict) -> None:
             ),
         ),
         (
-            f"Query latency, k={K} (ms; single = one query per call p50 / p95; batched = per query in batches of {args.batch})",
+            (
+                f"Query latency, k={K} (ms; single = one query per call p50 / p95; batched = per query in batches of "
+                f"{args.batch})"
+            ),
             markdown_table(
                 [
                     "corpus",
@@ -682,7 +685,10 @@ def targets(results: dict) -> list[list]:
         out.append(
             [
                 f"{big_label}: Edge HNSW p50 faster than numpy exact, recall@10 >= 0.95",
-                f"{e['single']['p50_ms']:.2f} vs {npy['single']['p50_ms']:.2f} ms, recall {e['recall_at_10']} (ef {e['chosen_ef']})",
+                (
+                    f"{e['single']['p50_ms']:.2f} vs {npy['single']['p50_ms']:.2f} ms, recall {e['recall_at_10']} (ef "
+                    f"{e['chosen_ef']})"
+                ),
                 "yes" if e["single"]["p50_ms"] < npy["single"]["p50_ms"] and e["recall_at_10"] >= 0.95 else "no",
             ]
         )
@@ -836,32 +842,49 @@ def main(argv: list[str] | None = None) -> int:
 
 def notes_for(state: dict, labels: list[str]) -> list[str]:
     notes = [
-        "Each contender ran in its own fresh interpreter; 'peak RSS' is that process's VmHWM, which counts memory-mapped file pages it touched "
-        "(numpy's vectors, Edge's segments) as resident. Edge 'serving' = a fresh process that opens the built shard and runs hybrid queries.",
-        "numpy exact = hoprank's dense retriever in essence (memory-mapped embeddings @ query, argpartition); its exact top-10 is the recall reference. "
-        "bm25s single = get_scores + top-k, as hoprank's bm25 retriever does; batched = bm25s's own retrieve(). Latency is search only: query vectors are given.",
-        "Qdrant Edge is driven through hoprank's EdgeStore (the code of the qdrant / qdrant-hybrid retrievers): points of 1024 upserted per call, then "
-        "flush + optimize, which builds the HNSW graph (Edge has no background optimizer). 'chosen ef' = the fastest ef of the sweep with recall@10 >= 0.95, "
-        "else the ef with the best recall.",
-        "Random unit vectors in 384 dimensions have no neighbourhood structure (every pair is nearly orthogonal): the hardest case for HNSW recall; "
-        "the real-vector rows show the recall real embeddings get.",
-        "Edge hybrid = dense prefetch (HNSW) + sparse BM25 prefetch (IDF modifier), 50 candidates each, RRF inside the engine (k=2, Qdrant's default); "
-        "hoprank RRF = bm25s top-50 + numpy top-50 fused by hoprank.tools.retrieval.fusion.rrf (k=60). On synthetic data queries' words and vectors are unrelated: this times the fusion, it says nothing about quality.",
+        (
+            "Each contender ran in its own fresh interpreter; 'peak RSS' is that process's VmHWM, which counts "
+            "memory-mapped file pages it touched (numpy's vectors, Edge's segments) as resident. Edge 'serving' = a "
+            "fresh process that opens the built shard and runs hybrid queries."
+        ),
+        (
+            "numpy exact = hoprank's dense retriever in essence (memory-mapped embeddings @ query, argpartition); its "
+            "exact top-10 is the recall reference. bm25s single = get_scores + top-k, as hoprank's bm25 retriever "
+            "does; batched = bm25s's own retrieve(). Latency is search only: query vectors are given."
+        ),
+        (
+            "Qdrant Edge is driven through hoprank's EdgeStore (the code of the qdrant / qdrant-hybrid retrievers): "
+            "points of 1024 upserted per call, then flush + optimize, which builds the HNSW graph (Edge has no "
+            "background optimizer). 'chosen ef' = the fastest ef of the sweep with recall@10 >= 0.95, else the ef "
+            "with the best recall."
+        ),
+        (
+            "Random unit vectors in 384 dimensions have no neighbourhood structure (every pair is nearly orthogonal): "
+            "the hardest case for HNSW recall; the real-vector rows show the recall real embeddings get."
+        ),
+        (
+            "Edge hybrid = dense prefetch (HNSW) + sparse BM25 prefetch (IDF modifier), 50 candidates each, RRF "
+            "inside the engine (k=2, Qdrant's default); hoprank RRF = bm25s top-50 + numpy top-50 fused by "
+            "hoprank.tools.retrieval.fusion.rrf (k=60). On synthetic data queries' words and vectors are unrelated: "
+            "this times the fusion, it says nothing about quality."
+        ),
     ]
     if any(label.startswith("realcov-") for label in labels):
         notes.append(
-            "realcov-N: N vectors drawn from a Gaussian with the mean and covariance of the real-vector corpus, normalised; "
-            "queries are the real question vectors. It keeps the anisotropy of real embeddings (which is what lets HNSW find "
-            "neighbours) but not their clusters, so its recall is a conservative stand-in for real data at sizes we have no real corpus for."
+            "realcov-N: N vectors drawn from a Gaussian with the mean and covariance of the real-vector corpus, "
+            "normalised; queries are the real question vectors. It keeps the anisotropy of real embeddings (which is "
+            "what lets HNSW find neighbours) but not their clusters, so its recall is a conservative stand-in for "
+            "real data at sizes we have no real corpus for."
         )
     for label in labels:
         r = state["sets"].get(label, {})
         if r.get("real"):
             t = r["real"]
             notes.append(
-                f"{label}: {t['texts']['original']} distinct real texts (HotpotQA context sentences, sentence pairs and paragraphs; "
-                f"MultiHop-RAG evidence facts) and {t['texts']['perturbed']} copies of them with 20% of the words dropped, "
-                f"encoded with {t['encoder']} in {t['encode_s']} s ({t['encode_texts_per_s']} texts/s); queries: real HotpotQA and MultiHop-RAG questions."
+                f"{label}: {t['texts']['original']} distinct real texts (HotpotQA context sentences, sentence pairs "
+                f"and paragraphs; MultiHop-RAG evidence facts) and {t['texts']['perturbed']} copies of them with 20% "
+                f"of the words dropped, encoded with {t['encoder']} in {t['encode_s']} s ({t['encode_texts_per_s']} "
+                "texts/s); queries: real HotpotQA and MultiHop-RAG questions."
             )
     loads = [
         r[c].get("load_average_at_start")
@@ -873,8 +896,11 @@ def notes_for(state: dict, labels: list[str]) -> list[str]:
     if loads:
         notes.insert(
             0,
-            f"Load average (1 min) when each probe started: {min(loads):.1f}-{max(loads):.1f} on 2 cores shared with other work; "
-            "compare contenders of one corpus (run back to back), not absolute figures across runs.",
+            (
+                f"Load average (1 min) when each probe started: {min(loads):.1f}-{max(loads):.1f} on 2 cores shared "
+                "with other work; compare contenders of one corpus (run back to back), not absolute figures across "
+                "runs."
+            ),
         )
     return notes
 
