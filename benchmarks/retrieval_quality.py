@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--chunk-size", type=int, default=2000, help="words per chunk; above the longest paragraph so none is split"
     )
+    p.add_argument("--encoder", default=None, help="encoder of the index (default: hoprank's default encoder)")
     p.add_argument("--name", default="retrieval_quality", help="results file stem under benchmarks/results/")
     p.add_argument(
         "--keep-index", type=Path, default=None, help="build the index here and keep it (default: a temp folder)"
@@ -95,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir)  # always a fresh build: a reused index would hide build time
     t0 = time.perf_counter()
     index, stats = Index.build(
-        workdir, documents=docs, chunking=ChunkingConfig(size=args.chunk_size, overlap=0), show_progress=True
+        workdir,
+        documents=docs,
+        chunking=ChunkingConfig(size=args.chunk_size, overlap=0),
+        encoder=args.encoder,
+        show_progress=True,
     )
     build_s = time.perf_counter() - t0
     chunks_per_doc: dict[str, int] = {}
@@ -190,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "questions": len(examples),
         "paragraphs": len(docs),
         "chunks": len(index.chunks),
+        "encoder": index.encoder_name,
         "paragraphs_split": len(split),
         "split_titles": split[:20],
         "chunk_size_words": args.chunk_size,
@@ -213,10 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         ),
         (
             "bm25 = bm25s and rank-bm25 = the rank_bm25 reference, same tokeniser (lower-case words, English "
-            "stopwords, no stemming), k1=1.5, b=0.75; dense = all-MiniLM-L6-v2 over title + text (the model reads the "
-            "first 256 word pieces of a paragraph), exact inner product; qdrant = the same vectors in embedded "
-            "Qdrant; qdrant-hybrid = Qdrant prefetch (dense + sparse BM25, k1=1.2) fused by RRF inside Qdrant; hybrid "
-            "= RRF (k=60) of bm25 and dense, depth 50."
+            "stopwords, no stemming), k1=1.5, b=0.75; dense = the index's encoder "
+            f"({index.encoder_name}) over title + text, exact inner product; qdrant = the same vectors in Qdrant Edge "
+            "(the engine embedded in the index folder, HNSW); qdrant-hybrid = Qdrant Edge prefetch (dense + sparse "
+            "BM25 with the IDF modifier) fused by RRF inside the engine; hybrid = RRF (k=60) of bm25 and dense, "
+            "depth 50."
         ),
         (
             "Retrieval is deterministic: one run. search_s in the JSON is the wall time of the whole question batch, "
@@ -234,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         env=env,
         runs="1 run (deterministic retrieval; no sampling)",
         data=[path],
-        command="python benchmarks/retrieval_quality.py" + (f" --limit {args.limit}" if args.limit else ""),
+        command="python benchmarks/retrieval_quality.py"
+        + (f" --limit {args.limit}" if args.limit else "")
+        + (f" --encoder {args.encoder}" if args.encoder else ""),
         notes=notes,
     )
     print(f"wrote {RESULTS_DIR / (args.name + '.json')} and .md", file=sys.stderr)
