@@ -194,7 +194,7 @@ def build_agentic_graph(ctx_tools: list[StructuredTool], checkpointer=None):
             g.answer, status, state["question"], g.citations, evidence, guard_mode
         )
         usage = usage_of(*g.responses)
-        tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+        tokens = usage.tokens
         return {
             "answer": answer,
             "citations": g.citations,

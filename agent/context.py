@@ -12,8 +12,8 @@ from typing import Any
 from hoprank.agent.config import Config
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.llm.base import ChatLLM
-from hoprank.tools.llm.base import usage_of as llm_usage_of
-from hoprank.tools.types import Hit
+from hoprank.tools.llm.base import usage_of as usage_of  # the nodes' one accounting of their calls
+from hoprank.tools.types import Hit, Step, Usage
 
 
 @dataclass
@@ -47,24 +47,17 @@ def hit_brief(h: Hit) -> dict[str, Any]:
     return d
 
 
-def usage_of(*responses: Any) -> dict[str, int]:
-    """LLM accounting of the calls a node made: cache hits count like paid calls (so budgets
-    and eval costs do not depend on the cache's state) and again apart as ``cached_calls`` /
-    ``cached_tokens``. One definition, in the LLM layer: :func:`hoprank.tools.llm.base.usage_of`."""
-    return llm_usage_of(*responses)
-
-
 def step(
-    node: str, summary: str, t0: float, tokens: int = 0, llm: dict[str, int] | None = None, **data: Any
+    node: str,
+    summary: str,
+    t0: float,
+    llm: Usage | dict[str, Any] | None = None,
+    fallback: str | None = None,
+    **detail: Any,
 ) -> dict[str, Any]:
-    """One trace entry. ``llm`` carries the node's LLM usage (see :func:`usage_of`)."""
-    llm = llm or {}
-    tokens = tokens or int(llm.get("prompt_tokens", 0)) + int(llm.get("completion_tokens", 0))
-    return {
-        "node": node,
-        "summary": summary,
-        "elapsed_s": round(time.perf_counter() - t0, 4),
-        "tokens": tokens,
-        "llm": llm,
-        "data": data,
-    }
+    """One trace entry: a :class:`~hoprank.tools.types.Step` as the dict the graph state,
+    the API and saved traces carry. ``llm`` is the node's LLM usage (:func:`usage_of` of its
+    responses; a dict in any spelling :meth:`Usage.from_dict` reads), ``fallback`` the named
+    fallback the node took, ``detail`` its node-specific fields."""
+    usage = Usage.from_dict(llm) if isinstance(llm, dict) else llm
+    return Step(node, summary, time.perf_counter() - t0, usage, detail, fallback).to_dict()

@@ -30,8 +30,7 @@ POOL_SIZE = 50
 
 
 def _tokens(*responses: Any) -> int:
-    u = usage_of(*responses)
-    return u["prompt_tokens"] + u["completion_tokens"]
+    return usage_of(*responses).tokens
 
 
 _PERSONAL = re.compile(r"\b(he|she|him|her|his|hers)\b", re.I)

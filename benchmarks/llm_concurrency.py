@@ -49,11 +49,11 @@ def run_batch(llm, batch, max_tokens: int) -> dict:
     t0 = time.perf_counter()
     out = llm.chat_many(batch, max_tokens=max_tokens, temperature=0.0)
     wall = time.perf_counter() - t0
-    used = llm.usage.diff(llm.usage.snapshot(), before)
+    used = llm.usage.snapshot() - before
     return {
         "wall_s": round(wall, 3),
-        "completion_tokens": int(used["completion_tokens"]),
-        "prompt_tokens": int(used["prompt_tokens"]),
+        "completion_tokens": used.completion_tokens,
+        "prompt_tokens": used.prompt_tokens,
         "texts": [r.text for r in out],
     }
 

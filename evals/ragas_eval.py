@@ -412,7 +412,7 @@ async def aragas_scores(
     ensure_offline_ragas()
     emb_adapter = make_embeddings_adapter(embedder) if embedder is not None and "answer_relevancy" in names else None
     sem = asyncio.Semaphore(max(1, concurrency or getattr(llm, "max_concurrency", 1) or 1))
-    calls_before = llm.usage.snapshot()["calls"]
+    calls_before = llm.usage.calls
     bar = None
     if show_progress:
         from tqdm import tqdm
@@ -464,7 +464,7 @@ async def aragas_scores(
         aggregates=aggregates,
         undetermined=undetermined,
         undetermined_reasons=reasons,
-        llm_calls=int(llm.usage.snapshot()["calls"] - calls_before),
+        llm_calls=int(llm.usage.calls - calls_before),
         aggregates_determined_only=determined_only,
         silent_zeros=silent_zeros,
     )

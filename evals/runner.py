@@ -33,7 +33,7 @@ from typing import Any
 from hoprank.evals import metrics as M
 from hoprank.evals.datasets import QAExample, example_corpus, pooled_corpus
 from hoprank.tools.errors import DatasetFormatError, HoprankError
-from hoprank.tools.types import Answer
+from hoprank.tools.types import Answer, Usage
 
 AnswerFn = Callable[[str], Answer] | Callable[[str], Awaitable[Answer]]
 
@@ -135,48 +135,30 @@ def _doc_of(hit_id: str, doc_id: str | None) -> str:
     return hit_id.rsplit("#", 1)[0] if "#" in hit_id else hit_id
 
 
-def _num(d: dict[str, Any], *keys: str) -> float:
-    for k in keys:
-        v = d.get(k)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            return float(v)
-    return 0.0
-
-
 def _usage(trace: dict[str, Any]) -> dict[str, float]:
-    """LLM accounting from an answer trace (``calls`` or ``llm_calls``; split or total tokens).
+    """The row's LLM accounting, read from an answer trace's ``usage`` (a
+    :class:`~hoprank.tools.types.Usage` or its dict in any saved spelling).
 
     Calls and tokens include cache hits (``usage_of``), so the summary's cost.* is the same
     for a resumed run as for an uninterrupted one; the row also says how much the cache
-    replayed (``cached_calls`` / ``cached_tokens``), which the summary leaves out."""
+    replayed (``cached_calls`` / ``cached_tokens``), which the summary leaves out. The row's
+    key names (``llm_calls``, ``total_tokens``) are the ones saved results files have."""
     u = trace.get("usage") if isinstance(trace, dict) else None
-    u = u if isinstance(u, dict) else {}
-    prompt = _num(u, "prompt_tokens")
-    completion = _num(u, "completion_tokens")
-    total = _num(u, "total_tokens", "tokens") or prompt + completion
+    u = u if isinstance(u, Usage) else Usage.from_dict(u)
     return {
-        "llm_calls": _num(u, "calls", "llm_calls"),
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": total,
-        "cached_calls": _num(u, "cached_calls"),
-        "cached_tokens": _num(u, "cached_tokens"),
+        "llm_calls": float(u.calls),
+        "prompt_tokens": float(u.prompt_tokens),
+        "completion_tokens": float(u.completion_tokens),
+        "total_tokens": float(u.tokens),
+        "cached_calls": float(u.cached_calls),
+        "cached_tokens": float(u.cached_tokens),
     }
 
 
 def _sub_queries(trace: dict[str, Any]) -> list[str]:
-    for key in ("sub_queries", "subqueries", "decomposition", "sub_questions"):
-        v = trace.get(key) if isinstance(trace, dict) else None
-        if isinstance(v, list):
-            return [
-                x
-                if isinstance(x, str)
-                else str(x.get("query", x.get("question", "")))
-                if isinstance(x, dict)
-                else str(x)
-                for x in v
-            ]
-    return []
+    """The agent's decomposition: the trace's ``subqueries``."""
+    subs = trace.get("subqueries") if isinstance(trace, dict) else None
+    return [str(x) for x in subs] if isinstance(subs, list) else []
 
 
 def retrieval_scores(
@@ -492,7 +474,8 @@ def _check_resume(out: Path, spec: RunSpec | None) -> None:
     if old and old != new:
         diff = [k for k in new if old.get(k) != new.get(k)]
         raise RunMismatchError(
-            f"{out} holds a run with a different {', '.join(diff)}; resume with the same settings or choose another --out"
+            f"{out} holds a run with a different {', '.join(diff)}; "
+            "resume with the same settings or choose another --out"
         )
 
 
@@ -712,7 +695,7 @@ def closed_book_answer_fn(llm: Any, max_tokens: int = 32) -> Callable[[str], Ans
         t0 = time.perf_counter()
         r = llm.chat(chat("closed_book", question=question), max_tokens=max_tokens)
         text = (r.text or "").strip().splitlines()[0].strip() if (r.text or "").strip() else ""
-        usage = usage_of(r)  # a cache hit counts like a paid call: a resumed run's cost is unchanged
+        usage = usage_of(r).to_dict()  # a cache hit counts like a paid call: a resumed run's cost is unchanged
         return Answer(
             question=question,
             answer=text,

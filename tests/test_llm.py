@@ -154,14 +154,16 @@ def test_cached_responses_are_counted_like_paid_ones_and_apart(tmp_path):
     a, b = llm.chat(MSG), llm.chat(MSG)
     assert (a.text, b.text, b.cached) == ("one two", "one two", True)
     assert len(llm.calls) == 1
-    assert usage_of(a) == {**usage_of(b), "cached_calls": 0, "cached_tokens": 0}
-    assert (
-        usage_of(b)["cached_calls"] == 1 and usage_of(b)["cached_tokens"] == a.prompt_tokens + a.completion_tokens > 0
-    )
+    ua, ub = usage_of(a), usage_of(b)
+    assert (ua.calls, ua.prompt_tokens, ua.completion_tokens) == (ub.calls, ub.prompt_tokens, ub.completion_tokens)
+    assert ua.cached_calls == ua.cached_tokens == 0
+    assert ub.cached_calls == 1 and ub.cached_tokens == a.prompt_tokens + a.completion_tokens > 0
+    assert ua.seconds == a.latency_s > 0 and ub.seconds == 0  # only a paid call takes time
     snap = llm.usage.snapshot()
-    assert snap["calls"] == 2 and snap["cached_calls"] == 1 and llm.usage.paid_calls == 1
-    assert snap["prompt_tokens"] == 2 * a.prompt_tokens and snap["completion_tokens"] == 4
-    assert snap["cached_tokens"] == a.prompt_tokens + 2
+    assert snap.calls == 2 and snap.cached_calls == 1 and llm.usage.paid_calls == 1
+    assert snap.prompt_tokens == 2 * a.prompt_tokens and snap.completion_tokens == 4
+    assert snap.cached_tokens == a.prompt_tokens + 2
+    assert snap == ua + ub  # the running total is the sum of the responses' usages
     assert usage_of(None, a) == usage_of(a)  # a call that never happened costs nothing
     assert llm.chat(MSG, max_tokens=3).text == "three"  # other params: a new call
 
@@ -363,8 +365,10 @@ import json
 from hoprank.tools.llm.llamacpp import LlamaCppLLM
 llm = LlamaCppLLM(n_ctx=512)
 assert llm.constrained_json
-schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}}, "required": ["city", "population"]}
-r = llm.chat([{"role": "user", "content": "Give the largest city in France and its population as JSON."}], json_schema=schema, max_tokens=24)
+props = {"city": {"type": "string"}, "population": {"type": "integer"}}
+schema = {"type": "object", "properties": props, "required": ["city", "population"]}
+ask = "Give the largest city in France and its population as JSON."
+r = llm.chat([{"role": "user", "content": ask}], json_schema=schema, max_tokens=24)
 print(json.dumps({"text": r.text, "finish": r.finish_reason}))
 """
 

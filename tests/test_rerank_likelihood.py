@@ -431,4 +431,4 @@ def test_a_paid_scoring_call_counts_its_seconds_once(serve, tmp_path):
     # the oracle: B's document preferred by 1.5 nats, A's label by 2 (its bias)
     assert scores["A"] - scores["B"] == pytest.approx(0.5) and r.latency_s > 0
     u = llm.usage.snapshot()
-    assert u["calls"] == 1 and u["prompt_tokens"] == 50 and llm.usage.seconds == pytest.approx(r.latency_s, rel=1e-6)
+    assert u.calls == 1 and u.prompt_tokens == 50 and llm.usage.seconds == pytest.approx(r.latency_s, rel=1e-6)

@@ -180,6 +180,12 @@ class Usage:
             return NotImplemented
         return Usage(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
+    def __sub__(self, other: Usage) -> Usage:
+        """What was spent between two snapshots of a running total: ``after - before``."""
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
+
     def __radd__(self, other: Any) -> Usage:
         """So plain ``sum(usages)`` (which starts from 0) works too."""
         if other == 0:

@@ -5,12 +5,13 @@ from hoprank.tools.llm.base import (
     LLMResponse,
     ScriptedLLM,
     TransientLLMError,
-    Usage,
+    UsageMeter,
     extract_json,
     is_transient,
     usage_of,
 )
 from hoprank.tools.llm.factory import make_llm
+from hoprank.tools.types import Usage
 
 __all__ = [
     "ChatLLM",
@@ -18,6 +19,7 @@ __all__ = [
     "ScriptedLLM",
     "TransientLLMError",
     "Usage",
+    "UsageMeter",
     "extract_json",
     "is_transient",
     "make_llm",

@@ -9,8 +9,9 @@ Contract (kept stable for rerankers, the agent, the evals and the server):
 * ``llm.structured(messages, schema, default, **kw) -> (model_instance, LLMResponse|None)``:
   JSON-schema output validated with pydantic; one repair attempt; on failure returns
   ``default`` so callers always get a usable value from a weak model.
-* ``llm.usage``: calls and prompt/completion tokens (cache hits included, and counted apart
-  as ``cached_calls`` / ``cached_tokens``), for the trace, budgets and the benchmarks.
+* ``llm.usage``: a :class:`UsageMeter` whose ``snapshot()`` is a :class:`~hoprank.tools.types.Usage`:
+  calls and prompt/completion tokens (cache hits included, and counted apart as
+  ``cached_calls`` / ``cached_tokens``), for the trace, budgets and the benchmarks.
 
 Backends subclass :class:`ChatLLM` and implement ``_complete`` (one uncached call), and
 optionally ``_acomplete`` (a native async call). Everything a backend should not have to
@@ -30,12 +31,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from hoprank.tools.errors import LLMError
+from hoprank.tools.types import Usage
 
 if TYPE_CHECKING:  # pragma: no cover
     from hoprank.tools.llm.cache import ResponseCache
@@ -76,89 +79,63 @@ class LLMResponse:
         return cls(**known)
 
 
-def usage_of(*responses: LLMResponse | None) -> dict[str, int]:
+def usage_of(*responses: LLMResponse | None) -> Usage:
     """LLM accounting of some responses, the same whether each came from an endpoint or the cache.
 
     Why: a budget or an eval's cost that counted only paid calls would change with the
     cache's state (a warm cache let the same question hop further; a resumed eval reported
     fewer calls than an uninterrupted one). So ``calls``, ``prompt_tokens`` and
     ``completion_tokens`` count all the work the answer needed, and ``cached_calls`` /
-    ``cached_tokens`` say how much of it the cache replayed (paid = calls - cached_calls).
-    ``None`` entries (a call that never happened) are skipped."""
+    ``cached_tokens`` say how much of it the cache replayed (paid = calls - cached_calls);
+    ``seconds`` is the latency of the paid ones. ``None`` entries (a call that never
+    happened) are skipped."""
     done = [r for r in responses if r is not None]
     cached = [r for r in done if r.cached]
-    return {
-        "calls": len(done),
-        "prompt_tokens": sum(int(r.prompt_tokens or 0) for r in done),
-        "completion_tokens": sum(int(r.completion_tokens or 0) for r in done),
-        "cached_calls": len(cached),
-        "cached_tokens": sum(int(r.prompt_tokens or 0) + int(r.completion_tokens or 0) for r in cached),
-    }
+    return Usage(
+        calls=len(done),
+        prompt_tokens=sum(int(r.prompt_tokens or 0) for r in done),
+        completion_tokens=sum(int(r.completion_tokens or 0) for r in done),
+        cached_calls=len(cached),
+        cached_tokens=sum(int(r.prompt_tokens or 0) + int(r.completion_tokens or 0) for r in cached),
+        seconds=sum(float(r.latency_s or 0.0) for r in done if not r.cached),
+    )
 
 
-def accumulate(record: Any, r: LLMResponse | None, seconds_field: str) -> None:
-    """Add :func:`usage_of` ``r`` to a record holding the same counters (the caller holds its
-    lock); the latency of a paid call goes to ``seconds_field``. Shared by :class:`Usage` and
-    the rerankers' per-call recorder, so both count cached responses the same way."""
-    for key, value in usage_of(r).items():
-        setattr(record, key, getattr(record, key) + value)
-    if r is not None and not r.cached:
-        setattr(record, seconds_field, getattr(record, seconds_field) + float(r.latency_s or 0.0))
+class UsageMeter:
+    """Running totals, held as one :class:`~hoprank.tools.types.Usage`: a client's
+    (``llm.usage``) or one rerank call's. Thread-safe because rerankers and eval runs call
+    concurrently; ``snapshot()`` hands out the frozen total, and reading a field
+    (``llm.usage.calls``, ``.paid_calls``) reads it from the current total."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = Usage()
 
-@dataclass
-class Usage:
-    """Running totals of one client, counted like :func:`usage_of` (cache hits included in
-    calls and tokens, and again apart in ``cached_calls`` / ``cached_tokens``); ``seconds``
-    is time spent on paid calls. Thread-safe because rerankers and eval runs call concurrently."""
-
-    calls: int = 0
-    cached_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    seconds: float = 0.0
-    retries: int = 0
-    failures: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    @property
-    def cache_hits(self) -> int:
-        """The former name of ``cached_calls``."""
-        return self.cached_calls
-
-    @property
-    def paid_calls(self) -> int:
-        return self.calls - self.cached_calls
-
-    def add(self, r: LLMResponse) -> None:
+    def add_usage(self, u: Usage) -> None:
         with self._lock:
-            accumulate(self, r, "seconds")
+            self._total = self._total + u
+
+    def add(self, r: LLMResponse | None) -> None:
+        """Count one response (paid or replayed from the cache); ``None`` is no call."""
+        self.add_usage(usage_of(r))
 
     def add_retry(self) -> None:
-        with self._lock:
-            self.retries += 1
+        self.add_usage(Usage(retries=1))
 
     def add_failure(self) -> None:
-        with self._lock:
-            self.failures += 1
+        self.add_usage(Usage(failures=1))
 
-    def snapshot(self) -> dict[str, float]:
+    def snapshot(self) -> Usage:
         with self._lock:
-            return {
-                "calls": self.calls,
-                "cached_calls": self.cached_calls,
-                "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
-                "cached_tokens": self.cached_tokens,
-                "seconds": round(self.seconds, 3),
-                "retries": self.retries,
-                "failures": self.failures,
-            }
+            return self._total
 
-    @staticmethod
-    def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
-        return {k: round(after[k] - before.get(k, 0), 3) for k in after}
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.snapshot(), name)
+
+    def __repr__(self) -> str:
+        return f"UsageMeter({self.snapshot()!r})"
 
 
 _JSON_BLOCK = re.compile(r"\{.*\}|\[.*\]", re.DOTALL)
@@ -271,7 +248,8 @@ def is_empty_reply(r: LLMResponse) -> bool:
 def _check_messages(messages: Any) -> None:
     if not isinstance(messages, (list, tuple)) or not messages:
         raise LLMError(
-            f"messages must be a non-empty list of {{'role', 'content'}} dicts, got {type(messages).__name__} {str(messages)[:80]!r}"
+            "messages must be a non-empty list of {'role', 'content'} dicts, "
+            f"got {type(messages).__name__} {str(messages)[:80]!r}"
         )
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or "role" not in m:
@@ -303,7 +281,7 @@ class ChatLLM:
     cache: ResponseCache | None = None
 
     def __init__(self) -> None:
-        self.usage = Usage()
+        self.usage = UsageMeter()
         self.defaults: dict[str, Any] = {}
 
     def configure(self, cfg: Any) -> ChatLLM:
@@ -362,7 +340,8 @@ class ChatLLM:
         what = f"{self.backend_name} model {self.model_name!r}"
         if is_transient(exc):
             return LLMError(
-                f"LLM call to {what} failed after {attempts} attempt(s) (max_retries={self.max_retries}): {describe_error(exc)}"
+                f"LLM call to {what} failed after {attempts} attempt(s) (max_retries={self.max_retries}): "
+                f"{describe_error(exc)}"
             )
         if isinstance(exc, LLMError):
             return exc
@@ -382,8 +361,28 @@ class ChatLLM:
             self.usage.add(hit)
         return eff, key, hit
 
+    def _retrying(self, kind: type[Retrying] | type[AsyncRetrying] = Retrying) -> Any:
+        """The retry policy as a tenacity controller (sync or async): only transient errors
+        (:func:`is_transient`: never a 4xx) are retried, at most ``max_retries`` times, each
+        wait from :meth:`_backoff` (exponential with jitter, at least a Retry-After) and each
+        retry counted in ``usage.retries``. The last error is re-raised as is, for :meth:`_fail`."""
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            return self._backoff(state.attempt_number - 1, exc) if exc is not None else 0.0
+
+        return kind(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait,
+            before_sleep=lambda _state: self.usage.add_retry(),
+            reraise=True,
+        )
+
     def _retry_or_raise(self, attempt: int, exc: Exception) -> float:
-        """Seconds to wait before the next attempt; raises when the error is final."""
+        """Seconds to wait before the next attempt; raises when the error is final. The same
+        policy as :meth:`_retrying`, for a loop tenacity cannot drive (a stream, which must not
+        be retried once its first delta reached the caller)."""
         if not is_transient(exc) or attempt >= self.max_retries:
             raise self._fail(attempt + 1, exc) from exc
         self.usage.add_retry()
@@ -401,15 +400,12 @@ class ChatLLM:
         if hit is not None:
             return hit
         t0 = time.perf_counter()
-        attempt = 0
-        while True:
-            try:
-                r = self._complete(messages, **eff)
-            except Exception as e:  # classified: retry, or fail with a clear LLMError
-                time.sleep(self._retry_or_raise(attempt, e))
-                attempt += 1
-                continue
-            return self._record(key, r, t0)
+        retrying = self._retrying()
+        try:
+            r = retrying(self._complete, messages, **eff)
+        except Exception as e:  # classified: retried above, or final: a clear LLMError
+            raise self._fail(int(retrying.statistics.get("attempt_number", 1)), e) from e
+        return self._record(key, r, t0)
 
     async def achat(self, messages: Messages, **params: Any) -> LLMResponse:
         if self._acomplete is None:
@@ -418,15 +414,12 @@ class ChatLLM:
         if hit is not None:
             return hit
         t0 = time.perf_counter()
-        attempt = 0
-        while True:
-            try:
-                r = await self._acomplete(messages, **eff)
-            except Exception as e:
-                await asyncio.sleep(self._retry_or_raise(attempt, e))
-                attempt += 1
-                continue
-            return self._record(key, r, t0)
+        retrying = self._retrying(AsyncRetrying)
+        try:
+            r = await retrying(self._acomplete, messages, **eff)
+        except Exception as e:
+            raise self._fail(int(retrying.statistics.get("attempt_number", 1)), e) from e
+        return self._record(key, r, t0)
 
     # ---- streaming -----------------------------------------------------------------
     def _stream_complete(self, messages: Messages, **params: Any) -> Iterator[str | LLMResponse]:
@@ -523,7 +516,8 @@ class ChatLLM:
                         {"role": "assistant", "content": last.text[:2000]},
                         {
                             "role": "user",
-                            "content": f"That was not valid JSON for the schema ({str(e)[:300]}). Reply with only the JSON object.",
+                            "content": f"That was not valid JSON for the schema ({str(e)[:300]}). "
+                            "Reply with only the JSON object.",
                         },
                     ]
         return default, last

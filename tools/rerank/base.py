@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hoprank.tools.errors import HoprankError, validate_query
-from hoprank.tools.llm.base import LLMResponse, accumulate
-from hoprank.tools.types import Hit
+from hoprank.tools.llm.base import LLMResponse, UsageMeter
+from hoprank.tools.types import Hit, Usage
 
 RAW_CHARS = 4000  # raw LLM output kept per call in the trace (a runaway generation is cut)
 
@@ -45,19 +45,14 @@ class Scored:
 class CallRecorder:
     """Usage of one rerank call, counted from the responses themselves (not a global diff).
 
-    Counted like :func:`~hoprank.tools.llm.base.usage_of`: a response replayed from the
-    cache is a call with its tokens like a paid one (the agent's token budget must not
-    depend on the cache's state), and is counted again apart in ``cached_calls`` /
-    ``cached_tokens``. Likelihood scoring calls (:meth:`score_many`) count the same way,
-    and each fall back from a scoring mode to text is tallied by name in ``fallbacks``."""
+    Counted in a :class:`~hoprank.tools.llm.base.UsageMeter`, like every LLM client: a
+    response replayed from the cache is a call with its tokens like a paid one (the agent's
+    token budget must not depend on the cache's state), and is counted again apart in
+    ``cached_calls`` / ``cached_tokens``; a call that failed for good is a ``failures``.
+    Likelihood scoring calls (:meth:`score_many`) count the same way, and each fall back from
+    a scoring mode to text is tallied by name in ``fallbacks``."""
 
-    calls: int = 0
-    cached_calls: int = 0
-    cached_tokens: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    llm_seconds: float = 0.0
-    failed_calls: int = 0
+    meter: UsageMeter = field(default_factory=UsageMeter)
     raw: list[dict[str, Any]] = field(default_factory=list)
     parse: dict[str, int] = field(default_factory=dict)
     fallbacks: dict[str, int] = field(default_factory=dict)
@@ -66,14 +61,13 @@ class CallRecorder:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
-    def cache_hits(self) -> int:
-        """The former name of ``cached_calls``."""
-        return self.cached_calls
+    def usage(self) -> Usage:
+        """The usage of this rerank call so far."""
+        return self.meter.snapshot()
 
     def add(self, r: LLMResponse | None) -> None:
         """Count one response (paid or replayed from the cache); ``None`` is no call."""
-        with self._lock:
-            accumulate(self, r, "llm_seconds")
+        self.meter.add(r)
 
     def chat_many(self, llm: Any, batch: Sequence[list[dict[str, str]]], kind: str, **params: Any) -> list[Any]:
         """Run independent prompts concurrently through ``llm.chat_many`` and count them."""
@@ -97,8 +91,7 @@ class CallRecorder:
                     responses.append(LLMResponse(text="", finish_reason="error"))
         for r in responses:
             if r.finish_reason == "error" and not r.text:
-                with self._lock:
-                    self.failed_calls += 1  # the placeholder of a failed call: no usage to count
+                self.meter.add_failure()  # the placeholder of a failed call: no tokens to count
             else:
                 self.add(r)
             with self._lock:
@@ -118,7 +111,7 @@ class CallRecorder:
         log-probabilities, a label outside a server's top log-probabilities, an error): the
         caller then falls back to its text mode, and the reason is in ``errors``. After a
         failure the prompts not yet started are skipped; every call made is counted (a failed
-        one in ``failed_calls``)."""
+        one in ``failures``)."""
         from hoprank.tools.llm.scoring import label_logprobs
 
         if not batch:
@@ -134,8 +127,8 @@ class CallRecorder:
                 scores, r = label_logprobs(llm, job[0], job[1])
             except Exception as e:  # noqa: BLE001 - ScoringUnsupported, LLMError, a backend bug: fall back
                 stop.set()
+                self.meter.add_failure()
                 with self._lock:
-                    self.failed_calls += 1
                     failures.append(f"{kind}: {type(e).__name__}: {str(e)[:300]}")
                 return None
             self.add(r)
@@ -270,20 +263,22 @@ class Reranker:
             )
             for i, s in enumerate(kept)
         ]
+        u = rec.usage
         trace = {
             "reranker": self.name,
             "options": self.options(),
             "n_in": len(hits),
             "n_out": len(out),
             "top_k": top_k,
-            "llm_calls": rec.calls,
-            "cached_calls": rec.cached_calls,
-            "cached_tokens": rec.cached_tokens,
-            "cache_hits": rec.cached_calls,
-            "failed_calls": rec.failed_calls,
-            "prompt_tokens": rec.prompt_tokens,
-            "completion_tokens": rec.completion_tokens,
-            "llm_seconds": round(rec.llm_seconds, 3),
+            # the keys rerank traces have always had (Usage.from_dict reads them back)
+            "llm_calls": u.calls,
+            "cached_calls": u.cached_calls,
+            "cached_tokens": u.cached_tokens,
+            "cache_hits": u.cached_calls,
+            "failed_calls": u.failures,
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "llm_seconds": round(u.seconds, 3),
             "seconds": round(time.perf_counter() - t0, 3),
             "parse": dict(rec.parse),
             "fallbacks": dict(rec.fallbacks),
