@@ -65,7 +65,10 @@ def register(app: typer.Typer) -> None:
             None,
             "--api-key",
             envvar="HOPRANK_API_KEY",
-            help="--transport http: require 'Authorization: Bearer KEY' on /mcp (env HOPRANK_API_KEY); needed for a non-loopback --host.",
+            help=(
+                "--transport http: require 'Authorization: Bearer KEY' on /mcp (env HOPRANK_API_KEY); "
+                "needed for a non-loopback --host."
+            ),
         ),
     ) -> None:
         """Serve search / rerank / ask as MCP tools (stdio for desktop clients, or streamable HTTP)."""

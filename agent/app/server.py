@@ -37,7 +37,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hoprank.tools.errors import MAX_QUESTION_CHARS, HoprankError, InvalidQueryError
-from hoprank.tools.types import Document
+from hoprank.tools.types import Document, Usage
 
 log = logging.getLogger(__name__)
 
@@ -746,9 +746,11 @@ def _finish(answer: Any, shown: str, chunks: _Chunks) -> Iterator[ServerSentEven
 
 
 def _usage(answer: Any) -> dict[str, int]:
-    u = (getattr(answer, "trace", None) or {}).get("usage") or {}
-    p, c = int(u.get("prompt_tokens", 0) or 0), int(u.get("completion_tokens", 0) or 0)
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    """OpenAI's usage object from the answer's LLM accounting (every call of the question,
+    cache replays included), whether the trace holds the ``Usage`` record or its dict."""
+    u = (getattr(answer, "trace", None) or {}).get("usage")
+    u = u if isinstance(u, Usage) else Usage.from_dict(u)
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.tokens}
 
 
 def _version() -> str:
