@@ -140,6 +140,16 @@ def oai(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=60)
 
 
+def content_of(chunk: Any) -> str | None:
+    return chunk.choices[0].delta.content if chunk.choices else None
+
+
+def step_of(chunk: Any) -> str | None:
+    """The node name of a step chunk (None for other chunks)."""
+    step = ((chunk.model_extra or {}).get("hoprank") or {}).get("step")
+    return step["node"] if step else None
+
+
 def steps_of(trace: dict, node: str) -> list[dict]:
     return [s for s in trace["steps"] if s["node"] == node]
 
@@ -171,25 +181,13 @@ def test_answer_tokens_stream_as_the_llm_writes_them(hoprank_server, fresh):
     url, _ = hoprank_server
     question = [{"role": "user", "content": "Where was Ada Quill born?"}]
     chunks = list(oai(url).chat.completions.create(model="hoprank", messages=question, stream=True))
-    contents = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    contents = [content_of(c) for c in chunks if content_of(c)]
     assert len(contents) > 3, contents  # token by token, not the finished text in one piece
-    steps = [
-        c.model_extra["hoprank"]["step"]["node"] for c in chunks if (c.model_extra or {}).get("hoprank", {}).get("step")
-    ]
+    steps = [step_of(c) for c in chunks if step_of(c)]
     assert "search" in steps and steps[-1] == "finalize"  # the step chunks are kept
     # the first tokens arrive before the generate step has finished
-    kinds = [
-        "token" if c.choices and c.choices[0].delta.content else "step"
-        for c in chunks
-        if (c.choices and c.choices[0].delta.content) or (c.model_extra or {}).get("hoprank", {}).get("step")
-    ]
-    generate_step = [
-        i
-        for i, c in enumerate(chunks)
-        if ((c.model_extra or {}).get("hoprank") or {}).get("step", {}).get("node") == "generate"
-    ][0]
-    first_token = next(i for i, c in enumerate(chunks) if c.choices and c.choices[0].delta.content)
-    assert first_token < generate_step, kinds
+    first_token = next(i for i, c in enumerate(chunks) if content_of(c))
+    assert first_token < next(i for i, c in enumerate(chunks) if step_of(c) == "generate")
     final = chunks[-1]
     assert final.choices[0].finish_reason == "stop" and "stream_replaced" not in final.model_extra["hoprank"]
     assert final.model_extra["hoprank"]["citations"]
@@ -269,8 +267,7 @@ def test_a_short_answer_arrives_as_one_delta(index):
                 model="hoprank", messages=[{"role": "user", "content": "Where was Ada Quill born?"}], stream=True
             )
         )
-    contents = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
-    assert contents == ["Marrow Bay"]
+    assert [content_of(c) for c in chunks if content_of(c)] == ["Marrow Bay"]
 
 
 # ---- what the answer step shows ------------------------------------------------------------
