@@ -40,6 +40,38 @@ def write_corpus(root: Path, docs: dict[str, str] = FIXTURE_DOCS) -> Path:
     return root
 
 
+def make_pdf(lines: list[str]) -> bytes:
+    """A small one-page PDF whose text layer holds ``lines`` (Helvetica), built with pypdf,
+    so upload and ingest tests read a real PDF without shipping a binary fixture."""
+    import io
+
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    w = PdfWriter()
+    page = w.add_blank_page(width=612, height=792)
+    ops = ["BT /F1 12 Tf 50 740 Td 16 TL"]
+    for line in lines:
+        escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        ops.append(f"({escaped}) Tj T*")
+    stream = DecodedStreamObject()
+    stream.set_data(("\n".join(ops) + " ET").encode("latin-1"))
+    font = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Font"),
+            NameObject("/Subtype"): NameObject("/Type1"),
+            NameObject("/BaseFont"): NameObject("/Helvetica"),
+        }
+    )
+    page[NameObject("/Resources")] = DictionaryObject(
+        {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})}
+    )
+    page[NameObject("/Contents")] = w._add_object(stream)
+    out = io.BytesIO()
+    w.write(out)
+    return out.getvalue()
+
+
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory) -> Path:
     return write_corpus(tmp_path_factory.mktemp("corpus"))

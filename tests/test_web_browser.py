@@ -1,9 +1,11 @@
 """The chat page in a real headless Chromium (Playwright driving Debian's system browser).
 
-Server: the real agent with the embedded models over the bundled sample corpus. The test
-uploads a document, asks a multi-hop question, waits for the streamed answer and its
+Server: the real agent with the embedded models over the bundled sample corpus. The main
+test uploads a document, asks a multi-hop question, waits for the streamed answer and its
 citation, opens the citation and checks the panel shows that chunk's text, then saves a
-screenshot (also copied to benchmarks/results/web_chat.png for the README).
+screenshot (also copied to benchmarks/results/web_chat.png for the README). The others
+upload a PDF through the page (read by the server with the CLI's readers), and check the
+page at 420 px: nothing overflows sideways and no button is cut off.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import make_pdf
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -45,7 +48,8 @@ def chat_server(tmp_path_factory):
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(
-            f"Chromium not found at {CHROMIUM}: install it with `apt-get update && apt-get install -y chromium` (.ci/run does this in CI)"
+            f"Chromium not found at {CHROMIUM}: install it with "
+            "`apt-get update && apt-get install -y chromium` (.ci/run does this in CI)"
         )
     from playwright.sync_api import sync_playwright
 
@@ -104,5 +108,66 @@ def test_chat_page_streams_an_answer_with_clickable_citations(chat_server, brows
     page.wait_for_selector("#pane-steps:not([hidden])")
     page.screenshot(path=str(tmp_path / "web_chat_steps.png"))
     shutil.copyfile(tmp_path / "web_chat_steps.png", RESULTS / "web_chat_steps.png")
+    page.set_viewport_size({"width": 420, "height": 860})  # the answered page on a phone
+    _assert_fits(page)
     assert not console_errors, console_errors
+    page.close()
+
+
+def _assert_fits(page) -> None:
+    """No horizontal overflow, and every visible button lies inside the viewport."""
+    sizes = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert sizes[0] <= sizes[1], f"the page scrolls sideways: {sizes}"
+    width = page.viewport_size["width"]
+    boxes = page.eval_on_selector_all(
+        "button, label.btn",
+        """els => els.filter(e => e.offsetParent !== null && !e.closest('dialog'))
+                   .map(e => { const r = e.getBoundingClientRect();
+                               return [e.id || e.className || e.textContent.trim(), r.left, r.right]; })""",
+    )
+    assert boxes
+    cut = [b for b in boxes if b[1] < 0 or b[2] > width + 0.5]
+    assert not cut, f"buttons outside the {width} px viewport: {cut}"
+
+
+def test_pdf_upload_through_the_page(chat_server, browser, tmp_path):
+    url, agent = chat_server
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    # the accept list is the readers' suffixes, served by the server; the examples fit this index
+    page.wait_for_selector("#examples .example")
+    accept = page.get_attribute("#upload", "accept") or ""
+    assert {".pdf", ".html", ".htm", ".txt", ".md", ".json", ".jsonl"} <= set(accept.split(",")), accept
+    examples = page.eval_on_selector_all("#examples .example", "els => els.map(e => e.textContent)")
+    assert examples and all(q.startswith("How is ") for q in examples), examples
+
+    pdf = tmp_path / "tern-island.pdf"
+    pdf.write_bytes(make_pdf(["Tern Island Light", "The Tern Island Light was first lit in 1888 by Edda Vossberg."]))
+    page.set_input_files("#upload", str(pdf))
+    page.wait_for_selector(".toast.ok:has-text('Added 1 document')", timeout=120_000)
+    chunk = agent.index.chunk_by_id["tern-island.pdf#0"]
+    assert "first lit in 1888 by Edda Vossberg" in chunk.text and chunk.title == "Tern Island Light"
+
+    bad = tmp_path / "broken.pdf"
+    bad.write_bytes(b"%PDF-1.4 not really")
+    page.set_input_files("#upload", str(bad))
+    page.wait_for_selector(".toast.bad:has-text('cannot read broken.pdf')", timeout=60_000)
+    assert not errors, errors
+    page.close()
+
+
+def test_page_fits_a_420_px_screen(chat_server, browser):
+    url, _ = chat_server
+    page = browser.new_page(viewport={"width": 420, "height": 860})
+    page.goto(url + "/")
+    page.wait_for_selector("#index-info:has-text('chunks')")
+    page.wait_for_selector("#examples .example")
+    _assert_fits(page)
+    header = page.eval_on_selector(".topbar", "e => [e.scrollWidth, e.clientWidth]")
+    assert header[0] <= header[1], f"the header overflows: {header}"
+    page.click("#key-btn")  # the key dialog fits too
+    box = page.locator("#key-dialog").bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 420
     page.close()

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hoprank.agent.app.page import example_questions, read_upload, upload_extensions
 from hoprank.tools.errors import MAX_QUESTION_CHARS, HoprankError, InvalidQueryError
 from hoprank.tools.types import Document, Usage
 
@@ -449,7 +450,25 @@ def create_app(agent: Any, settings: ServerSettings | None = None) -> FastAPI:
             payload = json.loads(await request.body() or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise APIError(400, f"body is not valid JSON: {e}") from None
-        documents = parse_documents(payload, settings.max_documents)
+        return await index_documents(parse_documents(payload, settings.max_documents))
+
+    @app.post("/v1/documents/upload")
+    async def upload_document(request: Request, filename: str) -> JSONResponse:
+        """One file as the raw body, read by the readers ``hoprank index`` uses (PDF, HTML...)."""
+        try:
+            documents, skipped = await asyncio.to_thread(read_upload, filename, await request.body())
+        except HoprankError as e:
+            raise APIError(400, str(e), param="filename") from None
+        return await index_documents(documents, skipped=[{"where": w, "why": y} for w, y in skipped])
+
+    @app.get("/v1/documents/formats")
+    async def document_formats() -> dict[str, Any]:
+        """What the web page offers: the upload suffixes and example questions for this index."""
+        index = getattr(agent, "index", None)
+        examples = await asyncio.to_thread(example_questions, index) if index is not None else []
+        return {"extensions": upload_extensions(), "examples": examples}
+
+    async def index_documents(documents: list[Document], **extra: Any) -> JSONResponse:
         async with docs_lock:  # one re-index at a time; readers keep the previous generation
             try:
                 stats = await asyncio.to_thread(agent.add_documents, documents)
@@ -462,6 +481,7 @@ def create_app(agent: Any, settings: ServerSettings | None = None) -> FastAPI:
                 "ids": [d.id for d in documents],
                 "chunks": len(index) if index is not None else None,
                 "stats": to_jsonable(stats),
+                **extra,
             }
         )
 

@@ -12,7 +12,8 @@
     send: $("send"), steps: $("steps"), chunk: $("chunk"), chunkTitle: $("chunk-title"),
     chunkMeta: $("chunk-meta"), chunkText: $("chunk-text"), chunkMarker: $("chunk-marker"),
     sourceHint: $("source-hint"), toast: $("toast"), upload: $("upload"), info: $("index-info"),
-    keyDialog: $("key-dialog"), keyInput: $("key-input"),
+    keyDialog: $("key-dialog"), keyInput: $("key-input"), examples: $("examples"),
+    examplesIntro: $("examples-intro"), uploadBtn: $("upload-btn"),
   };
   const KEY_STORE = "hoprank.apiKey";
   let conversationId = newId();
@@ -24,8 +25,8 @@
     return "web-" + Date.now().toString(36) + Math.random().toString(36).slice(2);
   }
 
-  function headers() {
-    const h = { "Content-Type": "application/json" };
+  function headers(contentType) {
+    const h = { "Content-Type": contentType || "application/json" };
     const key = localStorage.getItem(KEY_STORE);
     if (key) h.Authorization = "Bearer " + key;
     return h;
@@ -59,6 +60,30 @@
     } catch (e) {
       els.info.textContent = "offline";
     }
+  }
+
+  /* The upload formats are the ones `hoprank index` reads, and the example questions are
+   * derived from the served index: both come from the server, never hard-coded here. */
+  async function loadFormats() {
+    try {
+      const r = await fetch("/v1/documents/formats", { headers: headers() });
+      if (!r.ok) return;
+      const f = await r.json();
+      els.upload.accept = f.extensions.join(",");
+      els.uploadBtn.title = "Add a file to the index (" + f.extensions.join(" ") + ")";
+      showExamples(f.examples || []);
+    } catch (e) { /* the page still works without examples */ }
+  }
+
+  function showExamples(questions) {
+    els.examples.textContent = "";
+    questions.forEach((q) => {
+      const b = el("button", "example", q);
+      b.type = "button";
+      b.addEventListener("click", () => ask(q));
+      els.examples.append(b);
+    });
+    els.examplesIntro.textContent = "Questions that need several hops work best" + (questions.length ? ", for example:" : ".");
   }
 
   /* ---- tabs and the source panel ------------------------------------------------- */
@@ -279,31 +304,21 @@
   }
 
   /* ---- upload --------------------------------------------------------------------- */
-  function toDocuments(name, text) {
-    const lower = name.toLowerCase();
-    if (lower.endsWith(".jsonl")) {
-      return text.split(/\r?\n/).filter((l) => l.trim()).map((l) => JSON.parse(l));
-    }
-    if (lower.endsWith(".json")) {
-      const data = JSON.parse(text);
-      return Array.isArray(data) ? data : (data.documents || [data]);
-    }
-    const heading = text.match(/^#\s+(.+)$/m);
-    return [{ id: name, title: heading ? heading[1].trim() : name.replace(/\.[^.]+$/, ""), text, metadata: { source: name, uploaded: new Date().toISOString() } }];
-  }
-
+  // the file goes as is: the server reads it with the same readers as `hoprank index`
   els.upload.addEventListener("change", async () => {
     const files = Array.from(els.upload.files || []);
     els.upload.value = "";
     for (const f of files) {
       try {
-        const docs = toDocuments(f.name, await f.text());
         toast("Indexing " + f.name + "…");
-        const r = await fetch("/v1/documents", { method: "POST", headers: headers(), body: JSON.stringify(docs) });
+        const url = "/v1/documents/upload?filename=" + encodeURIComponent(f.name);
+        const r = await fetch(url, { method: "POST", headers: headers("application/octet-stream"), body: f });
         const out = await r.json();
         if (!r.ok) throw new Error(out.error ? out.error.message : r.statusText);
-        toast("Added " + out.added + " document(s) from " + f.name + "; the index now has " + out.chunks + " chunks.", "ok");
+        const skipped = (out.skipped || []).length ? " (" + out.skipped.length + " record(s) skipped)" : "";
+        toast("Added " + out.added + " document(s) from " + f.name + skipped + "; the index now has " + out.chunks + " chunks.", "ok");
         refreshInfo();
+        loadFormats();
       } catch (e) {
         toast("Upload of " + f.name + " failed: " + e.message, "bad");
       }
@@ -326,7 +341,6 @@
     els.question.style.height = Math.min(els.question.scrollHeight, 180) + "px";
   }
   els.question.addEventListener("input", autosize);
-  document.querySelectorAll(".example").forEach((b) => b.addEventListener("click", () => ask(b.textContent)));
   $("new-chat").addEventListener("click", () => {
     if (controller) controller.abort(); // the server cancels the agent work
     conversationId = newId();
@@ -345,5 +359,6 @@
     }
   });
   refreshInfo();
+  loadFormats();
   els.question.focus();
 })();
