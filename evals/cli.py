@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,11 +21,33 @@ JUDGE_URL_HELP = (
 )
 
 
+def _judge_api_key_option() -> Any:
+    """``--judge-api-key``, declared once for ``eval`` and ``judge``."""
+    return typer.Option(
+        None,
+        "--judge-api-key",
+        envvar="HOPRANK_JUDGE_API_KEY",
+        help="API key of the judge endpoint (env HOPRANK_JUDGE_API_KEY).",
+    )
+
+
 def _redacted(cfg: Any) -> dict[str, Any]:
     data = cfg.model_dump()
     if data.get("llm", {}).get("api_key"):
         data["llm"]["api_key"] = "***"
     return data
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    """The LLM-judge settings ``hoprank eval --judge`` and ``hoprank judge`` share (one value, not six arguments)."""
+
+    judges: str = "ragas,nuggets"
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    ragas_metrics: str | None = None
+    nugget_cache: Path | None = None
 
 
 def run_from_cli(
@@ -42,88 +65,29 @@ def run_from_cli(
     answer_style: str | None = "short",
     retry_failed: bool = False,
     show_progress: bool = True,
-    judge: str | None = None,
-    judge_base_url: str | None = None,
-    judge_model: str | None = None,
-    judge_api_key: str | None = None,
-    ragas_metrics: str | None = None,
-    nugget_cache: Path | None = None,
+    judge: JudgeOptions | None = None,
 ) -> dict[str, Any]:
-    """Everything ``hoprank eval`` does, callable from Python (benchmarks use it).
-
-    ``judge="ragas,nuggets"`` then scores the run with LLM judges (see :func:`judge_from_cli`)."""
-    from hoprank.evals.judge import parse_judges
-
-    parse_judges(judge)  # a typo must fail before the long run, not after it
-    summary, ipath = _answer_run(
-        dataset,
-        path,
-        setting,
-        config,
-        preset_name,
-        limit,
-        concurrency,
-        out,
-        corpus,
-        index,
-        timeout_s,
-        answer_style,
-        retry_failed,
-        show_progress,
-    )
-    if judge:
-        summary = judge_from_cli(
-            out,
-            judge,
-            dataset,
-            path,
-            limit,
-            config,
-            ipath,
-            judge_base_url,
-            judge_model,
-            judge_api_key,
-            ragas_metrics,
-            nugget_cache,
-            show_progress=show_progress,
-        )
-    return summary
-
-
-def _answer_run(
-    dataset,
-    path,
-    setting,
-    config,
-    preset_name,
-    limit,
-    concurrency,
-    out,
-    corpus,
-    index,
-    timeout_s,
-    answer_style,
-    retry_failed,
-    show_progress,
-) -> tuple[dict[str, Any], Path | None]:
-    """Answer and score the questions; returns the summary and the pooled index path."""
+    """Everything ``hoprank eval`` does: answer and score the questions, then (``judge``) score the run
+    with LLM judges (see :func:`judge_from_cli`)."""
     from hoprank.agent.config import Config
     from hoprank.evals import runner as R
-    from hoprank.evals.datasets import file_sha256, load_multihop_rag_corpus
+    from hoprank.evals.datasets import file_sha256
+    from hoprank.evals.judge import parse_judges
     from hoprank.evals.presets import apply_preset
     from hoprank.tools.errors import HoprankError
 
+    if judge is not None:
+        parse_judges(judge.judges)  # a typo must fail before the long run, not after it
     if setting not in SETTINGS:
         raise HoprankError(f"--setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
     examples = _load_examples(dataset, path, limit)
     cfg = apply_preset(Config.load(config), preset_name)
     if answer_style:
         cfg = cfg.with_overrides(**{"agent.answer_style": answer_style})
-    digest = file_sha256(path) if path else None
     spec = R.RunSpec(
         dataset=dataset,
         dataset_path=str(path) if path else None,
-        dataset_sha256=digest,
+        dataset_sha256=file_sha256(path) if path else None,
         setting=setting,
         preset=preset_name,
         config=_redacted(cfg),
@@ -133,90 +97,88 @@ def _answer_run(
     (out / "config.json").write_text(json.dumps(_redacted(cfg), indent=2) + "\n", encoding="utf-8")
     qdrant = cfg.retrieval.retriever.startswith("qdrant")
 
-    if setting == "closed-book":
-        fn = R.closed_book_answer_fn(R.make_llm(cfg.llm))
+    def evaluate(answer_fn: Any, **options: Any) -> dict[str, Any]:
         return R.run_eval(
             examples,
-            fn,
+            answer_fn,
             out,
             spec=spec,
             concurrency=concurrency,
             timeout_s=timeout_s,
             show_progress=show_progress,
             retry_failed=retry_failed,
-            score_retrieval=False,
-        ), None
-    if setting == "distractor":
+            **options,
+        )
+
+    ipath: Path | None = None
+    if setting == "closed-book":
+        summary = evaluate(R.closed_book_answer_fn(R.make_llm(cfg.llm)), score_retrieval=False)
+    elif setting == "distractor":
         if not any(e.documents for e in examples):
             raise HoprankError(
                 f"--setting distractor needs per-question documents; {dataset} has none "
                 "(use pooled with --corpus, or closed-book)"
             )
+        summary = evaluate(_per_question_answer_fn(cfg, out, qdrant), per_example=True)
+    else:  # pooled: one shared index in the run folder, reused on resume
+        ipath = (
+            Path(index) if index is not None else _pooled_index(examples, dataset, corpus, out, qdrant, show_progress)
+        )
+        summary = evaluate(R.agent_answer_fn(cfg, ipath))
+    if judge is not None:
+        summary = judge_from_cli(out, judge, dataset, path, limit, config, ipath, show_progress=show_progress)
+    return summary
 
-        import threading
 
-        shared: dict[str, Any] = {}
-        lock = threading.Lock()
+def _per_question_answer_fn(cfg: Any, out: Path, qdrant: bool) -> Any:
+    """The distractor setting's factory: one small index per question, one LLM shared by all of them
+    (loading the model once per question would dominate the run)."""
+    import threading
 
-        def per_example(ex):
-            # one small index per question, one LLM shared by all of them
-            _, ipath = R.build_example_index(ex, out, qdrant=qdrant)
-            with lock:
-                if "llm" not in shared:
-                    shared["llm"] = R.make_llm(cfg.llm)
-            return R.agent_answer_fn(cfg, ipath, llm=shared["llm"])
+    from hoprank.evals import runner as R
 
-        return R.run_eval(
-            examples,
-            per_example,
-            out,
-            spec=spec,
-            concurrency=concurrency,
-            timeout_s=timeout_s,
-            per_example=True,
-            show_progress=show_progress,
-            retry_failed=retry_failed,
-        ), None
+    shared: dict[str, Any] = {}
+    lock = threading.Lock()
 
-    # pooled: one shared index in the run folder, reused on resume
-    if index is not None:
-        ipath = index
-    elif dataset in ("multihop-rag", "multihoprag"):
+    def per_example(ex: Any) -> Any:
+        _, ipath = R.build_example_index(ex, out, qdrant=qdrant)
+        with lock:
+            if "llm" not in shared:
+                shared["llm"] = R.make_llm(cfg.llm)
+        return R.agent_answer_fn(cfg, ipath, llm=shared["llm"])
+
+    return per_example
+
+
+def _pooled_index(
+    examples: list[Any], dataset: str, corpus: list[Path] | None, out: Path, qdrant: bool, show_progress: bool
+) -> Path:
+    """Build the pooled setting's one index over the corpus the dataset implies; returns its path."""
+    from hoprank.evals import runner as R
+    from hoprank.evals.datasets import load_multihop_rag_corpus
+    from hoprank.tools.errors import HoprankError
+
+    sources: dict[str, Any] = {}  # none: the questions' own documents
+    if dataset in ("multihop-rag", "multihoprag"):
         from hoprank.tools.ingest.chunking import ChunkingConfig
 
         if not corpus:
             raise HoprankError(
                 "multihop-rag pooled needs --corpus corpus.json (or --setting closed-book for answer-only scoring)"
             )
-        documents = [d for c in corpus for d in load_multihop_rag_corpus(c)]
         # the MultiHop-RAG protocol: 256-token chunks
-        _, ipath = R.build_pooled_index(
-            examples,
-            out,
-            qdrant=qdrant,
-            chunking=ChunkingConfig(size=256, overlap=0),
-            documents=documents,
-            show_progress=show_progress,
-        )
+        sources = {
+            "documents": [d for c in corpus for d in load_multihop_rag_corpus(c)],
+            "chunking": ChunkingConfig(size=256, overlap=0),
+        }
     elif corpus:
-        _, ipath = R.build_pooled_index(examples, out, qdrant=qdrant, sources=list(corpus), show_progress=show_progress)
-    elif any(e.documents for e in examples):
-        _, ipath = R.build_pooled_index(examples, out, qdrant=qdrant, show_progress=show_progress)
-    else:
+        sources = {"sources": list(corpus)}
+    elif not any(e.documents for e in examples):
         raise HoprankError(
             f"{dataset} has no documents of its own: pass --corpus FILES or --index PATH, or use --setting closed-book"
         )
-    fn = R.agent_answer_fn(cfg, ipath)
-    return R.run_eval(
-        examples,
-        fn,
-        out,
-        spec=spec,
-        concurrency=concurrency,
-        timeout_s=timeout_s,
-        show_progress=show_progress,
-        retry_failed=retry_failed,
-    ), Path(ipath)
+    _, ipath = R.build_pooled_index(examples, out, qdrant=qdrant, show_progress=show_progress, **sources)
+    return ipath
 
 
 def _load_examples(dataset: str, path: Path | None, limit: int | None) -> list[Any]:
@@ -270,17 +232,12 @@ def _run_config(run_dir: Path, config: Path | None):
 
 def judge_from_cli(
     run_dir: Path,
-    judge: str = "ragas,nuggets",
+    judge: JudgeOptions = JudgeOptions(),
     dataset: str | None = None,
     path: Path | None = None,
     limit: int | None = None,
     config: Path | None = None,
     index: Path | None = None,
-    judge_base_url: str | None = None,
-    judge_model: str | None = None,
-    judge_api_key: str | None = None,
-    ragas_metrics: str | None = None,
-    nugget_cache: Path | None = None,
     force: bool = False,
     show_progress: bool = True,
     llm: Any = None,
@@ -292,7 +249,7 @@ def judge_from_cli(
     from hoprank.evals import judge as J
     from hoprank.tools.errors import HoprankError
 
-    do_ragas, do_nuggets = J.parse_judges(judge)
+    do_ragas, do_nuggets = J.parse_judges(judge.judges)
     if not (do_ragas or do_nuggets):
         raise HoprankError("--judge: name at least one of ragas, nuggets")
     run_dir = Path(run_dir)
@@ -305,9 +262,9 @@ def judge_from_cli(
         limit = info.get("limit")
     examples = _load_examples(dataset, path, limit) if dataset else []
     if llm is None:
-        llm = J.make_judge_llm(_run_config(run_dir, config).llm, judge_base_url, judge_model, judge_api_key)
+        llm = J.make_judge_llm(_run_config(run_dir, config).llm, judge.base_url, judge.model, judge.api_key)
     embedder = None
-    names = [m.strip() for m in (ragas_metrics or ",".join(J.RAGAS_METRICS)).split(",") if m.strip()]
+    names = [m.strip() for m in (judge.ragas_metrics or ",".join(J.RAGAS_METRICS)).split(",") if m.strip()]
     if do_ragas and any(m in ("answer_relevancy", "response_relevancy") for m in names):
         from hoprank.tools.embeddings import Embedder
 
@@ -321,7 +278,7 @@ def judge_from_cli(
         ragas=do_ragas,
         nuggets=do_nuggets,
         ragas_metrics=names,
-        nugget_cache=nugget_cache,
+        nugget_cache=judge.nugget_cache,
         force=force,
         show_progress=show_progress,
     )
@@ -390,12 +347,7 @@ def register(app: typer.Typer) -> None:
             "--judge-model",
             help="Judge model name at --judge-base-url (or a .gguf path for the embedded backend).",
         ),
-        judge_api_key: Optional[str] = typer.Option(
-            None,
-            "--judge-api-key",
-            envvar="HOPRANK_JUDGE_API_KEY",
-            help="API key of the judge endpoint (env HOPRANK_JUDGE_API_KEY).",
-        ),
+        judge_api_key: Optional[str] = _judge_api_key_option(),
         ragas_metrics: Optional[str] = typer.Option(
             None,
             "--ragas-metrics",
@@ -426,12 +378,9 @@ def register(app: typer.Typer) -> None:
             answer_style,
             retry_failed,
             not quiet,
-            judge=judge,
-            judge_base_url=judge_base_url,
-            judge_model=judge_model,
-            judge_api_key=judge_api_key,
-            ragas_metrics=ragas_metrics,
-            nugget_cache=nugget_cache,
+            JudgeOptions(judge, judge_base_url, judge_model, judge_api_key, ragas_metrics, nugget_cache)
+            if judge
+            else None,
         )
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
@@ -465,12 +414,7 @@ def register(app: typer.Typer) -> None:
         judge: str = typer.Option("ragas,nuggets", "--judge", help="ragas, nuggets or both (comma-separated)."),
         judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help=JUDGE_URL_HELP),
         judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model name at --judge-base-url."),
-        judge_api_key: Optional[str] = typer.Option(
-            None,
-            "--judge-api-key",
-            envvar="HOPRANK_JUDGE_API_KEY",
-            help="API key of the judge endpoint (env HOPRANK_JUDGE_API_KEY).",
-        ),
+        judge_api_key: Optional[str] = _judge_api_key_option(),
         ragas_metrics: Optional[str] = typer.Option(
             None, "--ragas-metrics", help="Comma-separated RAGAS metrics (default: all five)."
         ),
@@ -486,22 +430,8 @@ def register(app: typer.Typer) -> None:
         """Score an existing run with LLM judges (RAGAS, nuggets); merges into its summary.json.
 
         A 135M model is a useless judge: use --judge-base-url with a capable model."""
-        summary = judge_from_cli(
-            run,
-            judge,
-            dataset,
-            path,
-            None,
-            config,
-            index,
-            judge_base_url,
-            judge_model,
-            judge_api_key,
-            ragas_metrics,
-            nugget_cache,
-            force=force,
-            show_progress=not quiet,
-        )
+        options = JudgeOptions(judge, judge_base_url, judge_model, judge_api_key, ragas_metrics, nugget_cache)
+        summary = judge_from_cli(run, options, dataset, path, None, config, index, force=force, show_progress=not quiet)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         else:
