@@ -52,6 +52,8 @@ from hoprank.tools.embeddings import (
 from hoprank.tools.errors import IndexNotFoundError
 from hoprank.tools.ingest.chunking import ChunkingConfig, chunk_document
 from hoprank.tools.ingest.readers import UnreadableFileError, iter_files, read_file
+from hoprank.tools.retrieval.base import Retriever
+from hoprank.tools.retrieval.factory import make_retriever
 from hoprank.tools.types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -149,7 +151,7 @@ class Index:
         self.manifest = manifest
         self.chunks = chunks
         self.embeddings = embeddings
-        self._retrievers: dict[str, Any] = {}
+        self._retrievers: dict[str, Retriever] = {}
 
     # ---- opening -------------------------------------------------------------------
     @staticmethod
@@ -219,10 +221,8 @@ class Index:
     def __len__(self) -> int:
         return len(self.chunks)
 
-    def retriever(self, name: str, **opts: Any):
+    def retriever(self, name: str, **opts: Any) -> Retriever:
         """A retriever over this index, built once per (name, options) and reused."""
-        from hoprank.tools.retrieval.factory import make_retriever
-
         key = name + json.dumps(opts, sort_keys=True, default=str)
         if key not in self._retrievers:
             self._retrievers[key] = make_retriever(name, self, **opts)

@@ -3,11 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
+from hoprank.tools.embeddings import Encoder
 from hoprank.tools.errors import validate_query
 from hoprank.tools.types import Chunk, Hit
+
+
+class SearchableIndex(Protocol):
+    """What retrievers read from an index: chunks, their embeddings, the encoder to embed
+    queries with, and its other retrievers (a fusion combines them).
+
+    Why a protocol and not :class:`hoprank.tools.ingest.index.Index`: the index builds and
+    caches its retrievers (``index.retriever(name)``) and syncs the Qdrant store when it is
+    built, so ingest imports retrieval; retrieval naming the index class back would make an
+    import circle. The index satisfies this protocol; retrieval never imports ingest."""
+
+    path: Path
+    manifest: dict[str, Any]
+    chunks: list[Chunk]
+    embeddings: np.ndarray
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def embedder(self) -> Encoder: ...
+
+    @property
+    def chunk_by_id(self) -> dict[str, Chunk]: ...
+
+    def __len__(self) -> int: ...
+
+    def retriever(self, name: str, **opts: Any) -> Retriever: ...
 
 
 class Retriever:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hoprank.tools.retrieval.base import Retriever
-
-if TYPE_CHECKING:
-    from hoprank.tools.ingest.index import Index
+from hoprank.tools.retrieval.base import Retriever, SearchableIndex
 
 RETRIEVERS = ("bm25", "rank-bm25", "dense", "qdrant", "qdrant-hybrid", "hybrid")
 
 
-def make_retriever(name: str, index: Index, **opts: Any) -> Retriever:
+def make_retriever(name: str, index: SearchableIndex, **opts: Any) -> Retriever:
     """``hybrid`` = RRF of bm25 and dense computed here; ``qdrant-hybrid`` = the same idea
     run inside Qdrant (prefetch + RRF): Qdrant Edge in the index folder, or a server with
     ``url=`` (options ``hnsw_m``, ``hnsw_ef_construct``, ``hnsw_ef`` tune its HNSW index)."""

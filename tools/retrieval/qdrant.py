@@ -23,12 +23,12 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 from hoprank.tools.errors import validate_query
-from hoprank.tools.retrieval.base import Retriever
+from hoprank.tools.retrieval.base import Retriever, SearchableIndex
 from hoprank.tools.retrieval.bm25 import chunk_terms
 from hoprank.tools.retrieval.qdrant_store import (
     EdgeStore,
@@ -40,9 +40,6 @@ from hoprank.tools.retrieval.qdrant_store import (
 )
 from hoprank.tools.retrieval.tokenize import Tokenizer
 from hoprank.tools.types import Hit
-
-if TYPE_CHECKING:
-    from hoprank.tools.ingest.index import Index
 
 log = logging.getLogger(__name__)
 _NS = uuid.UUID("6f1c2a1e-4d0b-4c55-9a59-3b7f2f1c9e11")
@@ -125,7 +122,7 @@ class QdrantRetriever(Retriever):
 
     def __init__(
         self,
-        index: Index,
+        index: SearchableIndex,
         url: str | None = None,
         api_key: str | None = None,
         collection: str = "hoprank",
