@@ -255,6 +255,28 @@ def write_results(
     return jpath, mpath
 
 
+ENV_KEYS = (
+    "date",
+    "cpu_count",
+    "cpu_model",
+    "memory_gb",
+    "platform",
+    "python",
+    "packages",
+    "load_average_at_start",
+    "load_average_at_end",
+)
+
+
+def read_results(name: str, results_dir: Path = RESULTS_DIR) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A results file ``write_results`` wrote, read back for a re-render or a partial re-run: (metadata, the
+    environment it recorded, results). Re-rendering with that environment keeps the run's own machine, date and
+    load on the page instead of today's."""
+    saved = json.loads((results_dir / f"{name}.json").read_text())
+    meta = saved["metadata"]
+    return meta, {k: meta[k] for k in ENV_KEYS if k in meta}, saved["results"]
+
+
 def _display_path(p: str | Path) -> str:
     """Data paths relative to the shared folder's parent (``../shared/data/...``) when possible."""
     p = Path(p)

@@ -41,6 +41,7 @@ from common import (
     environment,
     markdown_table,
     percentile,
+    read_results,
     write_results,
 )
 
@@ -590,23 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     jpath = RESULTS_DIR / f"{NAME}.json"
     if args.render_only:
-        saved = json.loads(jpath.read_text())
-        meta, results = saved["metadata"], saved["results"]
-        env = {
-            k: meta[k]
-            for k in (
-                "date",
-                "cpu_count",
-                "cpu_model",
-                "memory_gb",
-                "platform",
-                "python",
-                "packages",
-                "load_average_at_start",
-                "load_average_at_end",
-            )
-            if k in meta
-        }
+        meta, env, results = read_results(NAME)
         cmd, runs, notes = meta["command"], meta["runs"], meta["notes"]
         data = [Path(d) if d.startswith("/") else d for d in meta["data"]]
     else:

@@ -45,6 +45,7 @@ from common import (
     markdown_table,
     peak_rss_mb,
     ratio,
+    read_results,
     repeat,
     timed,
     write_results,
@@ -329,23 +330,7 @@ def main(argv=None) -> int:
         print(json.dumps(probe(args.probe, args.probe_path, args.probe_data, args.limit)))
         return 0
     if args.render_only:
-        saved = json.loads((RESULTS_DIR / f"{args.name}.json").read_text())
-        meta = saved["metadata"]
-        env = {
-            k: meta[k]
-            for k in (
-                "date",
-                "cpu_count",
-                "cpu_model",
-                "memory_gb",
-                "platform",
-                "python",
-                "packages",
-                "load_average_at_start",
-                "load_average_at_end",
-            )
-        }
-        res = saved["results"]
+        _, env, res = read_results(args.name)
         write(args, env, data_file(args.data), res, sorted(int(n) for n in res["synthetic"]))
         return 0
     if args.rerun_search:
@@ -454,22 +439,7 @@ def rerun_search(args) -> int:
     """Re-measure the rows a retriever change affects (the synthetic search rows, side by
     side as before, and the load-20k memory probes) into the saved results. The rows they
     replace are kept under ``*_previous`` keys, so the old figures stay comparable."""
-    saved = json.loads((RESULTS_DIR / f"{args.name}.json").read_text())
-    meta, results = saved["metadata"], saved["results"]
-    env = {
-        k: meta[k]
-        for k in (
-            "date",
-            "cpu_count",
-            "cpu_model",
-            "memory_gb",
-            "platform",
-            "python",
-            "packages",
-            "load_average_at_start",
-            "load_average_at_end",
-        )
-    }
+    _, env, results = read_results(args.name)
     now = environment(tuple(env["packages"]) + ("qdrant-edge-py",))
     scales = sorted(int(n) for n in results["synthetic"])
     work = Path(tempfile.mkdtemp(prefix="hoprank-speed-"))
