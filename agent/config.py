@@ -1,22 +1,38 @@
 """One validated configuration for everything: YAML or TOML file, then env-var overrides.
 
-Env vars: ``HOPRANK_<SECTION>__<FIELD>`` (e.g. ``HOPRANK_LLM__BASE_URL``), plus the common
-``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``HOPRANK_LLM_MODEL`` shortcuts. A wrong key or
-value raises :class:`ConfigError` naming the key, instead of being silently ignored.
+Env vars: ``HOPRANK_<SECTION>__<FIELD>`` (e.g. ``HOPRANK_LLM__BASE_URL``), read by
+pydantic-settings' ``EnvSettingsSource``, plus the common ``OPENAI_BASE_URL`` /
+``OPENAI_API_KEY`` / ``HOPRANK_LLM_MODEL`` shortcuts. A wrong key or value raises
+:class:`ConfigError` naming the key, instead of being silently ignored. Retriever and
+reranker names are checked against their registries (``tools/retrieval/factory.py``,
+``tools/rerank/factory.py``), which own the lists.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import EnvSettingsSource, SettingsError
+from pydantic_settings.sources.utils import parse_env_vars
 
 from hoprank.tools.errors import HoprankError
+from hoprank.tools.llm.config import LLMConfig
+
+if TYPE_CHECKING:
+    from hoprank.tools.ingest.index import Index
+    from hoprank.tools.rerank.base import Reranker
+
+__all__ = ["AgentConfig", "Config", "ConfigError", "LLMConfig", "RerankConfig", "RetrievalConfig"]
 
 
 class ConfigError(HoprankError, ValueError):
@@ -27,25 +43,33 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class LLMConfig(_Section):
-    backend: Literal["llamacpp", "openai", "vllm"] = "llamacpp"
-    model: str | None = None  # llamacpp: a .gguf path (default: bundled SmolLM2); openai/vllm: model name
-    base_url: str | None = None  # an OpenAI-compatible endpoint (vLLM, OpenAI, llama.cpp server)
-    api_key: str | None = None  # not needed for local servers
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(512, ge=1, le=32768)
-    n_ctx: int = Field(4096, ge=256, le=131072)
-    n_threads: int | None = Field(None, ge=1)
-    timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(3, ge=0, le=10)
-    concurrency: int = Field(4, ge=1, le=256)
-    cache: bool = True
-    cache_dir: str | None = None  # default: ~/.cache/hoprank/llm
-    seed: int = 0
+def _registered(check: Callable[[str], Any]) -> Callable[[str], str]:
+    """A field validator from a registry lookup: the registry's one-line error (which lists the
+    valid names) becomes the validation message; the canonical name is kept (aliases resolve)."""
+
+    def validate(name: str) -> str:
+        try:
+            return check(name)
+        except ValueError as e:
+            raise PydanticCustomError("unknown_name", "{message}", {"message": str(e)}) from None
+
+    return validate
+
+
+def _retriever_name(name: str) -> str:
+    from hoprank.tools.retrieval.factory import retriever_spec
+
+    return retriever_spec(name).name
+
+
+def _reranker_name(name: str) -> str:
+    from hoprank.tools.rerank.factory import reranker_class
+
+    return reranker_class(name).name
 
 
 class RetrievalConfig(_Section):
-    retriever: Literal["bm25", "rank-bm25", "dense", "qdrant", "qdrant-hybrid", "hybrid"] = "hybrid"
+    retriever: Annotated[str, AfterValidator(_registered(_retriever_name))] = "hybrid"
     k: int = Field(20, ge=1, le=1000)  # candidates per sub-query
     qdrant_url: str | None = None
     stem: bool = False
@@ -55,13 +79,16 @@ class RetrievalConfig(_Section):
 
 
 class RerankConfig(_Section):
-    method: Literal["none", "setwise", "rebel", "listwise", "pointwise", "cross-encoder", "embedding"] = "embedding"
+    method: Annotated[str, AfterValidator(_registered(_reranker_name))] = "embedding"
     top_k: int = Field(5, ge=1, le=100)
     options: dict[str, Any] = Field(default_factory=dict)  # passed to the reranker
 
+    # keys of ``options`` the agent reads itself (``depth``: candidates reranked), not the reranker
+    AGENT_KEYS: ClassVar[tuple[str, ...]] = ("depth",)
+
     def options_for_factory(self) -> dict[str, Any]:
-        """Reranker options minus the agent's own keys (``depth``: candidates reranked)."""
-        return {k: v for k, v in self.options.items() if k != "depth"}
+        """Reranker options minus the agent's own keys."""
+        return {k: v for k, v in self.options.items() if k not in self.AGENT_KEYS}
 
 
 class AgentConfig(_Section):
@@ -92,14 +119,16 @@ class Config(_Section):
     agent: AgentConfig = Field(default_factory=AgentConfig)
 
     @classmethod
-    def load(cls, source: str | Path | dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Config:
-        """Build from a file path, a dict or nothing, then apply env-var overrides."""
+    def load(cls, source: str | Path | dict[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
+        """Build from a file path, a dict or nothing, then apply the environment (``env``, default
+        ``os.environ``): the shortcuts, then ``HOPRANK_<SECTION>__<FIELD>`` (the most specific wins)."""
         data: dict[str, Any] = {}
         if isinstance(source, dict):
             data = json.loads(json.dumps(source))  # deep copy
         elif source is not None:
             data = _read_file(Path(source))
-        _apply_env(data, os.environ if env is None else env)
+        environ = os.environ if env is None else env
+        data = _merge(data, _shortcuts(environ), _env_overrides(environ))
         try:
             return cls.model_validate(data)
         except ValidationError as e:
@@ -122,7 +151,37 @@ class Config(_Section):
             raise ConfigError(_explain(e, "overrides")) from None
 
 
+def make_reranker_from_config(
+    cfg: Config, index: Index | None = None, method: str | None = None, llm: Any = None
+) -> Reranker | None:
+    """The one way the CLI, the API, the MCP server and the agent build a reranker from a config.
+
+    ``method`` defaults to ``cfg.rerank.method``; ``rerank.options`` are that configured
+    method's constructor options, so they apply to it only, minus the agent's own keys
+    (``depth``). ``llm`` (a client, or a callable returning one) is used only when the method
+    needs an LLM, so a caller that reranks with embeddings never loads a model; without it the
+    reranker builds its client from ``cfg.llm``. ``index`` supplies the encoder, and the
+    embedding reranker then scores the passages' stored vectors. Returns None for ``none``."""
+    from hoprank.tools.rerank.factory import make_reranker, reranker_class
+
+    name = cfg.rerank.method if method is None else _reranker_name(method)
+    if name == "none":
+        return None
+    cls = reranker_class(name)
+    if cls.needs_llm and callable(llm) and not hasattr(llm, "chat"):
+        llm = llm()
+    options = cfg.rerank.options_for_factory() if name == cfg.rerank.method else {}
+    embedder = index.embedder if index is not None and cls.needs_embedder else None
+    reranker = make_reranker(name, llm=llm if cls.needs_llm else None, llm_config=cfg.llm, embedder=embedder, **options)
+    if index is not None and hasattr(reranker, "use_index"):  # stored vectors instead of re-encoding
+        reranker.use_index(index)
+    return reranker
+
+
 def _read_file(path: Path) -> dict[str, Any]:
+    """The config file as data. Not pydantic-settings' Yaml/Toml sources: they skip a missing
+    file silently (a typo in ``--config`` would run on defaults) and fail on a file that is not a
+    mapping with a bare ``ValueError``; here each case is a :class:`ConfigError` naming the file."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     text = path.read_text("utf-8")
@@ -140,37 +199,81 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _apply_env(data: dict[str, Any], env: Any) -> None:
-    shortcuts = {
-        "OPENAI_BASE_URL": "llm.base_url",
-        "OPENAI_API_KEY": "llm.api_key",
-        "HOPRANK_LLM_MODEL": "llm.model",
-        "HOPRANK_INDEX": "index",
-    }
-    pairs: list[tuple[str, str]] = []
-    for var, dotted in shortcuts.items():
-        if env.get(var):
-            pairs.append((dotted, env[var]))
-    for var, value in env.items():
-        if var.startswith("HOPRANK_") and "__" in var:
-            pairs.append((var[len("HOPRANK_") :].lower().replace("__", "."), value))
-    for dotted, value in pairs:
-        node = data
-        parts = dotted.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"env override {dotted}: {p} is not a section")
-        node[parts[-1]] = _coerce(value)
-    if pairs and "base_url" in data.get("llm", {}) and "backend" not in data["llm"]:
-        data["llm"]["backend"] = "openai"
+# the common variables of OpenAI clients and a short one for the model; ``HOPRANK_INDEX`` needs
+# no entry (pydantic-settings maps it to ``index`` like any top-level field)
+SHORTCUTS: dict[str, tuple[str, str]] = {
+    "OPENAI_BASE_URL": ("llm", "base_url"),
+    "OPENAI_API_KEY": ("llm", "api_key"),
+    "HOPRANK_LLM_MODEL": ("llm", "model"),
+}
+ENV_PREFIX, ENV_DELIMITER = "HOPRANK_", "__"
 
 
-def _coerce(value: str) -> Any:
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' env source over a given mapping (``Config.load(env=...)``; the stock
+    source always reads ``os.environ``). Values with no declared type (``rerank.options.*``) are
+    decoded as JSON, so ``HOPRANK_RERANK__OPTIONS__DEPTH=30`` is the number 30, as in a file."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self._environ = environ
+        super().__init__(
+            Config,  # type: ignore[arg-type]  # a plain model: the env settings are given here
+            case_sensitive=False,
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter=ENV_DELIMITER,
+            env_parse_none_str="null",
+            env_ignore_empty=True,  # an empty variable is an unset one
+        )
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+    def _coerce_env_val_strict(self, field: FieldInfo | None, value: Any) -> Any:
+        if not isinstance(field, FieldInfo) and isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                return value
+        return super()._coerce_env_val_strict(field, value)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``HOPRANK_<SECTION>__<FIELD>`` variables as nested data. A section that does not exist is
+    an error like an unknown key in a file (pydantic-settings would skip the variable)."""
+    for var in environ:
+        if var.upper().startswith(ENV_PREFIX) and ENV_DELIMITER in var:
+            section = var[len(ENV_PREFIX) :].split(ENV_DELIMITER, 1)[0].lower()
+            if section not in Config.model_fields:
+                raise ConfigError(f"invalid configuration in the environment:\n  - unknown key '{section}' ({var})")
     try:
-        return json.loads(value)
-    except (json.JSONDecodeError, TypeError):
-        return value
+        return _EnvSource(environ)()
+    except SettingsError as e:  # a section or a mapping given whole must be JSON
+        field = re.search(r'field "([^"]+)"', str(e))
+        key = field.group(1) if field else "?"
+        raise ConfigError(
+            f"invalid configuration in the environment:\n  - {key}: a value given whole must be JSON ({e.__cause__})"
+        ) from None
+
+
+def _shortcuts(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for var, (section, key) in SHORTCUTS.items():
+        if environ.get(var):
+            out.setdefault(section, {})[key] = environ[var]
+    return out
+
+
+def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge mappings, later layers winning key by key (a section given as a whole and as
+    single variables keeps both)."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = _merge(out[key], value)
+            else:
+                out[key] = value
+    return out
 
 
 def _explain(e: ValidationError, source: object) -> str:

@@ -220,3 +220,22 @@ def test_unexpected_exception_is_one_line_with_the_debug_hint(built_index, capsy
 def test_usage_errors_keep_typer_s_message_and_exit_2(capsys):
     code, err = in_process(capsys, "ask", "q", "--max-hops", "many")
     assert code == 2 and "--max-hops" in err and "Traceback" not in err
+
+
+# ---- issue 12.1: `search --rerank` builds its reranker like the agent (rerank.options.depth is the agent's) ----
+def test_search_rerank_with_depth_in_the_config(built_index, tmp_path, capsys):
+    cfg = tmp_path / "hoprank.yaml"
+    cfg.write_text("rerank:\n  method: setwise\n  options: {depth: 30}\n")
+    args = ["search", "Where was Ada Quill born?", "--index", str(built_index.path), "-r", "bm25", "-k", "6"]
+    code = run_cli(app, [*args, "--rerank", "embedding", "--config", str(cfg), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    hits = json.loads(out)
+    assert hits and [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
+    assert hits[0]["id"].startswith("ada.md") and all("retrieval_score" in h["metadata"] for h in hits)  # reranked
+
+    # options that are the reranker's still reach it, and a wrong one is still named
+    cfg.write_text("rerank:\n  method: embedding\n  options: {depth: 30, agg: median}\n")
+    code, err = in_process(capsys, *args, "--rerank", "embedding", "--config", str(cfg))
+    line = one_error_line(err)
+    assert code == 2 and "embedding agg must be 'max' or 'mean'" in line

@@ -31,7 +31,9 @@ def mcp_index(tmp_path_factory, corpus_dir) -> Path:
 def fast_config(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("mcp-cfg") / "hoprank.yaml"
     p.write_text(
-        "agent:\n  decompose: rules\n  max_hops: 1\nllm:\n  max_tokens: 48\n  cache: false\nrerank:\n  method: embedding\n"
+        "agent:\n  decompose: rules\n  max_hops: 1\n"
+        "llm:\n  max_tokens: 48\n  cache: false\n"
+        "rerank:\n  method: embedding\n  options: {depth: 30}\n"
     )
     return p
 
@@ -50,34 +52,58 @@ async def _call(session: ClientSession, tool: str, **args) -> tuple[bool, str]:
     return bool(res.isError), "".join(getattr(c, "text", "") for c in res.content)
 
 
+async def _result(session: ClientSession, tool: str, **args) -> dict:
+    """A successful call's structured result (an object, not JSON inside a string); the text
+    content carries the same JSON for clients without structured output."""
+    res = await session.call_tool(tool, args)
+    text = "".join(getattr(c, "text", "") for c in res.content)
+    assert not res.isError, text
+    assert isinstance(res.structuredContent, dict) and json.loads(text) == res.structuredContent
+    return res.structuredContent
+
+
 async def test_stdio_search_rerank_and_errors(mcp_index, fast_config):
+    from hoprank.tools.rerank import reranker_names
+    from hoprank.tools.retrieval import retriever_names
+
     async with stdio_client(_params(mcp_index, fast_config)) as (read, write):
         async with ClientSession(read, write) as session:
             await session.initialize()
             tools = {t.name: t for t in (await session.list_tools()).tools}
             assert set(tools) == {"search", "rerank", "ask"}
-            assert "k" in tools["search"].inputSchema["properties"]
+            search_args = tools["search"].inputSchema["properties"]
+            assert search_args["k"]["minimum"] == 1 and search_args["k"]["maximum"] == 100
+            # the enums are the registries' names, whatever they hold
+            assert search_args["retriever"]["enum"] == retriever_names()
+            assert tools["rerank"].inputSchema["properties"]["method"]["enum"] == reranker_names()
+            assert tools["search"].annotations.readOnlyHint and tools["rerank"].annotations.readOnlyHint
+            assert tools["ask"].annotations.readOnlyHint is False  # it writes the thread's history
+            for name in tools:
+                assert tools[name].outputSchema["type"] == "object"
+            assert "hits" in tools["search"].outputSchema["properties"]
 
-            err, text = await _call(session, "search", query="Where was Ada Quill born?", k=3, retriever="bm25")
-            assert not err, text
-            out = json.loads(text)
+            out = await _result(session, "search", query="Where was Ada Quill born?", k=3, retriever="bm25")
             assert out["retriever"] == "bm25" and len(out["hits"]) == 3
             assert out["hits"][0]["id"].startswith("ada.md")
+            assert [h["rank"] for h in out["hits"]] == [1, 2, 3] and isinstance(out["hits"][0]["score"], float)
 
-            err, text = await _call(
+            out = await _result(
                 session, "rerank", query="Which river flows into the Grey Sound?", k=2, method="embedding"
             )
-            assert not err, text
-            out = json.loads(text)
             assert out["method"] == "embedding" and len(out["hits"]) == 2
             assert out["hits"][0]["id"].startswith("seren.md")
+            out = await _result(session, "rerank", query="Which river flows into the Grey Sound?", k=2, method="none")
+            assert out["method"] == "none" and len(out["hits"]) == 2
 
+            # an unknown name is refused by the schema's enum, with the valid names in the message
             err, text = await _call(session, "search", query="x", retriever="grep")
-            assert err and "unknown retriever 'grep'" in text
+            assert err and "'grep'" in text and "'qdrant-hybrid'" in text
+            err, text = await _call(session, "rerank", query="x", method="fancy")
+            assert err and "'fancy'" in text and "'setwise'" in text
             err, text = await _call(session, "search", query="   ")
             assert err and "empty" in text
             err, text = await _call(session, "search", query="x", k=0)
-            assert err and "k must be" in text
+            assert err and "greater than or equal to 1" in text
 
 
 @pytest.mark.slow
@@ -85,9 +111,7 @@ async def test_stdio_ask_with_embedded_model(mcp_index, fast_config):
     async with stdio_client(_params(mcp_index, fast_config)) as (read, write):
         async with ClientSession(read, write) as session:
             await session.initialize()
-            err, text = await _call(session, "ask", question="Where was Ada Quill born?", thread_id="mcp-1")
-            assert not err, text
-            out = json.loads(text)
+            out = await _result(session, "ask", question="Where was Ada Quill born?", thread_id="mcp-1")
             assert out["thread_id"] == "mcp-1"
             assert out["status"] in ("answered", "not_found", "partial")
             evidence = {h["id"] for h in out["evidence"]}
@@ -133,9 +157,8 @@ async def test_streamable_http_search(mcp_index, fast_config):
         async with streamablehttp_client(f"http://127.0.0.1:{port}/mcp") as (read, write, _):
             async with ClientSession(read, write) as session:
                 await session.initialize()
-                err, text = await _call(session, "search", query="clock tower village", k=2, retriever="hybrid")
-                assert not err, text
-                assert json.loads(text)["hits"][0]["id"].startswith("hollin.md")
+                out = await _result(session, "search", query="clock tower village", k=2, retriever="hybrid")
+                assert out["hits"][0]["id"].startswith("hollin.md")
     finally:
         proc.terminate()
         try:
@@ -221,9 +244,8 @@ async def test_streamable_http_requires_the_api_key(mcp_index, fast_config, via_
         async with streamablehttp_client(url, headers={"Authorization": f"Bearer {KEY}"}) as (read, write, _):
             async with ClientSession(read, write) as session:
                 await session.initialize()
-                err, text = await _call(session, "search", query="clock tower village", k=2, retriever="bm25")
-                assert not err, text
-                assert json.loads(text)["hits"][0]["id"].startswith("hollin.md")
+                out = await _result(session, "search", query="clock tower village", k=2, retriever="bm25")
+                assert out["hits"][0]["id"].startswith("hollin.md")
     finally:
         _stop(proc)
 

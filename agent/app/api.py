@@ -118,25 +118,17 @@ class Agent:
             return None
         with self._lock:
             if self._reranker is None:
-                from hoprank.tools.rerank import make_reranker
+                from hoprank.agent.config import make_reranker_from_config
+                from hoprank.tools.rerank import reranker_class
 
-                needs_llm = method in ("setwise", "rebel", "listwise", "pointwise")
                 llm = None
-                if needs_llm:
+                if reranker_class(method).needs_llm:  # self.llm takes the lock itself
                     self._lock.release()
                     try:
                         llm = self.llm
                     finally:
                         self._lock.acquire()
-                self._reranker = make_reranker(
-                    method,
-                    llm=llm,
-                    llm_config=self.config.llm,
-                    embedder=self.index.embedder,
-                    **self.config.rerank.options_for_factory(),
-                )
-                if hasattr(self._reranker, "use_index"):  # stored vectors instead of re-encoding
-                    self._reranker.use_index(self.index)
+                self._reranker = make_reranker_from_config(self.config, self.index, llm=llm)
             return self._reranker
 
     def _context(self) -> AgentContext:

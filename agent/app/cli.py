@@ -15,6 +15,8 @@ from rich.table import Table
 
 from hoprank.agent.app.cli_errors import check_flag, with_flag_overrides
 from hoprank.tools.errors import HoprankError
+from hoprank.tools.rerank.factory import reranker_names
+from hoprank.tools.retrieval.factory import retriever_names, retriever_options
 
 app = typer.Typer(
     name="hoprank",
@@ -108,14 +110,10 @@ def hits_table(hits: list, title: str = "") -> Table:
 def search_cmd(
     query: Optional[str] = typer.Argument(None, help="The query (omit when using --queries)."),
     index: Path = typer.Option(..., "--index", "-i", help="Index folder."),
-    retriever: str = typer.Option(
-        "hybrid", "--retriever", "-r", help="bm25 | rank-bm25 | dense | qdrant | qdrant-hybrid | hybrid"
-    ),
+    retriever: str = typer.Option("hybrid", "--retriever", "-r", help=" | ".join(retriever_names())),
     k: int = typer.Option(10, "-k", help="How many hits to retrieve."),
     qdrant_url: Optional[str] = typer.Option(None, help="Use a Qdrant server instead of the embedded store."),
-    rerank: str = typer.Option(
-        "none", help="none | setwise | rebel | listwise | pointwise | cross-encoder | embedding"
-    ),
+    rerank: str = typer.Option("none", help=" | ".join(reranker_names())),
     top_k: int = typer.Option(5, help="Hits kept after reranking."),
     config: Optional[Path] = typer.Option(
         None, "--config", "-c", help="Config file (YAML/TOML) for the LLM and reranker."
@@ -144,22 +142,21 @@ def search_cmd(
     check_flag("--retriever", "retrieval.retriever", retriever)
     check_flag("--rerank", "rerank.method", rerank)
     idx = Index.open(index)
-    opts = {"url": qdrant_url} if retriever.startswith("qdrant") and qdrant_url else {}
-    ret = idx.retriever(retriever, **opts)
+    ret = idx.retriever(retriever, **retriever_options(retriever, url=qdrant_url))
     reranker = None
     if rerank != "none":
-        from hoprank.agent.config import Config
-        from hoprank.tools.rerank import make_reranker
+        from hoprank.agent.config import Config, make_reranker_from_config
 
         cfg = with_flag_overrides(
             Config.load(config),
             [
+                ("--rerank", "rerank.method", rerank),
                 ("--llm-base-url", "llm.base_url", llm_base_url),
                 ("--llm-model", "llm.model", llm_model),
                 ("--llm-base-url", "llm.backend", "openai" if llm_base_url else None),
             ],
         )
-        reranker = make_reranker(rerank, llm_config=cfg.llm, embedder=idx.embedder, **cfg.rerank.options)
+        reranker = make_reranker_from_config(cfg, idx)
 
     def run(qs: list[str]) -> list[list]:
         results = ret.search_batch(qs, k)

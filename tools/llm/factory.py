@@ -11,16 +11,13 @@ from typing import Any
 
 from hoprank.tools.errors import LLMError
 from hoprank.tools.llm.base import ChatLLM
-
-BACKENDS = ("llamacpp", "openai", "vllm")
+from hoprank.tools.llm.config import BACKENDS, LLMConfig
 
 
 def make_llm(cfg: Any = None) -> ChatLLM:
     """Build the configured backend. ``cfg`` is an ``LLMConfig`` (or ``None`` for the
     defaults: embedded SmolLM2). Raises MissingExtraError naming the extra to install, or
     LLMError for an unknown backend; it never returns None."""
-    from hoprank.agent.config import LLMConfig
-
     if cfg is None:
         cfg = LLMConfig()
     elif isinstance(cfg, dict):

@@ -10,13 +10,23 @@ and pointwise also score without generating (``scoring="likelihood"`` / ``"first
 from hoprank.tools.rerank.base import Reranker, RerankError
 from hoprank.tools.rerank.cross_encoder import CrossEncoderReranker
 from hoprank.tools.rerank.embedding import EmbeddingReranker
-from hoprank.tools.rerank.factory import RERANKERS, IdentityReranker, make_reranker, reranker_names
+from hoprank.tools.rerank.factory import (
+    ALIASES,
+    RERANKERS,
+    IdentityReranker,
+    llm_rerankers,
+    make_reranker,
+    reranker_class,
+    reranker_names,
+    reranker_options,
+)
 from hoprank.tools.rerank.listwise import ListwiseReranker
 from hoprank.tools.rerank.pointwise import PointwiseReranker
 from hoprank.tools.rerank.rebel import RebelReranker
 from hoprank.tools.rerank.setwise import SetwiseReranker
 
 __all__ = [
+    "ALIASES",
     "RERANKERS",
     "CrossEncoderReranker",
     "EmbeddingReranker",
@@ -27,6 +37,9 @@ __all__ = [
     "RerankError",
     "Reranker",
     "SetwiseReranker",
+    "llm_rerankers",
     "make_reranker",
+    "reranker_class",
     "reranker_names",
+    "reranker_options",
 ]

@@ -207,7 +207,10 @@ class Reranker:
 
     name: str = "base"
     description: str = "Rerank retrieved passages by relevance to the query."
-    uses_llm: bool = False
+    # what the factory must hand the constructor (``llm=`` / ``embedder=``); the registry in
+    # ``tools/rerank/factory.py`` derives "which rerankers need an LLM" from these, nowhere else
+    needs_llm: bool = False
+    needs_embedder: bool = False
 
     def __init__(self) -> None:
         self.last_trace: dict[str, Any] = {}

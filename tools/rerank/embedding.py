@@ -22,6 +22,7 @@ class EmbeddingReranker(Reranker):
         "Rerank passages by embedding similarity to the question and its sub-questions "
         "(fast, no LLM). Good first pass before a reasoning reranker."
     )
+    needs_embedder = True
 
     def __init__(
         self,

@@ -30,6 +30,8 @@ class IdentityReranker(Reranker):
         return [Scored(i, h.score) for i, h in enumerate(hits)]
 
 
+# The registry: one entry per reranker name. Whether a reranker needs an LLM or an embedder is
+# its class's ``needs_llm`` / ``needs_embedder``; its options are its constructor's keywords.
 RERANKERS: dict[str, type[Reranker]] = {
     "setwise": SetwiseReranker,
     "rebel": RebelReranker,
@@ -39,38 +41,54 @@ RERANKERS: dict[str, type[Reranker]] = {
     "embedding": EmbeddingReranker,
     "none": IdentityReranker,
 }
-LLM_RERANKERS = ("setwise", "rebel", "listwise", "pointwise")
+# other spellings users type (the papers' names); ``_`` and case are normalised before the lookup
+ALIASES: dict[str, str] = {"crossencoder": "cross-encoder", "rank-r1": "setwise", "rankgpt": "listwise"}
+# constructor keywords the factory supplies itself (never user options)
+_SUPPLIED = ("self", "llm", "embedder")
 
 
 def reranker_names() -> list[str]:
+    """The registered names, in registry order (config validation, CLI help and MCP enums use it)."""
     return list(RERANKERS)
+
+
+def llm_rerankers() -> list[str]:
+    """The names whose reranker asks an LLM (derived from ``needs_llm``)."""
+    return [name for name, cls in RERANKERS.items() if cls.needs_llm]
+
+
+def reranker_class(name: str) -> type[Reranker]:
+    """The class registered for ``name`` or one of its aliases; an unknown name is a
+    :class:`RerankError` listing the valid ones."""
+    key = str(name).strip().lower().replace("_", "-")
+    cls = RERANKERS.get(ALIASES.get(key, key))
+    if cls is None:
+        raise RerankError(f"unknown reranker {name!r}; choose one of: {', '.join(RERANKERS)}")
+    return cls
+
+
+def reranker_options(name: str) -> list[str]:
+    """The options ``name`` takes: its constructor's keywords minus what the factory supplies."""
+    return [p for p in inspect.signature(reranker_class(name).__init__).parameters if p not in _SUPPLIED]
 
 
 def make_reranker(name: str, llm: Any = None, llm_config: Any = None, embedder: Any = None, **opts: Any) -> Reranker:
     """Build a reranker by name; an LLM reranker without ``llm`` builds one from ``llm_config``."""
-    key = str(name).strip().lower().replace("_", "-")
-    key = {"crossencoder": "cross-encoder", "rank-r1": "setwise", "rankgpt": "listwise"}.get(key, key)
-    cls = RERANKERS.get(key)
-    if cls is None:
-        raise RerankError(f"unknown reranker {name!r}; choose one of: {', '.join(RERANKERS)}")
-    params = inspect.signature(cls.__init__).parameters
-    valid = [p for p in params if p not in ("self", "llm", "embedder")]
+    cls = reranker_class(name)
+    valid = reranker_options(name)
     bad = [k for k in opts if k not in valid]
     if bad:
         raise RerankError(
-            f"unknown option{'s' if len(bad) > 1 else ''} {', '.join(repr(b) for b in bad)} for the {key!r} reranker; "
-            f"valid options: {', '.join(valid) or '(none)'}"
+            f"unknown option{'s' if len(bad) > 1 else ''} {', '.join(repr(b) for b in bad)} for the "
+            f"{cls.name!r} reranker; valid options: {', '.join(valid) or '(none)'}"
         )
-    if key in LLM_RERANKERS:
+    supplied: dict[str, Any] = {}
+    if cls.needs_llm:
         if llm is None:
             from hoprank.tools.llm import make_llm
 
-            if llm_config is None:
-                from hoprank.agent.config import LLMConfig
-
-                llm_config = LLMConfig()
-            llm = make_llm(llm_config)
-        return cls(llm=llm, **opts)
-    if key == "embedding":
-        return cls(embedder=embedder, **opts)
-    return cls(**opts)
+            llm = make_llm(llm_config)  # None: the default LLMConfig
+        supplied["llm"] = llm
+    if cls.needs_embedder:
+        supplied["embedder"] = embedder
+    return cls(**supplied, **opts)

@@ -57,7 +57,7 @@ class ListwiseReranker(Reranker):
         "Rerank passages with an LLM that reads a window of passages at once and writes their "
         "order ([3] > [1] > ...), RankGPT style, sliding from the bottom of the list to the top."
     )
-    uses_llm = True
+    needs_llm = True
 
     def __init__(
         self,

@@ -40,7 +40,7 @@ class PointwiseReranker(Reranker):
         "Rerank passages with an LLM that judges each passage's relevance independently "
         "(yes/no probability or a 0-10 rating); all passages are judged concurrently."
     )
-    uses_llm = True
+    needs_llm = True
 
     def __init__(
         self,

@@ -106,7 +106,7 @@ class RebelReranker(Reranker):
         "Rerank passages with an LLM that scores each passage's relevance plus quality criteria "
         "(depth, diversity, clarity, authority, recency), REBEL style. Returns passages best first."
     )
-    uses_llm = True
+    needs_llm = True
 
     def __init__(
         self,

@@ -51,7 +51,7 @@ class SetwiseReranker(Reranker):
         "after reasoning about it (Rank-R1 setwise, heapsort or bubblesort); slow but careful. "
         "Returns passages best first with the model's reasoning."
     )
-    uses_llm = True
+    needs_llm = True
 
     def __init__(
         self,
