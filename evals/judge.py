@@ -33,7 +33,7 @@ from typing import Any
 
 from hoprank.evals import metrics as M
 from hoprank.evals.datasets import QAExample
-from hoprank.evals.runner import RESULTS, SUMMARY, read_rows, summarize
+from hoprank.evals.results import RESULTS, SUMMARY, read_rows, summarize, write_json
 from hoprank.tools.errors import HoprankError
 
 RAGAS_FILE = "ragas.json"
@@ -91,7 +91,8 @@ for _m, _d in _NUGGET_DESC.items():
     )
 M.register_metric(
     "nuggets.fallbacks",
-    "nugget fallbacks taken (sentence-split nuggets, defaulted vital/okay or support labels, failed calls); details in nuggets.json",
+    "nugget fallbacks taken (sentence-split nuggets, defaulted vital/okay or support labels, failed calls); "
+    "details in nuggets.json",
     higher_is_better=False,
     kind="count",
 )
@@ -223,12 +224,6 @@ def _load_reusable(path: Path, expect: dict[str, Any]) -> dict[str, Any] | None:
     if all(doc.get(k) == v for k, v in expect.items()):
         return doc
     return None
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _nan(x: Any) -> float:
@@ -461,7 +456,7 @@ def judge_run(
             lookup, ctx_stats = context_lookup(run_dir, index, by_ex)
             kw = {"show_progress": show_progress, **(ragas_kwargs or {})}
             ragas_doc = run_ragas(rows, lookup, llm, embedder, names, **kw)
-            _write_json(run_dir / RAGAS_FILE, {**expect, "contexts": dict(ctx_stats), "result": ragas_doc})
+            write_json(run_dir / RAGAS_FILE, {**expect, "contexts": dict(ctx_stats), "result": ragas_doc})
 
     if nuggets:
         expect = {"version": FILE_VERSION, "rows_hash": h, "judge": judge}
@@ -472,7 +467,7 @@ def judge_run(
             base = Path(nugget_cache) if nugget_cache is not None else run_dir / "nugget_cache"
             kw = {"show_progress": show_progress, **(nugget_kwargs or {})}
             nugget_doc = run_nuggets(rows, by_ex, llm, base / _slug(judge["model"]), **kw)
-            _write_json(run_dir / NUGGETS_FILE, {**expect, "result": nugget_doc})
+            write_json(run_dir / NUGGETS_FILE, {**expect, "result": nugget_doc})
 
     summary_path = run_dir / SUMMARY
     if summary_path.exists():
@@ -480,7 +475,7 @@ def judge_run(
     else:
         summary = summarize(rows)
     summary = merge_into_summary(summary, rows, ragas_doc, nugget_doc)
-    _write_json(summary_path, summary)
+    write_json(summary_path, summary)
     return summary
 
 
@@ -500,7 +495,7 @@ def parse_judges(spec: str | None) -> tuple[bool, bool]:
 def make_judge_llm(llm_cfg: Any, base_url: str | None = None, model: str | None = None, api_key: str | None = None):
     """The judge LLM: the run's LLM config, or an OpenAI-compatible endpoint when
     ``base_url`` is given (a 135M model is not a useful judge)."""
-    from hoprank.evals.runner import make_llm
+    from hoprank.tools.llm import make_llm
 
     data = llm_cfg.model_dump()
     if base_url:

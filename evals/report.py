@@ -31,7 +31,7 @@ import numpy as np
 
 from hoprank.evals import judge as _judge  # noqa: F401  (registers ragas.* / nuggets.* metric names)
 from hoprank.evals import metrics as M
-from hoprank.evals.runner import RESULTS, RUN_INFO, SUMMARY, read_rows, summarize
+from hoprank.evals.results import RESULTS, RUN_INFO, SUMMARY, read_rows, summarize
 from hoprank.tools.errors import HoprankError
 
 HEADLINE = (

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import math
 import os
 import platform
 import time
@@ -32,14 +31,13 @@ from typing import Any
 
 from hoprank.evals import metrics as M
 from hoprank.evals.datasets import QAExample, example_corpus, pooled_corpus
+from hoprank.evals.judge import merge_cached
+from hoprank.evals.results import RESULTS, RUN_INFO, SUMMARY, RowWriter, read_rows, summarize, write_json
 from hoprank.tools.errors import DatasetFormatError, HoprankError
 from hoprank.tools.types import Answer, Usage
 
 AnswerFn = Callable[[str], Answer] | Callable[[str], Awaitable[Answer]]
 
-RESULTS = "results.jsonl"
-SUMMARY = "summary.json"
-RUN_INFO = "run.json"
 DEFAULT_KS = (1, 2, 5, 10)
 PACKAGES = (
     "hoprank",
@@ -255,164 +253,6 @@ def score_row(
     return row
 
 
-# --------------------------------------------------------------------------- the results file
-
-
-def read_rows(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """Rows of a results file. A torn last line (the process died mid-write) is ignored,
-    and with ``repair`` cut off the file so later appends start on a clean line. A complete
-    last row that only lacks its newline is kept (and the newline added)."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    rows: list[dict[str, Any]] = []
-    lines = data.split(b"\n")  # the last element is what follows the final newline
-    pos = 0
-    good_end = 0
-    tail_ok = False
-    for n, line in enumerate(lines):
-        last = n == len(lines) - 1
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-                tail_ok = last
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                if not last:
-                    raise HoprankError(
-                        f"{path}: corrupt row on line {n + 1} (not the last line); fix or remove it"
-                    ) from None
-        pos += len(line) + (0 if last else 1)
-        if not last:
-            good_end = pos
-    if repair and good_end < len(data):
-        with open(path, "r+b") as f:
-            if tail_ok:
-                f.seek(0, os.SEEK_END)
-                f.write(b"\n")
-            else:
-                f.truncate(good_end)
-            f.flush()
-            os.fsync(f.fileno())
-    return rows
-
-
-class RowWriter:
-    """Append-only, one fsync per row: a SIGKILL loses at most the row being written."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._f = open(path, "a", encoding="utf-8")
-
-    def write(self, row: dict[str, Any]) -> None:
-        self._f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
-
-
-# --------------------------------------------------------------------------- aggregation
-
-
-def _mean(xs: Sequence[float]) -> float:
-    return float(sum(xs) / len(xs)) if xs else 0.0
-
-
-def _p95(xs: Sequence[float]) -> float:
-    if not xs:
-        return 0.0
-    s = sorted(xs)
-    return float(s[min(len(s) - 1, max(0, math.ceil(0.95 * len(s)) - 1))])
-
-
-def retrieval_depth(rows: Sequence[dict[str, Any]]) -> int:
-    """How deep the run's ranked lists go: the most evidence chunks any question returned.
-
-    ``@k`` metrics are reported only for k <= this depth, so a run that retrieves 5 chunks
-    never shows a recall@10 computed over 5 (a question that returned fewer than the run's
-    depth, e.g. on a tiny corpus, is scored over what it returned, as trec_eval does)."""
-    return max((len(r.get("evidence") or []) for r in rows), default=0)
-
-
-def _mhr_correct(row: dict[str, Any]) -> float | None:
-    a = row["answer"]
-    if "mhr_correct" in a:
-        return a["mhr_correct"]
-    # a row written before this field existed: judge it from its own prediction and gold
-    return M.mhr_qa_correct(row.get("prediction") or "", row.get("gold") or "")
-
-
-def aggregate(rows: Sequence[dict[str, Any]], depth: int | None = None) -> dict[str, float]:
-    """Flat ``{registered name: value}`` over rows; retrieval means only over rows with gold.
-
-    ``depth`` is the run's retrieval depth (see :func:`retrieval_depth`; computed from
-    ``rows`` when None): per-type summaries pass the run's, so every table shows the same ks.
-    Keys come sorted by name, then numerically by k."""
-    out: dict[str, float] = {}
-    n = len(rows)
-    depth = retrieval_depth(rows) if depth is None else depth
-    out["n.total"] = float(n)
-    for st in ("failed", "answered", "not_found", "partial"):
-        out[f"n.{st}"] = float(sum(1 for r in rows if r.get("status") == st))
-    for key in ("em", "f1", "precision", "recall"):
-        out[f"answer.{key}"] = _mean([r["answer"][key] for r in rows])
-    # rows written before the rename carry "word_overlap" (the same lenient computation)
-    lenient = [r["answer"].get("word_overlap_lenient", r["answer"].get("word_overlap", 0.0)) for r in rows]
-    out["answer.word_overlap_lenient"] = _mean(lenient)
-    mhr = M.mhr_qa_metrics([_mhr_correct(r) for r in rows])
-    for key in ("mhr_precision", "mhr_recall", "mhr_f1", "mhr_accuracy"):
-        out[f"answer.{key}"] = mhr[key]
-    out["n.mhr_qa_scored"] = mhr["n"]
-    out["answer.answered"] = out["n.answered"] / n if n else 0.0
-    scored = [r["retrieval"] for r in rows if r.get("retrieval")]
-    out["n.retrieval_scored"] = float(len(scored))
-    if scored:
-        out["n.retrieval_depth"] = float(depth)
-    keys = sorted({k for s in scored for k in s})
-    for k in keys:
-        kk = M.metric_k(k)
-        if kk is not None and kk > depth:
-            continue  # an @k over fewer than k retrieved items is not an @k
-        out[f"retrieval.{k}"] = _mean([s.get(k, 0.0) for s in scored])
-    dec = [r["decomposition"]["f1"] for r in rows if r.get("decomposition")]
-    if dec:
-        out["decomposition.f1"] = _mean(dec)
-    out["cost.llm_calls_per_q"] = _mean([r["tokens"]["llm_calls"] for r in rows])
-    out["cost.prompt_tokens_per_q"] = _mean([r["tokens"]["prompt_tokens"] for r in rows])
-    out["cost.completion_tokens_per_q"] = _mean([r["tokens"]["completion_tokens"] for r in rows])
-    out["cost.tokens_per_q"] = _mean([r["tokens"].get("total_tokens", 0.0) for r in rows])
-    secs = [float(r["seconds"]) for r in rows]
-    out["cost.seconds_per_q"] = _mean(secs)
-    out["cost.seconds_p95"] = _p95(secs)
-    return M.sorted_metrics({k: round(v, 6) for k, v in out.items()})
-
-
-def summarize(rows: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> dict[str, Any]:
-    """``summary.json``: overall metrics, then the same per question type."""
-    if order is not None:
-        pos = {i: n for n, i in enumerate(order)}
-        rows = sorted(rows, key=lambda r: pos.get(r["id"], len(pos)))
-    by_type: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_type.setdefault(r.get("type") or "all", []).append(r)
-    depth = retrieval_depth(rows)
-    overall = aggregate(rows, depth)
-    return {
-        "metrics": overall,
-        "by_type": {t: aggregate(rs, depth) for t, rs in sorted(by_type.items())},
-        "metric_descriptions": {k: M.describe(k).description for k in overall if _known(k)},
-    }
-
-
-def _known(name: str) -> bool:
-    try:
-        M.describe(name)
-        return True
-    except KeyError:
-        return False
-
-
 # --------------------------------------------------------------------------- running
 
 
@@ -518,7 +358,7 @@ def run_eval(
         _rewrite(results, rows)
     done = {r["id"] for r in rows}
     if spec is not None:
-        _write_json(
+        write_json(
             out / RUN_INFO,
             {
                 "identity": json.loads(json.dumps(spec.identity(), default=str)),
@@ -553,7 +393,7 @@ def run_eval(
         "n_expected": len(ids),
     }
     summary = _merge_judged(out, summary, [seen[i] for i in ids if i in seen])
-    _write_json(out / SUMMARY, summary, sort_keys=False)  # metrics keep their name-then-k order
+    write_json(out / SUMMARY, summary, sort_keys=False)  # metrics keep their name-then-k order
     return summary
 
 
@@ -562,8 +402,6 @@ def _merge_judged(out: Path, summary: dict[str, Any], rows: Sequence[dict[str, A
     whose files still match the rows, so they do not silently vanish. No LLM calls."""
     if not ((out / "ragas.json").exists() or (out / "nuggets.json").exists()):
         return summary
-    from hoprank.evals.judge import merge_cached
-
     return merge_cached(out, summary, rows)
 
 
@@ -598,13 +436,6 @@ def _rewrite(path: Path, rows: Sequence[dict[str, Any]]) -> None:
             f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: Any, sort_keys: bool = True) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=str)
-    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -670,20 +501,11 @@ def agent_answer_fn(config: Any, index: Any, llm: Any = None) -> Callable[[str],
 
 
 def make_llm(llm_cfg: Any):
-    """An LLM client from an ``LLMConfig`` (the project factory when present)."""
-    for mod, name in (("hoprank.tools.llm", "make_llm"), ("hoprank.tools.llm.factory", "make_llm")):
-        try:
-            module = __import__(mod, fromlist=[name])
-            fn = getattr(module, name, None)
-            if fn is not None:
-                return fn(llm_cfg)
-        except ImportError:
-            continue
-    if llm_cfg.backend == "llamacpp":
-        from hoprank.tools.llm.llamacpp import LlamaCppLLM
+    """An LLM client from an ``LLMConfig``: the project factory, imported when first needed
+    (a run that scores saved rows never loads the LLM layer)."""
+    from hoprank.tools.llm import make_llm as factory
 
-        return LlamaCppLLM.from_config(llm_cfg)
-    raise HoprankError(f"no LLM factory for backend {llm_cfg.backend!r} yet")
+    return factory(llm_cfg)
 
 
 def closed_book_answer_fn(llm: Any, max_tokens: int = 32) -> Callable[[str], Answer]:

@@ -130,7 +130,7 @@ def test_decomposition_match_hand_computed():
 
 
 def test_registry_declares_every_summary_metric():
-    from hoprank.evals.runner import aggregate
+    from hoprank.evals.results import aggregate
 
     row = {
         "id": "q",
