@@ -10,6 +10,7 @@ without its hardware and number of runs is not a result.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -43,6 +44,16 @@ class BenchmarkDataError(FileNotFoundError):
 
 
 # ---- data ----------------------------------------------------------------------------
+def argument_parser(
+    doc: str | None, default_data: str, data_help: str = "HotpotQA file under the shared data folder"
+) -> argparse.ArgumentParser:
+    """The parser a data benchmark starts from: its module docstring as the help text (kept as written) and
+    ``--data``, a file named relative to the shared data folder (see :func:`data_file`)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=default_data, help=data_help)
+    return p
+
+
 def shared_data_dir() -> Path:
     """``../shared/data`` next to the repository, or ``$HOPRANK_SHARED_DATA``.
 

@@ -37,6 +37,7 @@ from typing import Any
 from common import (
     REPO_ROOT,
     RESULTS_DIR,
+    argument_parser,
     data_file,
     environment,
     markdown_table,
@@ -57,17 +58,11 @@ def log(msg: str, _t0: list[float] = [time.perf_counter()]) -> None:  # noqa: B0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help="HotpotQA file under the shared data folder")
+    p = argument_parser(__doc__, DEFAULT_DATA)
     p.add_argument("--encoders", default="e5-small,minilm")
     p.add_argument("--threads", default="1,2", help="thread counts to compare")
     p.add_argument("--batches", default="8,32,128", help="batch sizes to compare")
-    p.add_argument(
-        "--speed-passages",
-        type=int,
-        default=120,
-        help="pool paragraphs encoded per speed measurement",
-    )
+    p.add_argument("--speed-passages", type=int, default=120, help="pool paragraphs encoded per speed measurement")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best kept)")
     p.add_argument(
         "--before-commit",
@@ -492,12 +487,7 @@ def render(results: dict[str, Any], env: dict[str, Any]) -> list[tuple[str, str]
                 r["load_s"],
                 r["peak_mb"],
                 ", ".join(r["heavy_imports"]) or "none",
-                q["q1-40"]["both@2"],
-                q["q1-40"]["both@5"],
-                q["q1-40"]["both@10"],
-                q["q41-60"]["both@2"],
-                q["q41-60"]["both@5"],
-                q["q41-60"]["both@10"],
+                *(q[split][f"both@{k}"] for split in ("q1-40", "q41-60") for k in KS),
                 q["all"]["both@5"],
             ]
         )

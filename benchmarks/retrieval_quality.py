@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS_DIR, data_file, environment, markdown_table, write_results
+from common import RESULTS_DIR, argument_parser, data_file, environment, markdown_table, write_results
 
 DEFAULT_DATA = "hotpotqa/hotpot_dev_distractor_sample60.hf.json"
 RETRIEVERS = ["bm25", "rank-bm25", "dense", "qdrant", "qdrant-hybrid", "hybrid"]
@@ -42,8 +42,7 @@ REFERENCE_NOTE = (
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help="file under the shared data folder (HotpotQA, either layout)")
+    p = argument_parser(__doc__, DEFAULT_DATA, "file under the shared data folder (HotpotQA, either layout)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N questions (and their paragraphs)")
     p.add_argument("--retrievers", default=",".join(RETRIEVERS), help="comma-separated retriever names")
     p.add_argument(

@@ -38,6 +38,7 @@ from unittest import mock
 import numpy as np
 from common import (
     RESULTS_DIR,
+    argument_parser,
     current_rss_mb,
     data_file,
     environment,
@@ -291,8 +292,7 @@ def run_probe(kind: str, path: Path, data: Path | None, limit: int | None) -> di
 
 # ---- main ------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help="HotpotQA file under the shared data folder")
+    p = argument_parser(__doc__, DEFAULT_DATA)
     p.add_argument("--limit", type=int, default=None, help="use only the first N HotpotQA questions")
     p.add_argument("--scales", default="1000,20000", help="synthetic corpus sizes")
     p.add_argument(
