@@ -30,16 +30,20 @@ class IdentityReranker(Reranker):
         return [Scored(i, h.score) for i, h in enumerate(hits)]
 
 
-# The registry: one entry per reranker name. Whether a reranker needs an LLM or an embedder is
-# its class's ``needs_llm`` / ``needs_embedder``; its options are its constructor's keywords.
+# The registry: one entry per reranker, keyed by its class's ``name``. Whether a reranker needs an
+# LLM or an embedder is its class's ``needs_llm`` / ``needs_embedder``; its options are its
+# constructor's keywords. The order is the one users see (CLI help, MCP enum).
 RERANKERS: dict[str, type[Reranker]] = {
-    "setwise": SetwiseReranker,
-    "rebel": RebelReranker,
-    "listwise": ListwiseReranker,
-    "pointwise": PointwiseReranker,
-    "cross-encoder": CrossEncoderReranker,
-    "embedding": EmbeddingReranker,
-    "none": IdentityReranker,
+    cls.name: cls
+    for cls in (
+        SetwiseReranker,
+        RebelReranker,
+        ListwiseReranker,
+        PointwiseReranker,
+        CrossEncoderReranker,
+        EmbeddingReranker,
+        IdentityReranker,
+    )
 }
 # other spellings users type (the papers' names); ``_`` and case are normalised before the lookup
 ALIASES: dict[str, str] = {"crossencoder": "cross-encoder", "rank-r1": "setwise", "rankgpt": "listwise"}
