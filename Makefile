@@ -50,6 +50,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(PY) tests/lint_imports.py
 
 # `make bench` regenerates the README's benchmark figures in a mode that fits CI time;
 # `make bench-full` the full versions. Every script listed takes --mode quick|full, writes

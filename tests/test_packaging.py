@@ -97,3 +97,12 @@ def test_lint_clean_and_no_bare_imports_of_the_top_level_folders():
         [str(Path(sys.executable).parent / "ruff"), "check", str(ROOT)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_import_contracts_kept():
+    """lint-imports over the real import graph (imports inside functions too): the layers
+    evals > agent > tools > prompts, the graph never importing agent.app, and no import
+    circles (the contracts are in pyproject's [tool.importlinter])."""
+    out = subprocess.run([sys.executable, str(ROOT / "tests" / "lint_imports.py")], capture_output=True, text=True)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert "0 broken" in out.stdout and "Analyzed" in out.stdout
