@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 from hoprank.tools.errors import validate_query
@@ -17,40 +17,51 @@ def rrf(
 
     Rank-based, so it needs no score calibration between BM25 and cosine; k=60 as in
     Cormack et al. (2009). Ties break on first appearance for reproducibility."""
-    weights = list(weights) if weights is not None else [1.0] * len(runs)
-    if len(weights) != len(runs):
-        raise ValueError("one weight per run")
-    scores: dict[str, float] = {}
-    first: dict[str, Hit] = {}
-    for w, run in zip(weights, runs):
+
+    def contributions(w: float, run: Sequence[Hit]) -> Iterator[tuple[Hit, float]]:
         for r, h in enumerate(run, 1):
-            scores[h.id] = scores.get(h.id, 0.0) + w / (k + r)
-            first.setdefault(h.id, h)
-    order = sorted(scores, key=lambda i: -scores[i])  # sorted() is stable
-    out = [replace(first[i], score=scores[i], rank=n + 1, retriever="rrf") for n, i in enumerate(order)]
-    return out[:top_k] if top_k else out
+            yield h, w / (k + r)
+
+    return _fuse(runs, weights, top_k, "rrf", contributions)
 
 
 def weighted_fusion(
     runs: Sequence[Sequence[Hit]], weights: Sequence[float] | None = None, top_k: int | None = None
 ) -> list[Hit]:
     """Min-max normalise each run's scores to [0, 1], then a weighted sum (missing = 0)."""
+
+    def contributions(w: float, run: Sequence[Hit]) -> Iterator[tuple[Hit, float]]:
+        if not run:
+            return
+        vals = [h.score for h in run]
+        lo, hi = min(vals), max(vals)
+        for h in run:
+            norm = (h.score - lo) / (hi - lo) if hi > lo else 1.0
+            yield h, w * norm
+
+    return _fuse(runs, weights, top_k, "weighted", contributions)
+
+
+def _fuse(
+    runs: Sequence[Sequence[Hit]],
+    weights: Sequence[float] | None,
+    top_k: int | None,
+    label: str,
+    contributions: Callable[[float, Sequence[Hit]], Iterator[tuple[Hit, float]]],
+) -> list[Hit]:
+    """What both fusions share: each run's weighted contributions summed per chunk id, best first, ties broken
+    on first appearance (sorted() is stable), so a fused list is reproducible."""
     weights = list(weights) if weights is not None else [1.0] * len(runs)
     if len(weights) != len(runs):
         raise ValueError("one weight per run")
     scores: dict[str, float] = {}
     first: dict[str, Hit] = {}
     for w, run in zip(weights, runs):
-        if not run:
-            continue
-        vals = [h.score for h in run]
-        lo, hi = min(vals), max(vals)
-        for h in run:
-            norm = (h.score - lo) / (hi - lo) if hi > lo else 1.0
-            scores[h.id] = scores.get(h.id, 0.0) + w * norm
+        for h, value in contributions(w, run):
+            scores[h.id] = scores.get(h.id, 0.0) + value
             first.setdefault(h.id, h)
     order = sorted(scores, key=lambda i: -scores[i])
-    out = [replace(first[i], score=scores[i], rank=n + 1, retriever="weighted") for n, i in enumerate(order)]
+    out = [replace(first[i], score=scores[i], rank=n + 1, retriever=label) for n, i in enumerate(order)]
     return out[:top_k] if top_k else out
 
 

@@ -95,9 +95,21 @@ class QdrantStore(ABC):
         """Create the collection when missing (or when its dimension no longer matches).
         Returns True when it was (re)created, i.e. it is empty."""
 
-    @abstractmethod
     def point_hashes(self) -> dict[str, str | None]:
-        """Point id -> ``text_hash`` payload of every stored point (what a sync compares)."""
+        """Point id -> ``text_hash`` payload of every stored point (what a sync compares), read page by page."""
+        out: dict[str, str | None] = {}
+        offset = None
+        while True:
+            points, offset = self._hash_page(offset)
+            for p in points:
+                out[str(p.id)] = (p.payload or {}).get("text_hash")
+            if offset is None:
+                return out
+
+    @abstractmethod
+    def _hash_page(self, offset: Any) -> tuple[Sequence[Any], Any]:
+        """One page of points carrying their ``text_hash`` payload, and the next page's offset (None after the
+        last page)."""
 
     @abstractmethod
     def delete(self, ids: Sequence[str]) -> None: ...
@@ -221,18 +233,9 @@ class EdgeStore(QdrantStore):
         self.shard = self._open(lambda: _edge().EdgeShard.create(str(self.path), edge_config(dim, self.hnsw)))
         return True
 
-    def point_hashes(self) -> dict[str, str | None]:
-        qe = _edge()
-        out: dict[str, str | None] = {}
-        offset = None
-        while True:
-            recs, offset = self.shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=4096, with_payload=["text_hash"], with_vector=False)
-            )
-            for r in recs:
-                out[str(r.id)] = (r.payload or {}).get("text_hash")
-            if offset is None:
-                return out
+    def _hash_page(self, offset: Any) -> tuple[Sequence[Any], Any]:
+        request = _edge().ScrollRequest(offset=offset, limit=4096, with_payload=["text_hash"], with_vector=False)
+        return self.shard.scroll(request)
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
@@ -333,17 +336,10 @@ class ServerStore(QdrantStore):
         )
         return True
 
-    def point_hashes(self) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                self.collection, limit=1024, offset=offset, with_payload=["text_hash"], with_vectors=False
-            )
-            for p in points:
-                out[str(p.id)] = (p.payload or {}).get("text_hash")
-            if offset is None:
-                return out
+    def _hash_page(self, offset: Any) -> tuple[Sequence[Any], Any]:
+        return self.client.scroll(
+            self.collection, limit=1024, offset=offset, with_payload=["text_hash"], with_vectors=False
+        )
 
     def delete(self, ids: Sequence[str]) -> None:
         from qdrant_client import models
