@@ -1,6 +1,8 @@
 """Issue 10.12: ``agent.as_tool()`` inside another agent's graph (LangGraph's
 ``create_react_agent``): a bad question or a failed answer is a tool error the calling model
-reads, never an exception that kills the caller's graph, nor ``''`` reported as success."""
+reads, never an exception that kills the caller's graph, nor ``''`` reported as success.
+Issue 11.2: the citations come back as the ToolMessage's artifact, and the async path
+(``ainvoke`` of the caller's graph) runs the agent's own async path."""
 
 from __future__ import annotations
 
@@ -42,14 +44,20 @@ class OneToolCall(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
 
-def _run_react(agent: Agent, question: str) -> tuple[ToolMessage, str]:
+def _react(agent: Agent, question: str) -> Any:
     from langgraph.prebuilt import create_react_agent
 
-    graph = create_react_agent(OneToolCall(question=question), [agent.as_tool()])
-    out = graph.invoke({"messages": [("user", "go")]})
+    return create_react_agent(OneToolCall(question=question), [agent.as_tool()])
+
+
+def _tool_message(out: dict[str, Any]) -> tuple[ToolMessage, str]:
     tool_msgs = [m for m in out["messages"] if isinstance(m, ToolMessage)]
     assert len(tool_msgs) == 1
     return tool_msgs[0], out["messages"][-1].content
+
+
+def _run_react(agent: Agent, question: str) -> tuple[ToolMessage, str]:
+    return _tool_message(_react(agent, question).invoke({"messages": [("user", "go")]}))
 
 
 def _agent(index: Any, llm: Any) -> Agent:
@@ -89,3 +97,28 @@ async def test_async_tool_reports_errors_the_same_way(built_index):
     tool = _agent(built_index, ScriptedLLM(["unused"])).as_tool()
     out = await tool.ainvoke({"type": "tool_call", "name": tool.name, "args": {"question": " "}, "id": "c1"})
     assert isinstance(out, ToolMessage) and out.status == "error" and "empty" in out.content
+
+
+def test_citations_come_back_as_the_artifact(built_index):
+    msg, _ = _run_react(
+        _agent(built_index, ScriptedLLM(["The Seren River is 212 kilometres long [1]."])),
+        "How long is the Seren River?",
+    )
+    assert msg.status == "success"
+    (citation,) = msg.artifact  # what the calling app shows; its model reads only the content
+    assert citation["marker"] == 1 and citation["chunk_id"] == "seren.md#0" and citation["title"] == "Seren River"
+    assert "212 kilometres" in citation["text"]
+
+
+async def test_async_caller_graph_runs_the_async_path(built_index, monkeypatch):
+    agent = _agent(built_index, ScriptedLLM(["The Seren River is 212 kilometres long [1]."]))
+
+    def no_sync(*a: Any, **k: Any) -> Any:
+        raise AssertionError("the tool's async path must not run the sync stream")
+
+    monkeypatch.setattr(agent, "stream", no_sync)
+    out = await _react(agent, "How long is the Seren River?").ainvoke({"messages": [("user", "go")]})
+    msg, final = _tool_message(out)
+    assert msg.status == "success" and msg.content.startswith("The Seren River is 212 kilometres long")
+    assert [c["chunk_id"] for c in msg.artifact] == ["seren.md#0"]
+    assert final.startswith("tool said: The Seren River")
