@@ -3,10 +3,12 @@ context fitting; plus ONE slow end-to-end test file section on the real embedded
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -91,6 +93,31 @@ def test_transient_errors_retried_up_to_max_retries():
     with pytest.raises(LLMError, match=r"failed after 3 attempt\(s\).*HTTP 500"):
         llm.chat(MSG)
     assert llm.calls == 3 and llm.usage.failures == 1
+
+
+def test_retry_after_is_honoured_sync_and_async():
+    """A 429's Retry-After (the header, or TransientLLMError.retry_after) sets the wait when it
+    is longer than the backoff, capped at backoff_max_s; both paths wait the same way."""
+    llm = Flaky([TransientLLMError("busy", retry_after=0.3)])
+    llm.max_retries = 1
+    t0 = time.perf_counter()
+    assert llm.chat(MSG).text == "ok"
+    assert time.perf_counter() - t0 >= 0.3 and llm.usage.retries == 1
+
+    busy = HTTPish(429)
+    busy.response = type("R", (), {"headers": {"retry-after": "60"}})()
+    llm.backoff_max_s = 0.2
+    assert llm._backoff(0, busy) == 0.2  # a minute-long Retry-After does not stall a run
+
+    class NativeAsync(Flaky):
+        async def _acomplete(self, messages, **params):
+            return self._complete(messages, **params)
+
+    llm = NativeAsync([busy])
+    llm.max_retries, llm.backoff_max_s = 1, 0.2
+    t0 = time.perf_counter()
+    assert asyncio.run(llm.achat(MSG)).text == "ok"
+    assert 0.2 <= time.perf_counter() - t0 < 5 and llm.calls == 2 and llm.usage.retries == 1
 
 
 def test_client_errors_never_retried():

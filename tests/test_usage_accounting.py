@@ -172,3 +172,28 @@ def test_token_budget_takes_the_same_path_on_a_cold_and_a_warm_cache(built_index
     for key in ("calls", "prompt_tokens", "completion_tokens"):
         assert warm.trace["usage"][key] == cold.trace["usage"][key]
     assert "budget" in (cold.trace["stop_reason"] or ""), cold.trace["stop_reason"]
+
+
+def test_one_usage_record_from_responses_to_trace(tmp_path):
+    """The client's running total, a rerank call's recorder, a node's trace step and an eval
+    row count the same calls the same way (one Usage, summed), cache replays included."""
+    from hoprank.agent.context import step
+    from hoprank.tools.rerank.base import CallRecorder
+    from hoprank.tools.types import Step, Usage
+
+    llm = cached_llm(tmp_path / "cache")
+    before = llm.usage.snapshot()
+    rec = CallRecorder()
+    batch = [[{"role": "user", "content": f"{i}|1"}] for i in range(3)]
+    first = rec.chat_many(llm, batch, "rank")
+    again = rec.chat_many(llm, batch[:2], "rank")  # replayed from the cache
+    assert [r.cached for r in again] == [True, True]
+    spent = llm.usage.snapshot() - before
+    assert rec.usage == spent == usage_of(*first, *again) == sum(map(usage_of, first + again), Usage())
+    assert spent.calls == 5 and spent.cached_calls == 2 and spent.paid_calls == 3
+
+    entry = step("rerank", "3 candidates", time.perf_counter(), llm=usage_of(*again), fallback="text mode")
+    assert entry["tokens"] == usage_of(*again).tokens > 0 and entry["data"]["fallback"] == "text mode"
+    assert Step.from_dict(json.loads(json.dumps(entry))).usage == usage_of(*again)
+    row = R._usage({"usage": usage_of(*again).to_dict()})
+    assert (row["llm_calls"], row["cached_calls"], row["total_tokens"]) == (2, 2, entry["tokens"])
