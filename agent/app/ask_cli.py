@@ -51,16 +51,14 @@ def _print_answer(a, show_trace: bool) -> None:
         console.print(f"[red]error:[/] {a.error}")
     for c in a.citations:
         mark = {True: "✓", False: "✗", None: " "}[c.supported]
-        console.print(
-            f"  [{c.marker}] {mark} [bold]{c.title or c.chunk_id}[/] [dim]({c.chunk_id})[/] {c.text[:160].replace(chr(10), ' ')}…"
-        )
+        snippet = c.text[:160].replace("\n", " ")
+        console.print(f"  [{c.marker}] {mark} [bold]{c.title or c.chunk_id}[/] [dim]({c.chunk_id})[/] {snippet}…")
     if show_trace:
         for s in a.trace.get("steps", []):
             console.print(f"  [dim]{s['elapsed_s']:7.3f}s[/] [cyan]{s['node']:<13}[/] {s.get('summary', '')}")
     u = a.trace.get("usage", {})
-    console.print(
-        f"[dim]{a.trace.get('seconds', 0):.1f}s, {u.get('tokens', 0)} LLM tokens, {a.trace.get('hops', 0)} hop(s), thread {a.thread_id}[/]"
-    )
+    seconds, hops = a.trace.get("seconds", 0), a.trace.get("hops", 0)
+    console.print(f"[dim]{seconds:.1f}s, {u.get('tokens', 0)} LLM tokens, {hops} hop(s), thread {a.thread_id}[/]")
 
 
 def register(app: typer.Typer) -> None:
