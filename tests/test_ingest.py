@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_DOCS, write_corpus
+from conftest import FIXTURE_DOCS, make_pdf, write_corpus
 
 from hoprank.tools.errors import IndexNotFoundError
 from hoprank.tools.ingest.chunking import ChunkingConfig, chunk_document
@@ -100,29 +100,7 @@ def test_json_readers_skip_bad_records_only(tmp_path):
 
 
 def test_pdf_reader(tmp_path):
-    from pypdf import PdfWriter
-    from pypdf.generic import NameObject
-
-    # a minimal one-page PDF with a text stream, built with pypdf
-    w = PdfWriter()
-    page = w.add_blank_page(width=200, height=200)
-    from pypdf.generic import DecodedStreamObject, DictionaryObject
-
-    stream = DecodedStreamObject()
-    stream.set_data(b"BT /F1 12 Tf 20 100 Td (Tidal lantern facts) Tj ET")
-    font = DictionaryObject(
-        {
-            NameObject("/Type"): NameObject("/Font"),
-            NameObject("/Subtype"): NameObject("/Type1"),
-            NameObject("/BaseFont"): NameObject("/Helvetica"),
-        }
-    )
-    page[NameObject("/Resources")] = DictionaryObject(
-        {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})}
-    )
-    page[NameObject("/Contents")] = w._add_object(stream)
-    with open(tmp_path / "t.pdf", "wb") as f:
-        w.write(f)
+    (tmp_path / "t.pdf").write_bytes(make_pdf(["Tidal lantern facts"]))
     doc = read_file(tmp_path / "t.pdf", "t.pdf")[0]
     assert "Tidal lantern facts" in doc.text and doc.metadata["pages"] == 1
 
