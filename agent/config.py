@@ -15,6 +15,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -111,6 +112,38 @@ class AgentConfig(_Section):
     injection_guard: Literal["on", "screen", "flag", "off"] = "on"
 
 
+POOL_SIZE = 50  # fused candidates kept across all searches of a turn (RRF), both modes
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """How many candidates each stage sees: the one place that decides it (:meth:`Config.candidates`).
+
+    Why one place: the counts used to be read from five settings and two literals in three
+    modules, and the agentic mode drifted from the pipeline. With the default config (the
+    numbers every benchmark ran with) a turn flows 20 -> 50 -> 20 -> 5 -> 5:
+
+    * ``per_query`` = ``retrieval.k`` (20): hits of one search (one sub-query in the
+      pipeline); also the most an agentic search tool may ask for.
+    * ``tool_default`` = ``agent.evidence_k`` (5): an agentic search tool's ``k`` when the
+      model gives none.
+    * ``pool`` = 50 (:data:`POOL_SIZE`): the fused pool, the RRF of every search of the turn
+      (the pipeline's fuse node, the agentic evidence).
+    * ``rerank_depth`` = ``rerank.options.depth`` (20): the head of the pool the reranker reads;
+      the rest stays below it in fused order.
+    * ``keep`` = max(``rerank.top_k``, ``agent.evidence_k``) (5): reranked hits the reranker
+      returns in its own order.
+    * ``evidence`` = ``agent.evidence_k`` (5): chunks the generator reads (and assess checks).
+    """
+
+    per_query: int
+    tool_default: int
+    pool: int
+    rerank_depth: int
+    keep: int
+    evidence: int
+
+
 class Config(_Section):
     index: str | None = None
     llm: LLMConfig = Field(default_factory=LLMConfig)
@@ -149,6 +182,23 @@ class Config(_Section):
             return Config.model_validate(data)
         except ValidationError as e:
             raise ConfigError(_explain(e, "overrides")) from None
+
+    def candidates(self) -> Candidates:
+        """The per-stage candidate counts (:class:`Candidates`); a bad ``rerank.options.depth``
+        is a :class:`ConfigError`."""
+        raw = self.rerank.options.get("depth", 20)
+        depth = int(raw) if isinstance(raw, (int, str)) and str(raw).strip().isdigit() else 0
+        if isinstance(raw, bool) or depth < 1:
+            raise ConfigError(f"invalid configuration:\n  - rerank.options.depth: a positive integer (got {raw!r})")
+        evidence = self.agent.evidence_k
+        return Candidates(
+            per_query=self.retrieval.k,
+            tool_default=evidence,
+            pool=POOL_SIZE,
+            rerank_depth=depth,
+            keep=max(self.rerank.top_k, evidence),
+            evidence=evidence,
+        )
 
 
 def make_reranker_from_config(
