@@ -1,4 +1,6 @@
-"""``make_reranker(name, ...)``: one entry point for the CLI, the agent and the benchmarks.
+"""The reranker registry (:data:`RERANKERS`, the one list of names) and ``make_reranker(name,
+...)``, the one entry point for the CLI, the agent and the benchmarks. Config validation, the
+CLI help and the MCP enum read the registry, so adding a reranker is one class and one entry.
 
 Options are checked against the reranker's own constructor so a typo (``num_childs=3``) is
 an error naming the option and listing the valid ones, never silently ignored. ``llm``,
