@@ -10,14 +10,12 @@ something real). The test checks the payloads against qdrant-client's own reques
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from typing import Any
 
 import pytest
-from conftest import write_corpus
+from conftest import LoopbackServer, send_json, write_corpus
 
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.retrieval.qdrant import point_id
@@ -30,9 +28,8 @@ class FakeQdrant:
         self.requests: list[tuple[str, str, Any]] = []
         self.collections: dict[str, dict] = {}
         self.points: dict[str, dict] = {}
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server = LoopbackServer(self._serve)
+        self.url = self.server.url
 
     def bodies(self, method: str, suffix: str) -> list[Any]:
         return [b for m, p, b in self.requests if m == method and p.split("?")[0].endswith(suffix)]
@@ -94,43 +91,20 @@ class FakeQdrant:
             ]
         raise AssertionError(f"unexpected request {method} {path}")
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(n)) if n else None
-                fake.requests.append((self.command, self.path, body))
-                try:
-                    result = fake.answer(self.command, self.path, body)
-                    status, payload = (
-                        200,
-                        ({"result": result, "status": "ok", "time": 0.0} if self.path != "/" else result),
-                    )
-                except AssertionError as e:
-                    status, payload = 404, {"status": {"error": str(e)}, "time": 0.0}
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-            def log_message(self, *args: Any) -> None:  # keep pytest output clean
-                pass
-
-        return Handler
+    def _serve(self, handler: Any, body: Any) -> None:
+        self.requests.append((handler.command, handler.path, body))
+        try:
+            result = self.answer(handler.command, handler.path, body)
+            status, payload = 200, ({"result": result, "status": "ok", "time": 0.0} if handler.path != "/" else result)
+        except AssertionError as e:
+            status, payload = 404, {"status": {"error": str(e)}, "time": 0.0}
+        send_json(handler, status, payload)
 
     def __enter__(self) -> FakeQdrant:
-        self.thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.fixture()
@@ -212,7 +186,6 @@ def test_server_errors_are_one_line_hoprank_errors(sindex, fake_qdrant):
     other.close()
     with pytest.raises(HoprankError, match="holds 8-d vectors but this index has 384-d"):
         sindex.retriever("qdrant", url=fake_qdrant.url, collection="docs")
-    fake_qdrant.server.shutdown()
-    fake_qdrant.server.server_close()
+    fake_qdrant.server.close()
     with pytest.raises(HoprankError, match="cannot reach the Qdrant server"):
         ServerStore(fake_qdrant.url, "docs").ensure_collection(8)

@@ -13,15 +13,14 @@ embedded SmolLM2 without falling back.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from conftest import LoopbackServer, send_json
 
 from hoprank.agent.config import LLMConfig
 from hoprank.tools.llm import make_llm
@@ -110,44 +109,25 @@ def oracle(body: dict[str, Any], rank: dict[int, int] = RANK) -> dict[str, Any]:
     return chat_reply(" > ".join(f"[{j + 1}]" for j in order))
 
 
-class LogprobServer:
+class LogprobServer(LoopbackServer):
     """/v1/chat/completions on 127.0.0.1: ``respond(body)`` builds each answer (a dict, or
     an int for an HTTP error status); every request body is kept."""
 
     def __init__(self, respond: Callable[[dict[str, Any]], Any]) -> None:
         self.respond = respond
         self.requests: list[dict[str, Any]] = []
-        lock = threading.Lock()
-        server = self
+        self._lock = threading.Lock()
+        super().__init__(self._reply, "/v1")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    server.requests.append(body)
-                out = server.respond(body)
-                code, payload = (out, {"error": {"message": f"fake {out}"}}) if isinstance(out, int) else (200, out)
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    def _reply(self, handler: Any, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.requests.append(body)
+        out = self.respond(body)
+        code, payload = (out, {"error": {"message": f"fake {out}"}}) if isinstance(out, int) else (200, out)
+        send_json(handler, code, payload)
 
     def scoring_requests(self) -> list[dict[str, Any]]:
         return [b for b in self.requests if b.get("logprobs")]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture()
