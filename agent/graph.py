@@ -1,10 +1,13 @@
 """Every node and edge of the pipeline graph, in one place: read it like the diagram.
 
-contextualize -> understand -> search x N (Send) -> fuse -> rerank -> chain -> assess
-                                    ^                                   |
-                                    +------ hop (bridge entities) <-----+ insufficient
-                                                                        | enough / budget
-                                                          generate -> [verify] -> finalize
+The input is a :class:`~hoprank.agent.state.TurnInput` (the question); ``start`` writes the
+turn's fields, so a checkpointed thread keeps only its ``history`` from turn to turn.
+
+start -> contextualize -> understand -> search x N (Send) -> fuse -> rerank -> chain -> assess
+                                             ^                                   |
+                                             +------ hop (bridge entities) <-----+ insufficient
+                                                                                 | enough / budget
+                                                                   generate -> [verify] -> finalize
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from langgraph.types import Send
 
 from hoprank.agent import nodes
 from hoprank.agent.context import AgentContext
-from hoprank.agent.state import AgentState
+from hoprank.agent.state import AgentState, TurnInput
 
 
 def fan_out(state: AgentState) -> list[Send] | Literal["generate"]:
@@ -37,7 +40,8 @@ def after_generate(state: AgentState, verify: bool) -> Literal["verify", "finali
 
 
 def build_graph(verify: bool = False, checkpointer=None):
-    g = StateGraph(AgentState, context_schema=AgentContext)
+    g = StateGraph(AgentState, input_schema=TurnInput, context_schema=AgentContext)
+    g.add_node("start", nodes.start)
     g.add_node("contextualize", nodes.contextualize)
     g.add_node("understand", nodes.understand_node)
     g.add_node("search", nodes.search)
@@ -50,7 +54,8 @@ def build_graph(verify: bool = False, checkpointer=None):
     g.add_node("verify", nodes.verify)
     g.add_node("finalize", nodes.finalize)
 
-    g.add_edge(START, "contextualize")
+    g.add_edge(START, "start")
+    g.add_edge("start", "contextualize")
     g.add_edge("contextualize", "understand")
     g.add_conditional_edges("understand", fan_out, ["search", "generate"])
     g.add_edge("search", "fuse")

@@ -1,5 +1,12 @@
 """The graph's nodes: each does one thing and returns a partial state update plus one
-trace entry. Routing decisions live in ``graph.py``; budgets are checked there too."""
+trace entry (a :class:`~hoprank.tools.types.Step`, kept in the state as its ``to_dict()``:
+the checkpointer restores only the record types it is allowed to, and the API, the server
+and saved traces read that dict shape). Routing decisions live in ``graph.py``.
+
+:func:`rerank_step` and :func:`answer_step` are the one rerank step and the one answer step
+of both graphs: the pipeline's ``rerank`` and ``generate`` nodes call them, and so do the
+agentic mode's ``rerank_<name>`` tools and its ``answer`` node (agent/agentic.py), so both
+modes read the same settings, spend within the same budgets and write the same trace records."""
 
 from __future__ import annotations
 
@@ -15,18 +22,19 @@ from hoprank.agent.assess import assess as assess_evidence
 from hoprank.agent.chain import select_chains
 from hoprank.agent.context import AgentContext, hit_brief, step, usage_of
 from hoprank.agent.hop import hop_queries
-from hoprank.agent.state import AgentState, SearchTask
+from hoprank.agent.state import TURN_FIELDS, AgentState, SearchTask, TurnInput, turn_start
 from hoprank.agent.understand import content_terms, entities, understand
 from hoprank.tools import safety
 from hoprank.tools.errors import HoprankError
+from hoprank.tools.rerank.base import Reranker
 from hoprank.tools.retrieval.fusion import rrf
-from hoprank.tools.types import Hit
+from hoprank.tools.types import Hit, Usage
 
 _FOLLOW_UP = re.compile(
-    r"\b(he|she|it|they|him|her|his|hers|its|their|them|this|that|these|those|there|then|the same|what about|how about)\b",
+    r"\b(he|she|it|they|him|her|his|hers|its|their|them|this|that|these|those|there|then"
+    r"|the same|what about|how about)\b",
     re.I,
 )
-POOL_SIZE = 50
 
 
 def _tokens(*responses: Any) -> int:
@@ -67,6 +75,24 @@ def acceptable_rewrite(candidate: str, question: str, names_: list[str]) -> bool
         return False
     keeps_words = set(content_terms(question)) <= set(content_terms(c)) | {"she", "he"}
     return keeps_words and any(e.lower() in c.lower() for e in names_)
+
+
+def start(state: TurnInput) -> dict:
+    """Start a turn: every per-turn field gets its first value (agent/state.py), so nothing
+    but ``history`` carries over from the thread's previous turn. Not a step of the trace."""
+    first = {
+        "standalone": state["question"],
+        "qtype": "single-hop",
+        "subqueries": [],
+        "decomposer": None,
+        "pending": [],
+        "asked": [],
+        "hits_by_query": {},
+        "pool": [],
+        "hop": 0,
+        "sufficient": False,
+    }
+    return turn_start(AgentState, {**TURN_FIELDS, **first})
 
 
 def contextualize(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -155,7 +181,7 @@ def search(task: SearchTask, runtime: Runtime[AgentContext]) -> dict:
     t0 = time.perf_counter()
     ctx = runtime.context
     retriever = ctx.retriever()
-    hits = retriever.search(task["query"], ctx.config.retrieval.k)
+    hits = retriever.search(task["query"], ctx.config.candidates().per_query)
     return {
         "hits_by_query": {task["query"]: hits},
         "asked": [task["query"]],
@@ -179,7 +205,7 @@ def fuse(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     is screened for document-borne instructions here, before any LLM (reranker, generator) reads it."""
     t0 = time.perf_counter()
     runs = list((state.get("hits_by_query") or {}).values())
-    pool = rrf(runs, k=60, top_k=POOL_SIZE) if runs else []
+    pool = rrf(runs, k=60, top_k=runtime.context.config.candidates().pool) if runs else []
     screened: list[dict] = []
     if safety.screens(runtime.context.config.agent.injection_guard):
         pool, screened = safety.screen_hits(pool)
@@ -200,38 +226,37 @@ def fuse(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     }
 
 
-def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+def rerank_step(
+    ctx: AgentContext,
+    question: str,
+    pool: list[Hit],
+    reranker: Reranker | None,
+    subqueries: list[str] | None = None,
+    keep: int | None = None,
+) -> dict[str, Any]:
+    """Rerank the head of ``pool`` (``Config.candidates().rerank_depth``) and keep the best
+    ``keep`` (default ``candidates().keep``) in the reranker's order, the rest of the pool
+    below in its given order (nothing is lost for a later hop). Returns the state update:
+    ``ranked``, the ``tokens`` spent and one ``rerank`` trace step."""
     t0 = time.perf_counter()
-    ctx = runtime.context
-    pool: list[Hit] = state.get("pool") or []
-    reranker = ctx.reranker
+    n = ctx.config.candidates()
     if reranker is None or not pool:
-        return {"ranked": pool, "steps": 1, "trace": [step("rerank", "no reranking", t0, method="none")]}
-    depth = int(ctx.config.rerank.options.get("depth", 20)) if isinstance(ctx.config.rerank.options, dict) else 20
-    keep = max(ctx.config.rerank.top_k, ctx.config.agent.evidence_k)
+        return {"ranked": pool, "trace": [step("rerank", "no reranking", t0, method="none")]}
+    keep = keep or n.keep
     # rerank_with_trace: the usage of *this* call, even when one agent serves many questions
-    ranked, info = reranker.rerank_with_trace(
-        state["standalone"], pool[:depth], top_k=keep, subqueries=state.get("subqueries") or None
-    )
-    # candidates beyond the reranked depth stay available below, in fused order
+    ranked, info = reranker.rerank_with_trace(question, pool[: n.rerank_depth], top_k=keep, subqueries=subqueries)
     seen = {h.id for h in ranked}
     ranked = ranked + [h for h in pool if h.id not in seen]
     info = dict(info or {})
     info.pop("raw", None)
-    usage = {
-        "calls": int(info.get("llm_calls", info.get("calls", 0)) or 0),
-        "prompt_tokens": int(info.get("prompt_tokens", 0) or 0),
-        "completion_tokens": int(info.get("completion_tokens", 0) or 0),
-    }
-    tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+    usage = Usage.from_dict(info)
     return {
         "ranked": ranked,
-        "steps": 1,
-        "tokens": tokens,
+        "tokens": usage.tokens,
         "trace": [
             step(
                 "rerank",
-                f"{reranker.name}: {min(len(pool), depth)} candidates -> top {keep}",
+                f"{reranker.name}: {min(len(pool), n.rerank_depth)} candidates -> top {keep}",
                 t0,
                 llm=usage,
                 method=reranker.name,
@@ -240,6 +265,14 @@ def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
             )
         ],
     }
+
+
+def rerank(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """The configured reranker over the fused pool (:func:`rerank_step`)."""
+    ctx = runtime.context
+    pool: list[Hit] = state.get("pool") or []
+    update = rerank_step(ctx, state["standalone"], pool, ctx.reranker, state.get("subqueries") or None)
+    return {**update, "steps": 1}
 
 
 ROUND_STEPS = 8  # nodes one more hop round costs at most (hop, searches, fuse, rerank, assess)
@@ -252,7 +285,11 @@ def assess(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     cfg = runtime.context.config.agent
     hop_n = state.get("hop", 0)
     a = assess_evidence(
-        state["standalone"], state.get("qtype", "single-hop"), state.get("ranked") or [], hop_n, cfg.evidence_k
+        state["standalone"],
+        state.get("qtype", "single-hop"),
+        state.get("ranked") or [],
+        hop_n,
+        runtime.context.config.candidates().evidence,
     )
     stop = None
     if not a.sufficient:
@@ -306,7 +343,7 @@ def chain(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         # chunks brought in by entity links were never screened by fuse
         out, screened = safety.screen_hits(out)
     summary = f"{sel.reason}; best pair {sel.pairs[0][0]} + {sel.pairs[0][1]}" if sel.pairs else sel.reason
-    brief = [hit_brief(h) for h in out[: ctx.config.agent.evidence_k]]
+    brief = [hit_brief(h) for h in out[: ctx.config.candidates().evidence]]
     return {
         "ranked": out,
         "steps": 1,
@@ -314,39 +351,38 @@ def chain(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     }
 
 
-def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+def answer_step(ctx: AgentContext, question: str, ranked: list[Hit], stop_reason: str | None) -> dict[str, Any]:
+    """Write the answer from the first ``candidates().evidence`` of ``ranked``: ``llm.max_tokens``
+    for a full answer (32 for a short one), ``partial`` when a budget stopped the search, the
+    answer guard applied. Returns the state update: ``answer``, ``citations``, ``status``, the
+    ``tokens`` spent and one ``generate`` trace step."""
     t0 = time.perf_counter()
-    cfg = runtime.context.config.agent
-    evidence = (state.get("ranked") or [])[: cfg.evidence_k]
+    cfg = ctx.config.agent
+    evidence = ranked[: ctx.config.candidates().evidence]
     g = gen.generate(
-        state["standalone"],
+        question,
         evidence,
-        runtime.context.llm,
+        ctx.llm,
         style=cfg.answer_style,
-        max_tokens=runtime.context.config.llm.max_tokens if cfg.answer_style == "full" else 32,
+        max_tokens=ctx.config.llm.max_tokens if cfg.answer_style == "full" else 32,
         answer_mode=cfg.answer_mode,
     )
-    tokens = _tokens(*g.responses)
-    status = g.status
-    if status == "answered" and state.get("stop_reason"):
-        status = "partial"
+    usage = usage_of(*g.responses)
+    status = "partial" if g.status == "answered" and stop_reason else g.status
     # an answer carrying foreign URLs, e-mails or prompt text is flagged, not answered (tools/safety.py)
-    answer, status, guard = safety.guard_answer(
-        g.answer, status, state["standalone"], g.citations, evidence, cfg.injection_guard
-    )
+    answer, status, guard = safety.guard_answer(g.answer, status, question, g.citations, evidence, cfg.injection_guard)
     flags = f"; flagged: {', '.join(f['kind'] for f in guard['flags'])}" if guard.get("flags") else ""
     return {
         "answer": answer,
         "citations": g.citations,
         "status": status,
-        "steps": 1,
-        "tokens": tokens,
+        "tokens": usage.tokens,
         "trace": [
             step(
                 "generate",
                 f"{status}; {len(g.citations)} citations" + (f"; fallback: {g.fallback}" if g.fallback else "") + flags,
                 t0,
-                llm=usage_of(*g.responses),
+                llm=usage,
                 raw=g.raw[:1000],
                 fallback=g.fallback,
                 method=g.method,
@@ -357,13 +393,19 @@ def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     }
 
 
+def generate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
+    """The answer from the ranked evidence (:func:`answer_step`)."""
+    update = answer_step(runtime.context, state["standalone"], state.get("ranked") or [], state.get("stop_reason"))
+    return {**update, "steps": 1}
+
+
 def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     """Check each cited claim against its chunk; one revision pass if some fail."""
     t0 = time.perf_counter()
     cites, unsupported = gen.verify(state["answer"], state.get("citations") or [])
     answer, tokens, revised, resp = state["answer"], 0, False, None
     if unsupported and state.get("status") in ("answered", "partial"):
-        evidence = (state.get("ranked") or [])[: runtime.context.config.agent.evidence_k]
+        evidence = (state.get("ranked") or [])[: runtime.context.config.candidates().evidence]
         try:
             text, new_cites, resp = gen.revise(state["standalone"], answer, unsupported, evidence, runtime.context.llm)
             tokens = _tokens(resp)
@@ -374,7 +416,7 @@ def verify(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
             pass
     status, guard = state.get("status") or "answered", {}
     if revised:  # the revision is checked like the first answer
-        ev = (state.get("ranked") or [])[: runtime.context.config.agent.evidence_k]
+        ev = (state.get("ranked") or [])[: runtime.context.config.candidates().evidence]
         mode = runtime.context.config.agent.injection_guard
         answer, status, guard = safety.guard_answer(answer, status, state["standalone"], cites, ev, mode)
     return {

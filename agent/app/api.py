@@ -35,7 +35,7 @@ from langgraph.errors import GraphRecursionError
 from hoprank.agent.config import Config
 from hoprank.agent.context import AgentContext, hit_brief
 from hoprank.agent.graph import build_graph
-from hoprank.agent.state import RESET
+from hoprank.agent.state import TurnInput
 from hoprank.agent.tokens import ANSWER_MAX_TOKENS, STREAM_TOKENS
 from hoprank.tools import safety
 from hoprank.tools.errors import MAX_QUESTION_CHARS, HoprankError, InvalidQueryError, validate_query
@@ -129,7 +129,8 @@ class _Turn:
         for delta in update.values():
             if not isinstance(delta, dict):
                 continue
-            for entry in delta.get("trace") or []:
+            trace = delta.get("trace")  # the start node's Overwrite([]) is no step
+            for entry in trace if isinstance(trace, list) else []:
                 if isinstance(entry, dict) and "node" in entry:
                     yield {
                         "type": "step",
@@ -177,9 +178,9 @@ class Agent:
         self._lock = threading.Lock()
         self.checkpointer = make_checkpointer(checkpoint)
         if config.agent.mode == "agentic":
-            from hoprank.agent.agentic import build_agentic_graph, make_tools
+            from hoprank.agent.agentic import build_agentic_graph
 
-            graph = build_agentic_graph(make_tools(lambda: self.index), checkpointer=self.checkpointer)
+            graph = build_agentic_graph(checkpointer=self.checkpointer)
         else:
             graph = build_graph(verify=config.agent.verify, checkpointer=self.checkpointer)
         # the compiled LangGraph graph: run it with ``context=agent.context()`` (the clients)
@@ -247,44 +248,9 @@ class Agent:
         )
 
     # ---- asking ----------------------------------------------------------------------
-    def _inputs(self, question: str) -> dict[str, Any]:
-        if self.config.agent.mode == "agentic":
-            from langchain_core.messages import RemoveMessage
-            from langgraph.graph.message import REMOVE_ALL_MESSAGES
-
-            return {
-                "question": question,
-                "messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)],
-                "evidence": RESET,
-                "ranked": [],
-                "steps": -1,
-                "tokens": -1,
-                "stop_reason": None,
-                "answer": "",
-                "citations": [],
-                "status": "answered",
-                "trace": RESET,
-            }
-        return {
-            "question": question,
-            "standalone": question,
-            "qtype": "single-hop",
-            "subqueries": [],
-            "pending": [],
-            "asked": RESET,
-            "hits_by_query": {"__reset__": True},
-            "pool": [],
-            "ranked": [],
-            "hop": 0,
-            "steps": -1,
-            "tokens": -1,
-            "sufficient": False,
-            "stop_reason": None,
-            "answer": "",
-            "citations": [],
-            "status": "answered",
-            "trace": RESET,
-        }
+    def _inputs(self, question: str) -> TurnInput:
+        """The graph's input: the question; the graph's start node begins the turn (agent/state.py)."""
+        return {"question": question}
 
     def _run_config(self, thread_id: str, **options: Any) -> dict[str, Any]:
         # LangGraph's own limit only as a backstop: hoprank's budgets stop the graph first
