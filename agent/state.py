@@ -13,9 +13,10 @@ else does.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict, get_origin, get_type_hints
+from typing import Annotated, Any, get_origin, get_type_hints
 
 from langgraph.types import Overwrite
+from typing_extensions import TypedDict  # pydantic (LangGraph's input JSON schema) needs it on Python 3.11
 
 from hoprank.tools.types import Citation, Hit
 

@@ -52,7 +52,9 @@ _ENTITY = re.compile(
     r"\b(?:[A-Z0-9][\w'’.-]*(?:\s+(?:of|on|the|de|du|van|von|upon|la|le)\s+|\s+)?)*[A-Z0-9][\w'’.-]*", re.UNICODE
 )
 _BRIDGE_CUES = re.compile(
-    r"\b(whose|who (?:founded|wrote|invented|created|built|designed|directed|made)|that (?:was|is|were|are|founded|made|built|released)|which (?:was|is) (?:founded|made|built|released)|(?:the|a|an)\s+\w+\s+(?:who|which|that)\s+\w+)\b",
+    r"\b(whose|who (?:founded|wrote|invented|created|built|designed|directed|made)"
+    r"|that (?:was|is|were|are|founded|made|built|released)|which (?:was|is) (?:founded|made|built|released)"
+    r"|(?:the|a|an)\s+\w+\s+(?:who|which|that)\s+\w+)\b",
     re.I,
 )
 # "the founder of Osric Dynamics": a role of a named entity, i.e. the first hop

@@ -232,6 +232,21 @@ def test_follow_up_rewritten_with_history_and_threads_isolated(built_index):
     assert a2.trace["queries"][0] == "In which year was Ada Quill born?"
 
 
+def test_a_turn_takes_only_the_question_and_keeps_only_the_history(built_index):
+    agent = _agent(built_index, answer_with("The Seren River is 212 kilometres long [1]."))
+    # the input schema is the question alone (LangGraph drops other keys of the input)
+    assert set(agent.graph.get_input_jsonschema()["properties"]) == {"question"}
+    first = agent.ask("How long is the Seren River?", thread_id="t")
+    ctx, cfg = agent.context(), {"configurable": {"thread_id": "t"}}
+    out = agent.graph.invoke(
+        {"question": "How long is the Seren River?", "steps": 1000, "trace": ["x"]}, cfg, context=ctx
+    )
+    # the start node wrote every per-turn field: nothing of the first turn but its history
+    assert out["steps"] == first.trace["n_steps"] and out["trace"][0]["node"] == "contextualize"
+    assert len(out["trace"]) == len(first.trace["steps"]) and out["asked"] == first.trace["queries"]
+    assert [m["role"] for m in out["history"]] == ["user", "assistant"] * 2
+
+
 def test_sqlite_checkpointer_keeps_history_across_agents(built_index, tmp_path):
     db = tmp_path / "chat.sqlite"
 

@@ -315,7 +315,8 @@ def test_real_smollm2_scores_labels_and_continuations() -> None:
     msgs = [{"role": "user", "content": "Which is a fruit? A) car B) apple C) house. Answer with the letter."}]
     labels, resp = label_logprobs(llm, msgs, ["A", "B", "C"])
     assert set(labels) == {"A", "B", "C"} and all(v < 0 for v in labels.values()) and resp.prompt_tokens > 10
-    prompt = "The capital of Italy is Rome. The capital of France is Paris.\nQuestion: What is the capital of Italy?\nAnswer:"
+    prompt = "The capital of Italy is Rome. The capital of France is Paris.\n"
+    prompt += "Question: What is the capital of Italy?\nAnswer:"
     scores, _ = continuation_logprobs(llm, prompt, [" Rome", " London"])
     assert scores[0].logprob > scores[1].logprob
     again, _ = continuation_logprobs(LlamaCppLLM(n_ctx=1024, n_threads=2), prompt, [" Rome", " London"])
