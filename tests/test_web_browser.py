@@ -39,7 +39,10 @@ def chat_server(tmp_path_factory):
     from hoprank.tools.ingest.index import Index
 
     idx, _ = Index.build(tmp_path_factory.mktemp("web-index"), sources=[SAMPLE], qdrant=False, show_progress=False)
-    agent = Agent.from_config({"llm": {"max_tokens": 160, "cache": False}, "agent": {"max_hops": 1}}, index=idx)
+    # timeout_s: on a loaded 2-core machine (CI, parallel jobs) the 135M model's 160 tokens after a
+    # long evidence prompt were measured past the default 120 s
+    llm = {"max_tokens": 160, "cache": False, "timeout_s": 480}
+    agent = Agent.from_config({"llm": llm, "agent": {"max_hops": 1}}, index=idx)
     with serve_in_thread(create_app(agent)) as url:
         yield url, agent
 

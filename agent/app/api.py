@@ -32,12 +32,12 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.errors import GraphRecursionError
 
+from hoprank.agent.app import retrieval
 from hoprank.agent.config import Config
 from hoprank.agent.context import AgentContext, hit_brief
 from hoprank.agent.graph import build_graph
 from hoprank.agent.state import TurnInput
 from hoprank.agent.tokens import ANSWER_MAX_TOKENS, STREAM_TOKENS
-from hoprank.tools import safety
 from hoprank.tools.errors import MAX_QUESTION_CHARS, HoprankError, InvalidQueryError, validate_query
 from hoprank.tools.ingest.index import BuildStats, Index
 from hoprank.tools.llm.base import ChatLLM
@@ -358,39 +358,14 @@ class Agent:
         return True
 
     # ---- retrieval without an answer ------------------------------------------------
-    def _candidates(self, query: str) -> tuple[list[Hit], Any]:
-        """The configured retriever's candidates for ``query``, screened as the agent's fuse
-        step screens them, and the reranker (built on first use)."""
-        hits = self.context().retriever().search(query, self.config.retrieval.k)
-        if safety.screens(self.config.agent.injection_guard):
-            hits, _ = safety.screen_hits(hits)
-        return hits, self.reranker
-
-    def _rerank_depth(self) -> int:
-        options = self.config.rerank.options
-        return int(options.get("depth", 20)) if isinstance(options, dict) else 20
-
     def retrieve(self, query: str, k: int | None = None) -> list[Hit]:
-        """The passages the agent would read for a single-hop question, without answering:
-        the configured retriever's ``retrieval.k`` candidates, screened, the first
-        ``rerank.options.depth`` reranked by the configured reranker, the best ``k`` kept
-        (default ``agent.evidence_k``). What :class:`~hoprank.agent.app.langchain.HoprankRetriever` returns."""
-        q = self._validate(query)
-        keep = k or self.config.agent.evidence_k
-        hits, reranker = self._candidates(q)
-        if reranker is None:
-            return hits[:keep]
-        return reranker.rerank(q, hits[: self._rerank_depth()], top_k=keep)
+        """The passages the agent would read for a single-hop question, without answering
+        (agent/app/retrieval.py): what ``agent.as_retriever()`` returns."""
+        return retrieval.retrieve(self.config, self.index, lambda: self.reranker, query, k)
 
     async def aretrieve(self, query: str, k: int | None = None) -> list[Hit]:
-        """Async :meth:`retrieve`: the search (numpy / Qdrant, CPU-bound) in a worker thread,
-        the reranker's own async path for the reranking."""
-        q = self._validate(query)
-        keep = k or self.config.agent.evidence_k
-        hits, reranker = await asyncio.to_thread(self._candidates, q)
-        if reranker is None:
-            return hits[:keep]
-        return await reranker.arerank(q, hits[: self._rerank_depth()], top_k=keep)
+        """Async :meth:`retrieve`."""
+        return await retrieval.aretrieve(self.config, self.index, lambda: self.reranker, query, k)
 
     # ---- results ---------------------------------------------------------------------
     def _answer(self, q: str, tid: str, s: dict[str, Any], seconds: float) -> Answer:

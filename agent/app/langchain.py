@@ -4,8 +4,8 @@
 Why adapters and not subclasses of the core types: ``Agent.stream(question, thread_id)``
 and ``Index`` keep their own signatures (the CLI, the servers and the evals use them), and
 LangChain's protocols fix other ones (``invoke(input, config)``, ``stream`` yielding output
-chunks). The adapters are thin: retrieval is :meth:`Agent.retrieve` / :meth:`Agent.aretrieve`,
-answering is :meth:`Agent.stream` / :meth:`Agent.astream` (the compiled graph's own ``stream``
+chunks). The adapters are thin: retrieval is agent/app/retrieval.py (what :meth:`Agent.retrieve`
+runs too), answering is :meth:`Agent.stream` / :meth:`Agent.astream` (the compiled graph's own ``stream``
 and ``astream``), so nothing runs differently because it was called through LangChain.
 
     from hoprank.agent.app.langchain import HoprankRetriever
@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
@@ -26,11 +27,11 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from hoprank.agent.app import retrieval
+from hoprank.agent.config import Config, make_reranker_from_config
 from hoprank.tools.errors import HoprankError
+from hoprank.tools.ingest.index import Index
 from hoprank.tools.types import Answer, Document, Hit
-
-if TYPE_CHECKING:
-    from hoprank.agent.app.api import Agent
 
 AgentInput = str | Mapping[str, Any]
 # what Agent.stream accepts besides the question (a dict input may carry them)
@@ -79,13 +80,14 @@ def from_langchain(doc: LCDocument) -> Document:
 class HoprankRetriever(BaseRetriever):
     """A LangChain retriever over a hoprank index: the configured retriever, the injection
     screen and the configured reranker, i.e. the passages the agent itself would read for a
-    single-hop question (:meth:`Agent.retrieve`), as ``Document``s (see :func:`to_langchain`).
+    single-hop question (agent/app/retrieval.py), as ``Document``s (see :func:`to_langchain`).
 
     Build it from an index and a config (``HoprankRetriever(index="idx", config="hoprank.yaml")``;
-    ``config`` may be a ``Config``, a dict or a file, ``llm`` / ``reranker`` inject clients) or
-    from an agent (``agent.as_retriever()``, which shares the agent's clients and follows its
-    index when documents are added). ``k``: how many documents to return (default: the
-    agent's ``evidence_k``)."""
+    ``config`` may be a ``Config``, a dict, a file or None for the defaults; ``llm`` /
+    ``reranker`` inject clients, otherwise the reranker, and the LLM of an LLM reranker, are
+    built from the config on first use) or from an agent (``agent.as_retriever()``: the
+    agent's clients, and its index even after documents are added). ``k``: how many
+    documents to return (default: ``agent.evidence_k``)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -95,31 +97,49 @@ class HoprankRetriever(BaseRetriever):
     llm: Any = Field(default=None, exclude=True)
     reranker: Any = Field(default=None, exclude=True)
     agent: Any = Field(default=None, exclude=True)
-    _agent: Agent = PrivateAttr()
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _built: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _build_agent(self) -> HoprankRetriever:
-        # one Agent holds the clients either way, so the retriever builds its reranker (and
-        # LLM, for LLM rerankers) exactly as the agent does, lazily, on first use
-        from hoprank.agent.app.api import Agent
-
+    def _open(self) -> HoprankRetriever:
         if self.agent is not None:
-            if not isinstance(self.agent, Agent):
+            if not callable(getattr(self.agent, "retrieve", None)):
                 raise TypeError(f"agent must be a hoprank Agent, got {type(self.agent).__name__}")
-            self._agent = self.agent
-        else:
-            if self.index is None:
-                raise HoprankError("HoprankRetriever needs index=PATH or Index (or agent=...)")
-            self._agent = Agent.from_config(self.config, index=self.index, llm=self.llm, reranker=self.reranker)
+            return self
+        self.config = self.config if isinstance(self.config, Config) else Config.load(self.config)
+        index = self.index if self.index is not None else self.config.index
+        if index is None:
+            raise HoprankError("HoprankRetriever needs index=PATH or Index (or agent=...)")
+        self.index = index if isinstance(index, Index) else Index.open(index)
         return self
 
+    def _reranker(self) -> Any:
+        """The injected reranker, else one built from the config once (None for ``none``)."""
+        if self.reranker is not None:
+            return self.reranker
+        with self._lock:
+            if self._built is None:
+                from hoprank.tools.llm import make_llm
+
+                llm = self.llm if self.llm is not None else (lambda: make_llm(self.config.llm))
+                self._built = make_reranker_from_config(self.config, self.index, llm=llm) or False
+            return self._built or None
+
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
-        return [to_langchain(h) for h in self._agent.retrieve(query, k=self.k)]
+        if self.agent is not None:
+            hits = self.agent.retrieve(query, k=self.k)
+        else:
+            hits = retrieval.retrieve(self.config, self.index, self._reranker, query, self.k)
+        return [to_langchain(h) for h in hits]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
     ) -> list[LCDocument]:
-        return [to_langchain(h) for h in await self._agent.aretrieve(query, k=self.k)]
+        if self.agent is not None:
+            hits = await self.agent.aretrieve(query, k=self.k)
+        else:
+            hits = await retrieval.aretrieve(self.config, self.index, self._reranker, query, self.k)
+        return [to_langchain(h) for h in hits]
 
 
 # ---- the agent as a Runnable -----------------------------------------------------------------
@@ -135,7 +155,7 @@ class AgentRunnable(Runnable[AgentInput, Answer]):
     ``config={"configurable": {"thread_id": ...}}``. The async methods run the compiled
     graph's ``astream`` (LangGraph runs the synchronous nodes in its executor)."""
 
-    def __init__(self, agent: Agent, tokens: bool = False) -> None:
+    def __init__(self, agent: Any, tokens: bool = False) -> None:  # a hoprank Agent
         self.agent = agent
         self.tokens = tokens
 
