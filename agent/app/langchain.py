@@ -103,7 +103,7 @@ class HoprankRetriever(BaseRetriever):
     @model_validator(mode="after")
     def _open(self) -> HoprankRetriever:
         if self.agent is not None:
-            if not callable(getattr(self.agent, "retrieve", None)):
+            if not all(hasattr(self.agent, a) for a in ("config", "index", "reranker")):
                 raise TypeError(f"agent must be a hoprank Agent, got {type(self.agent).__name__}")
             return self
         self.config = self.config if isinstance(self.config, Config) else Config.load(self.config)
@@ -125,21 +125,21 @@ class HoprankRetriever(BaseRetriever):
                 self._built = make_reranker_from_config(self.config, self.index, llm=llm) or False
             return self._built or None
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
+    def _source(self) -> tuple[Config, Index, retrieval.RerankerFactory]:
+        """(config, index, reranker) to retrieve with: the agent's, read at each call (its
+        index changes when documents are added), or this retriever's own."""
         if self.agent is not None:
-            hits = self.agent.retrieve(query, k=self.k)
-        else:
-            hits = retrieval.retrieve(self.config, self.index, self._reranker, query, self.k)
-        return [to_langchain(h) for h in hits]
+            agent = self.agent
+            return agent.config, agent.index, lambda: agent.reranker
+        return self.config, self.index, self._reranker
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
+        return [to_langchain(h) for h in retrieval.retrieve(*self._source(), query, self.k)]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
     ) -> list[LCDocument]:
-        if self.agent is not None:
-            hits = await self.agent.aretrieve(query, k=self.k)
-        else:
-            hits = await retrieval.aretrieve(self.config, self.index, self._reranker, query, self.k)
-        return [to_langchain(h) for h in hits]
+        return [to_langchain(h) for h in await retrieval.aretrieve(*self._source(), query, self.k)]
 
 
 # ---- the agent as a Runnable -----------------------------------------------------------------
