@@ -242,7 +242,8 @@ RUN_SCRIPT = textwrap.dedent(
         time.sleep(float(sys.argv[2]))
         return deterministic_answer(q)
 
-    run_eval(deterministic_examples(), slow, sys.argv[1], spec=RunSpec("jsonl", config={{"k": 1}}), concurrency=2, show_progress=False)
+    spec = RunSpec("jsonl", config={{"k": 1}})
+    run_eval(deterministic_examples(), slow, sys.argv[1], spec=spec, concurrency=2, show_progress=False)
     """
 )
 

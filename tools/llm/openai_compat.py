@@ -104,7 +104,8 @@ class OpenAICompatLLM(ChatLLM):
                             "or fix llm.base_url / OPENAI_BASE_URL"
                         ) from e
                     raise LLMError(
-                        f"llm.model is not set and {where} did not list its models ({describe_error(e)}); set llm.model or HOPRANK_LLM_MODEL"
+                        f"llm.model is not set and {where} did not list its models ({describe_error(e)}); "
+                        "set llm.model or HOPRANK_LLM_MODEL"
                     ) from e
                 if not models:
                     raise LLMError(
