@@ -17,8 +17,10 @@ import copy
 from typing import Any
 
 from hoprank.tools.errors import HoprankError
+from hoprank.tools.rerank.factory import reranker_names
 
-RERANK_METHODS = ("setwise", "rebel", "listwise", "pointwise", "cross-encoder", "embedding")
+# every registered reranker except the no-op, in registry order
+RERANK_METHODS = tuple(n for n in reranker_names() if n != "none")
 
 _NAIVE: dict[str, Any] = {
     "retrieval": {"retriever": "hybrid", "k": 10},  # ranked depth 10 for @10 metrics; the generator reads 5

@@ -7,6 +7,16 @@ class HoprankError(Exception):
     """Base class: everything hoprank raises on purpose derives from it."""
 
 
+def unknown_options(kind: str, name: str, bad: list[str], valid: list[str]) -> str:
+    """The one wording of "option not taken by this component" for the retriever and reranker
+    registries: a typo (``num_childs=3``) names itself and lists what would have worked."""
+    plural = "s" if len(bad) > 1 else ""
+    return (
+        f"unknown option{plural} {', '.join(repr(b) for b in bad)} for the {name!r} {kind}; "
+        f"valid options: {', '.join(valid) or '(none)'}"
+    )
+
+
 class InvalidQueryError(HoprankError, ValueError):
     """A query that cannot be searched (empty, whitespace only, absurdly long)."""
 

@@ -12,6 +12,9 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.panel import Panel
 
+from hoprank.tools.rerank.factory import reranker_names
+from hoprank.tools.retrieval.factory import retriever_names
+
 console = Console()
 
 
@@ -71,10 +74,8 @@ def register(app: typer.Typer) -> None:
             None, help="OpenAI-compatible endpoint (vLLM, OpenAI, llama.cpp server)."
         ),
         llm_model: Optional[str] = typer.Option(None, help="Model name at the endpoint."),
-        retriever: Optional[str] = typer.Option(None, help="bm25 | dense | qdrant | qdrant-hybrid | hybrid"),
-        rerank: Optional[str] = typer.Option(
-            None, help="none | setwise | rebel | listwise | pointwise | cross-encoder | embedding"
-        ),
+        retriever: Optional[str] = typer.Option(None, help=" | ".join(retriever_names())),
+        rerank: Optional[str] = typer.Option(None, help=" | ".join(reranker_names())),
         mode: Optional[str] = typer.Option(None, help="pipeline | agentic"),
         max_hops: Optional[int] = typer.Option(None, help="Hop budget."),
         short: bool = typer.Option(False, "--short", help="Short answer (a span or yes/no), as QA datasets expect."),

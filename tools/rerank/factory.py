@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from hoprank.tools.errors import unknown_options
 from hoprank.tools.rerank.base import Reranker, RerankError, Scored
 from hoprank.tools.rerank.cross_encoder import CrossEncoderReranker
 from hoprank.tools.rerank.embedding import EmbeddingReranker
@@ -84,10 +85,7 @@ def make_reranker(name: str, llm: Any = None, llm_config: Any = None, embedder: 
     valid = reranker_options(name)
     bad = [k for k in opts if k not in valid]
     if bad:
-        raise RerankError(
-            f"unknown option{'s' if len(bad) > 1 else ''} {', '.join(repr(b) for b in bad)} for the "
-            f"{cls.name!r} reranker; valid options: {', '.join(valid) or '(none)'}"
-        )
+        raise RerankError(unknown_options("reranker", cls.name, bad, list(valid)))
     supplied: dict[str, Any] = {}
     if cls.needs_llm:
         if llm is None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hoprank.tools.errors import unknown_options
 from hoprank.tools.retrieval.base import Retriever, SearchableIndex
 
 if TYPE_CHECKING:
@@ -134,9 +135,6 @@ def make_retriever(name: str, index: SearchableIndex, **opts: Any) -> Retriever:
     spec = retriever_spec(name)
     bad = [k for k in opts if k not in spec.options]
     if bad:
-        raise ValueError(
-            f"unknown option{'s' if len(bad) > 1 else ''} {', '.join(repr(b) for b in bad)} for the {name!r} "
-            f"retriever; valid options: {', '.join(spec.options)}"
-        )
+        raise ValueError(unknown_options("retriever", name, bad, list(spec.options)))
     tok_opts = {k: opts.pop(k) for k in TOKENIZER_OPTIONS if k in opts}
     return spec.build(index, tok_opts, opts)
