@@ -5,13 +5,21 @@ Compares, on the same questions and the same LLM:
             and LLM decomposition, 0 / 1 / 2 hops);
   answers   EM / F1 (official HotpotQA normalisation) closed-book, naive RAG (top-5 hybrid
             -> generate) and the full graph;
-  cost      LLM calls, tokens and seconds per question, and how they grow with hops.
+  cost      LLM calls, tokens and seconds per question, and how they grow with hops;
+  agentic   the same questions in ``agent.mode: agentic`` (the LLM calls search, rerank_<name>
+            and answer tools; agent/agentic.py), same reranker, budgets and answer step.
 
 Reads ../shared/data (not available to tests). Every question is scored: a failed one
 counts as zero, never dropped. Runs are resumable (the eval runner's JSONL rows).
 
     .venv/bin/python benchmarks/agent_quality.py --limit 30
     .venv/bin/python benchmarks/agent_quality.py --llm-base-url http://127.0.0.1:8000/v1 --llm-model MODEL
+
+The agentic row alone, added to the saved results (the other rows stay as they were measured):
+
+    .venv/bin/python benchmarks/agent_quality.py --limit 60 --configs "agentic, rerank tools" --add-to-saved
+    .venv/bin/python benchmarks/agent_quality.py --limit 60 --configs "agentic, rerank tools" \
+        --llm-base-url http://127.0.0.1:8000/v1 --llm-model MODEL      # a model that calls tools
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS_DIR, data_file, environment, markdown_table, write_results
+from common import RESULTS_DIR, data_file, environment, markdown_table, read_results, write_results
 
 from hoprank.agent.config import Config
 from hoprank.evals.datasets import load_hotpotqa
@@ -49,6 +57,7 @@ CONFIGS: dict[str, dict] = {
     "graph, rules, 1 hop": {"agent": {"decompose": "rules", "max_hops": 1}},
     "graph, rules, 2 hops": {"agent": {"decompose": "rules", "max_hops": 2}},
     "graph, LLM decomposition, 2 hops": {"agent": {"decompose": "llm", "max_hops": 2}},
+    "agentic, rerank tools": {"agent": {"mode": "agentic"}},
 }
 
 
@@ -68,6 +77,11 @@ def main() -> int:
     ap.add_argument("--work", default=".hoprank/bench/agent_quality", help="run folders (resumable)")
     ap.add_argument(
         "--configs", default=";".join(CONFIGS), help="semicolon-separated subset of the configuration names"
+    )
+    ap.add_argument(
+        "--add-to-saved",
+        action="store_true",
+        help="keep the saved results' rows that this run does not measure (e.g. add the agentic row alone)",
     )
     args = ap.parse_args()
 
@@ -147,6 +161,11 @@ def main() -> int:
         }
         print(name, results[name], file=sys.stderr)
 
+    kept: list[str] = []
+    if args.add_to_saved and (RESULTS_DIR / "agent_quality.json").exists():
+        saved = read_results("agent_quality")[2]
+        kept = [n for n in saved if n not in results]
+        results = {**{n: saved[n] for n in kept}, **results}
     cols = ["both@5", "both@10", "em", "f1", "calls/q", "tokens/q", "s/q", "hops/q", "failed"]
     table = markdown_table(["configuration"] + cols, [[n] + [r.get(c) for c in cols] for n, r in results.items()])
     model = args.llm_model or "SmolLM2-135M-Instruct Q4_1 (llama.cpp, embedded)"
@@ -159,6 +178,11 @@ def main() -> int:
         data=[path],
         command="python " + " ".join(sys.argv),
         notes=[
+            *(
+                [f"rows kept from the saved results (not re-measured by this command): {', '.join(kept)}"]
+                if kept
+                else []
+            ),
             f"LLM: {model}; embeddings: all-MiniLM-L6-v2; reranker: embedding (MiniLM)",
             "pooled corpus = all paragraphs of all 60 questions (one paragraph = one chunk)",
             (
