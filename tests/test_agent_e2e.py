@@ -48,7 +48,7 @@ def test_cli_ask_json(sample_index, tmp_path):
         [
             sys.executable,
             "-m",
-            "hoprank.agent.app.cli",
+            "hoprank.cli",
             "ask",
             "How long is the River Tamsey, in kilometres?",
             "--index",

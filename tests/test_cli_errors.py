@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from hoprank.agent.app.cli import app
 from hoprank.agent.app.cli_errors import run_cli
+from hoprank.cli import app
 
 HOPRANK = str(Path(sys.executable).parent / "hoprank")
 pytestmark = pytest.mark.timeout(600)

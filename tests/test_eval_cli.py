@@ -8,7 +8,7 @@ import pytest
 from test_eval_datasets import MHR_QUERIES, hf_record, official_record
 from typer.testing import CliRunner
 
-from hoprank.agent.app.cli import app
+from hoprank.cli import app
 from hoprank.evals.runner import RESULTS, read_rows
 
 

@@ -42,7 +42,7 @@ QUESTIONS = [
 
 def _hoprank() -> list[str]:
     exe = Path(sys.executable).with_name("hoprank")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "hoprank.agent.app.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "hoprank.cli"]
 
 
 def _eval(tmp: Path, name: str, records: list[dict], extra: list[str]) -> tuple[dict[str, str], dict]:

@@ -192,7 +192,7 @@ def test_gold_documents_and_judge_names():
 def test_cli_judge_and_report(run_dir, index, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from hoprank.agent.app.cli import app
+    from hoprank.cli import app
     from hoprank.evals import judge as J
 
     monkeypatch.setattr(J, "make_judge_llm", lambda *a, **k: ScriptedLLM(judge_reply))

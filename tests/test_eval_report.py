@@ -66,7 +66,7 @@ def test_report_markdown_and_html(tmp_path):
 def test_report_cli(tmp_path):
     from typer.testing import CliRunner
 
-    from hoprank.agent.app.cli import app
+    from hoprank.cli import app
 
     run_eval(deterministic_examples()[:4], deterministic_answer, tmp_path / "a", show_progress=False)
     res = CliRunner().invoke(app, ["report", str(tmp_path / "a"), "--out", str(tmp_path / "r"), "--resamples", "200"])

@@ -112,8 +112,8 @@ def test_config_names_come_from_the_registries():
 
 
 def test_cli_help_lists_the_registered_names(capsys):
-    from hoprank.agent.app.cli import app
     from hoprank.agent.app.cli_errors import run_cli
+    from hoprank.cli import app
 
     assert run_cli(app, ["search", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())

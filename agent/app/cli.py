@@ -1,9 +1,10 @@
-"""The ``hoprank`` command line. Sub-commands of other stages register themselves from
-their own modules (see ``_COMMAND_MODULES``), so this file stays a table of contents."""
+"""The agent's command line (index, search, and the ask/chat/serve/mcp commands that register
+themselves from their own modules). The ``hoprank`` executable is :mod:`hoprank.cli`, which
+adds the evaluation harness's commands: evals builds on the agent, so this layer cannot
+import it."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hoprank.agent.app import ask_cli, serve_cli
 from hoprank.agent.app.cli_errors import check_flag, with_flag_overrides
 from hoprank.tools.errors import HoprankError
 from hoprank.tools.rerank.factory import reranker_names
@@ -27,9 +29,6 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-
-# modules that define ``register(app)``; each stage owns its commands
-_COMMAND_MODULES: list[str] = ["hoprank.agent.app.ask_cli", "hoprank.agent.app.serve_cli", "hoprank.evals.cli"]
 
 
 @app.command("index")
@@ -205,8 +204,8 @@ def _hit_json(h) -> dict:
     return d
 
 
-for _mod in _COMMAND_MODULES:
-    importlib.import_module(_mod).register(app)
+for _commands in (ask_cli, serve_cli):  # modules that define ``register(app)``: each owns its commands
+    _commands.register(app)
 
 
 @app.callback()
@@ -223,7 +222,3 @@ def main(argv: list[str] | None = None) -> None:
     from hoprank.agent.app.cli_errors import run_cli
 
     sys.exit(run_cli(app, argv))
-
-
-if __name__ == "__main__":
-    main()
