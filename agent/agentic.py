@@ -35,6 +35,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.prebuilt import ToolNode, ToolRuntime
+from langgraph.prebuilt.tool_node import ToolInvocationError
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 from typing_extensions import TypedDict
@@ -158,7 +159,7 @@ def _rerank_tool(name: str, cls: type[Reranker]) -> StructuredTool:
         ctx, state = runtime.context, runtime.state
         evidence: list[Hit] = state.get("evidence") or []
         chosen = {str(i) for i in args.get("hit_ids") or []}
-        pool = [h for h in evidence if h.id in chosen] if chosen else evidence
+        pool = [h for h in evidence if h.id in chosen] or evidence  # ids not in the evidence: all of it
         subqueries = [s for s in args.get("subqueries") or [] if isinstance(s, str)] or None
         query = str(args.get("query") or "").strip() or state["question"]
         keep = _positive_int(args.get("top_k")) or ctx.config.candidates().keep
@@ -284,8 +285,8 @@ def build_agentic_graph(tools: list[BaseTool] | None = None, checkpointer: Any =
     g = StateGraph(AgenticState, input_schema=TurnInput, context_schema=AgentContext)
     g.add_node("start", start)
     g.add_node("agent", agent)
-    # a tool's own error (a reranker that cannot run) goes back to the model as the tool's answer
-    g.add_node("tools", ToolNode(tools, handle_tool_errors=(HoprankError,)))
+    # bad arguments and a tool's own error (a reranker that cannot run) go back to the model as the tool's answer
+    g.add_node("tools", ToolNode(tools, handle_tool_errors=(ToolInvocationError, HoprankError)))
     g.add_node("answer", answer)
     g.add_edge(START, "start")
     g.add_edge("start", "agent")

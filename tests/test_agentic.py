@@ -173,3 +173,24 @@ def test_turns_of_a_thread_start_fresh(built_index):
     assert second.trace["n_steps"] == first.trace["n_steps"] == 3
     assert [m["role"] for m in llm.calls[n_calls]] == ["system", "user"]
     assert not any("Seren" in m["content"] for m in llm.calls[n_calls])
+
+
+def test_bad_tool_arguments_go_back_to_the_model(built_index):
+    llm = ScriptedLLM(
+        _tool_script(
+            '{"tool": "search_bm25", "arguments": {"query": "Seren River", "k": "many"}}',
+            '{"tool": "search_bm25", "arguments": {"query": "Seren River", "k": 500}}',
+            '{"tool": "rerank_embedding", "arguments": {"query": "", "top_k": "x", "hit_ids": ["nope"]}}',
+        )
+    )
+    agent = Agent.from_config({"rerank": {"method": "none"}, "agent": {"mode": "agentic"}}, index=built_index, llm=llm)
+    a = agent.ask("How long is the Seren River?")
+    assert a.status == "answered", a.error
+    assert "Error" in llm.calls[1][-1]["content"]  # the invalid k, as the tool's answer
+    searched = [s for s in a.trace["steps"] if s["node"] == "tool"]
+    assert len(searched) == 1 and len(searched[0]["data"]["hits"]) <= agent.config.candidates().per_query
+    # ids that are not in the evidence, an empty query and a bad top_k: all the evidence, the question, the default
+    rerank = next(s for s in a.trace["steps"] if s["node"] == "rerank")
+    n_in = len(searched[0]["data"]["hits"])
+    assert rerank["data"]["usage"]["n_in"] == n_in and rerank["data"]["usage"]["top_k"] == 5
+    assert "Evidence reranked by embedding" in llm.calls[3][-1]["content"]
