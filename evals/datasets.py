@@ -65,11 +65,8 @@ class QAExample:
 
 def file_sha256(path: str | Path) -> str:
     """Content hash recorded next to every run, so results name the exact data they used."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _read_json(path: Path) -> Any:

@@ -65,24 +65,33 @@ LARGE_JOB_CHUNKS = 20_000  # above this, warn with a time estimate before encodi
 
 # ---- files -------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """A temp file next to ``path``, fsynced and renamed over it on success.
+def _atomic_path(path: Path) -> Iterator[Path]:
+    """A fresh temp file next to ``path`` for the caller to fill; fsynced and renamed over
+    ``path`` when the block ends, removed if it raises.
 
-    Created with mode 0666 minus the umask (like any file the user writes), not the 0600
-    of ``tempfile.mkstemp``: an index is data other users and services may need to read."""
+    A path rather than an open file, so writers that open the file themselves (a numpy
+    memmap) get the same crash safety as streamed writes. Created with mode 0666 minus the
+    umask (like any file the user writes), not the 0600 of ``tempfile.mkstemp``: an index is
+    data other users and services may need to read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """:func:`_atomic_path` as an open binary file."""
+    with _atomic_path(path) as tmp, open(tmp, "wb") as f:
+        yield f
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -102,11 +111,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _file_sha1(path: Path) -> str:
-    h = hashlib.sha1()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 @dataclass
@@ -519,8 +525,7 @@ def _write_embeddings(
         with _atomic_file(target) as f:
             np.save(f, np.zeros((0, dim), dtype=np.float32))
         return dim
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
-    try:
+    with _atomic_path(target) as tmp:
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(chunks), dim))
         filled = np.zeros(len(chunks), dtype=bool)
         if reuse:
@@ -544,13 +549,6 @@ def _write_embeddings(
             raise RuntimeError(f"{int((~filled).sum())} chunks got no embedding")
         mm.flush()
         del mm
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return dim
 
 
