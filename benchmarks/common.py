@@ -158,6 +158,12 @@ def current_rss_mb() -> float:
         return float("nan")
 
 
+def log(msg: str, _t0: list[float] = [time.perf_counter()]) -> None:  # noqa: B006 - run clock
+    """A progress line on stderr stamped with the seconds since the benchmark started (stdout stays free for
+    results); one clock for every benchmark, so long runs read alike."""
+    print(f"[{time.perf_counter() - _t0[0]:8.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn()

@@ -40,6 +40,7 @@ from common import (
     argument_parser,
     data_file,
     environment,
+    log,
     markdown_table,
     percentile,
     read_results,
@@ -51,10 +52,6 @@ NAME = "embedding_speed"
 KS = (2, 5, 10)
 SPLITS = {"q1-40": (0, 40), "q41-60": (40, 60), "all": (0, 60)}
 BEFORE_COMMIT = "2704deb"  # main before the encoder registry (MiniLM only, all vectors in RAM)
-
-
-def log(msg: str, _t0: list[float] = [time.perf_counter()]) -> None:  # noqa: B006 - run clock
-    print(f"[{time.perf_counter() - _t0[0]:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

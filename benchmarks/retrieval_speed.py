@@ -43,6 +43,7 @@ from common import (
     data_file,
     environment,
     latency_summary,
+    log,
     markdown_table,
     peak_rss_mb,
     ratio,
@@ -55,10 +56,6 @@ from common import (
 DEFAULT_DATA = "hotpotqa/hotpot_dev_distractor_sample60.hf.json"
 DIM = 384
 SEED = 13
-
-
-def log(msg: str, _t0: list[float] = [time.perf_counter()]) -> None:  # noqa: B006 - run clock
-    print(f"[{time.perf_counter() - _t0[0]:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 # ---- synthetic data --------------------------------------------------------------------

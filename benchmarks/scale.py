@@ -50,9 +50,11 @@ from common import (
     data_file,
     environment,
     latency_summary,
+    log,
     markdown_table,
     peak_rss_mb,
     ratio,
+    read_results,
     write_results,
 )
 
@@ -61,10 +63,6 @@ SEED = 13
 K = 10
 PACKAGES = ("hoprank", "numpy", "bm25s", "qdrant-edge-py", "qdrant-client", "sentence-transformers", "torch")
 CONTENDERS = ("numpy", "bm25s", "edge", "edge-serve", "rrf")
-
-
-def log(msg: str, _t0: list[float] = [time.perf_counter()]) -> None:  # noqa: B006 - run clock
-    print(f"[{time.perf_counter() - _t0[0]:8.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 def dir_mb(path: Path) -> float:
@@ -758,23 +756,8 @@ def main(argv: list[str] | None = None) -> int:
         return probe_main(args)
     state_file = args.work / "results.json"
     if args.render_only:
-        saved = json.loads((RESULTS_DIR / f"{args.name}.json").read_text())
-        meta = saved["metadata"]
-        env = {
-            k: meta[k]
-            for k in (
-                "date",
-                "cpu_count",
-                "cpu_model",
-                "memory_gb",
-                "platform",
-                "python",
-                "packages",
-                "load_average_at_start",
-                "load_average_at_end",
-            )
-        }
-        render(args, env, saved["results"])
+        _, env, results = read_results(args.name)
+        render(args, env, results)
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     state = {} if args.fresh or not state_file.exists() else json.loads(state_file.read_text())
