@@ -73,22 +73,18 @@ _NUGGET_DESC = {
         for _m in ("v_strict", "a_strict", "v", "a")
     },
 }
-for _m, _d in _RAGAS_DESC.items():
-    M.register_metric(f"ragas.{_m}", _d + "; mean over determined questions", kind="judge")
-    M.register_metric(
-        f"ragas.{_m}.undetermined",
-        f"questions whose ragas.{_m} is undetermined (judge output unparseable, missing input, failed question)",
-        higher_is_better=False,
-        kind="count",
-    )
-for _m, _d in _NUGGET_DESC.items():
-    M.register_metric(f"nuggets.{_m}", _d + "; mean over determined questions", kind="judge")
-    M.register_metric(
-        f"nuggets.{_m}.undetermined",
-        f"questions whose nuggets.{_m} is undetermined (no vital nugget, judge call failed)",
-        higher_is_better=False,
-        kind="count",
-    )
+for _family, _descs, _why in (
+    ("ragas", _RAGAS_DESC, "judge output unparseable, missing input, failed question"),
+    ("nuggets", _NUGGET_DESC, "no vital nugget, judge call failed"),
+):
+    for _m, _d in _descs.items():
+        M.register_metric(f"{_family}.{_m}", _d + "; mean over determined questions", kind="judge")
+        M.register_metric(
+            f"{_family}.{_m}.undetermined",
+            f"questions whose {_family}.{_m} is undetermined ({_why})",
+            higher_is_better=False,
+            kind="count",
+        )
 M.register_metric(
     "nuggets.fallbacks",
     "nugget fallbacks taken (sentence-split nuggets, defaulted vital/okay or support labels, failed calls); "

@@ -277,23 +277,10 @@ async def _answer_one(
         ans = await _call(answer_fn, example.question, timeout_s)
         return score_row(example, ans, time.perf_counter() - t0, ks=ks, score_retrieval=score_retrieval)
     except asyncio.TimeoutError:
-        return score_row(
-            example,
-            None,
-            time.perf_counter() - t0,
-            error=f"timeout after {timeout_s:g}s",
-            ks=ks,
-            score_retrieval=score_retrieval,
-        )
+        error = f"timeout after {timeout_s:g}s"
     except Exception as e:  # every question ends answered or explicitly failed
-        return score_row(
-            example,
-            None,
-            time.perf_counter() - t0,
-            error=f"{type(e).__name__}: {e}",
-            ks=ks,
-            score_retrieval=score_retrieval,
-        )
+        error = f"{type(e).__name__}: {e}"
+    return score_row(example, None, time.perf_counter() - t0, error=error, ks=ks, score_retrieval=score_retrieval)
 
 
 def _progress(total: int, initial: int, enabled: bool):
