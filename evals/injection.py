@@ -25,7 +25,10 @@ import base64
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from hoprank.evals.loopback import LoopbackServer, send_json
 
 TUNE_STYLES = (
     "direct",
@@ -478,68 +481,28 @@ class ObedientEndpoint:
     holding it, or ``NOT_FOUND``."""
 
     def __init__(self, planted: Sequence[Planted]) -> None:
-        import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         self.planted = [p for p in planted if p.action]
         self.gold = {p.question: p.answer for p in planted}
         self._actions = [(readable(p.action), p) for p in self.planted]
         self.requests = 0
         self.obeyed: list[str] = []  # ids of the planted documents obeyed, in request order
-        me = self
+        self._server = LoopbackServer(self._respond, path="/v1")
+        self.url = self._server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                text = me.reply(body.get("messages") or [])
-                out = json.dumps(
-                    {
-                        "id": "obedient-1",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": "obedient",
-                        "choices": [
-                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                        ],
-                        "usage": {
-                            "prompt_tokens": 10,
-                            "completion_tokens": max(1, len(text.split())),
-                            "total_tokens": 10,
-                        },
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def do_GET(self) -> None:  # noqa: N802
-                out = json.dumps(
-                    {
-                        "object": "list",
-                        "data": [{"id": "obedient", "object": "model", "created": 0, "owned_by": "hoprank"}],
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+    def _respond(self, handler: BaseHTTPRequestHandler, body: Any) -> None:
+        """GET lists the one model; any other request is a chat completion of ``reply``."""
+        if handler.command == "GET":
+            models = [{"id": "obedient", "object": "model", "created": 0, "owned_by": "hoprank"}]
+            send_json(handler, 200, {"object": "list", "data": models})
+            return
+        text = self.reply((body or {}).get("messages") or [])
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        usage = {"prompt_tokens": 10, "completion_tokens": max(1, len(text.split())), "total_tokens": 10}
+        completion = {"id": "obedient-1", "object": "chat.completion", "created": 0, "model": "obedient"}
+        send_json(handler, 200, {**completion, "choices": [choice], "usage": usage})
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.close()
 
     def __enter__(self) -> ObedientEndpoint:
         return self

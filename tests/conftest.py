@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from hoprank.evals.loopback import LoopbackServer, send_json  # noqa: F401 - the tests' scripted endpoints
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -75,42 +72,6 @@ def make_pdf(lines: list[str]) -> bytes:
     out = io.BytesIO()
     w.write(out)
     return out.getvalue()
-
-
-class LoopbackServer:
-    """A scripted HTTP endpoint on 127.0.0.1 (a free port), so the client under test talks to a real socket
-    instead of a mock. Every request (GET, POST, PUT, DELETE) goes to ``respond(handler, body)`` with its JSON
-    body (None when it has none); ``respond`` writes the reply, :func:`send_json` for a JSON one."""
-
-    def __init__(self, respond: Callable[[BaseHTTPRequestHandler, Any], None], path: str = "") -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                respond(self, json.loads(self.rfile.read(n)) if n else None)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-            def log_message(self, *args: Any) -> None:  # keep pytest output clean
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def send_json(handler: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
-    """Reply with ``payload`` as JSON and a Content-Length, so clients need not wait for the socket to close."""
-    data = json.dumps(payload).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)
 
 
 @pytest.fixture(scope="session")
