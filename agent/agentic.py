@@ -49,6 +49,7 @@ from hoprank.tools import safety
 from hoprank.tools.errors import HoprankError
 from hoprank.tools.rerank.base import Reranker
 from hoprank.tools.rerank.factory import RERANKERS
+from hoprank.tools.retrieval.factory import RETRIEVERS
 from hoprank.tools.retrieval.fusion import rrf
 from hoprank.tools.types import Citation, Hit, Usage
 
@@ -190,10 +191,7 @@ def make_tools() -> list[StructuredTool]:
     """Every tool the graph can run; which of them the model is offered is decided per turn
     from the config (:func:`offered_rerankers`)."""
     return [
-        _search_tool("hybrid", "Search the documents (keyword + semantic). Args: query (string)."),
-        _search_tool("bm25", "Keyword search, best for exact names and numbers. Args: query (string)."),
-        _search_tool("dense", "Semantic search, best for descriptions and paraphrases. Args: query (string)."),
-        _search_tool("qdrant", "Vector search in Qdrant. Args: query (string)."),
+        *(_search_tool(s.name, f"{s.agent_tool} Args: query (string).") for s in RETRIEVERS.values() if s.agent_tool),
         *(_rerank_tool(name, cls) for name, cls in RERANKERS.items()),
         _answer_tool(),
     ]

@@ -13,6 +13,7 @@ from hoprank.agent.config import Config
 from hoprank.tools.ingest.index import Index
 from hoprank.tools.llm.base import ChatLLM
 from hoprank.tools.llm.base import usage_of as usage_of  # the nodes' one accounting of their calls
+from hoprank.tools.retrieval.factory import retriever_options
 from hoprank.tools.types import Hit, Step, Usage
 
 
@@ -33,10 +34,7 @@ class AgentContext:
 
     def retriever(self):
         r = self.config.retrieval
-        opts = {"url": r.qdrant_url} if r.retriever.startswith("qdrant") and r.qdrant_url else {}
-        if r.stem:
-            opts["stem"] = True
-        return self.index.retriever(r.retriever, **opts)
+        return self.index.retriever(r.retriever, **retriever_options(r.retriever, url=r.qdrant_url, stem=r.stem))
 
 
 def hit_brief(h: Hit) -> dict[str, Any]:

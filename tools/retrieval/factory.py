@@ -33,12 +33,15 @@ Builder = Callable[[SearchableIndex, dict[str, Any], dict[str, Any]], Retriever]
 
 @dataclass(frozen=True)
 class RetrieverSpec:
-    """One registered retriever: ``own_options`` are its constructor's keywords a user may set."""
+    """One registered retriever: ``own_options`` are its constructor's keywords a user may set;
+    ``agent_tool`` is how agentic mode describes it to the model as a ``search_<name>`` tool
+    (None: not offered there, e.g. a reference implementation or a part of another)."""
 
     name: str
     description: str
     build: Builder
     own_options: tuple[str, ...] = ()
+    agent_tool: str | None = None
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -96,13 +99,32 @@ def _fusion(index: SearchableIndex, tok_opts: dict[str, Any], opts: dict[str, An
 RETRIEVERS: dict[str, RetrieverSpec] = {
     s.name: s
     for s in (
-        RetrieverSpec("bm25", "BM25 keyword search (bm25s)", _bm25s, ("k1", "b")),
+        RetrieverSpec(
+            "bm25",
+            "BM25 keyword search (bm25s)",
+            _bm25s,
+            ("k1", "b"),
+            "Keyword search, best for exact names and numbers.",
+        ),
         RetrieverSpec("rank-bm25", "BM25 keyword search (rank-bm25, the reference)", _rank_bm25, ("k1", "b")),
-        RetrieverSpec("dense", "semantic search over the index's embeddings", _dense),
-        RetrieverSpec("qdrant", "dense vector search in Qdrant", _qdrant("dense"), _QDRANT_OPTIONS),
+        RetrieverSpec(
+            "dense",
+            "semantic search over the index's embeddings",
+            _dense,
+            agent_tool="Semantic search, best for descriptions and paraphrases.",
+        ),
+        RetrieverSpec(
+            "qdrant", "dense vector search in Qdrant", _qdrant("dense"), _QDRANT_OPTIONS, "Vector search in Qdrant."
+        ),
         RetrieverSpec("qdrant-sparse", "sparse BM25 vectors in Qdrant", _qdrant("sparse"), _QDRANT_OPTIONS),
         RetrieverSpec("qdrant-hybrid", "dense + sparse fused by RRF inside Qdrant", _qdrant("hybrid"), _QDRANT_OPTIONS),
-        RetrieverSpec("hybrid", "RRF of bm25 and dense, fused here", _fusion, _FUSION_OPTIONS),
+        RetrieverSpec(
+            "hybrid",
+            "RRF of bm25 and dense, fused here",
+            _fusion,
+            _FUSION_OPTIONS,
+            "Search the documents (keyword + semantic).",
+        ),
     )
 }
 
