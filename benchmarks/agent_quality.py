@@ -183,7 +183,7 @@ def main() -> int:
                 if kept
                 else []
             ),
-            f"LLM: {model}; embeddings: all-MiniLM-L6-v2; reranker: embedding (MiniLM)",
+            f"LLM: {model}; encoder: {index.encoder_name}; reranker: embedding (the index's stored vectors)",
             "pooled corpus = all paragraphs of all 60 questions (one paragraph = one chunk)",
             (
                 "both@k over the distinct documents of the agent's ranked evidence (top 10 returned; the generator "
