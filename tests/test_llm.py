@@ -336,6 +336,9 @@ def test_vllm_translation_and_one_engine_call_per_batch(tmp_path):
     assert to_conversation([{"role": "user", "content": None}]) == [{"role": "user", "content": ""}]
     fake = FakeVLLM()
     llm = VLLMEngineLLM("some/model", max_tokens=9, engine=fake.engine, vllm_module=fake)
+    # an in-process engine runs one call at a time, whatever the config's concurrency asks
+    assert llm.max_concurrency == 1
+    assert llm.configure(LLMConfig(concurrency=8, cache=False)).max_concurrency == 1
     llm.cache = ResponseCache(tmp_path)
     batch = [[{"role": "user", "content": f"q{i}"}] for i in range(4)]
     out = llm.chat_many(batch)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -272,6 +272,9 @@ class ChatLLM:
     model_name: str = "unknown"
     backend_name: str = "base"
     max_concurrency: int = 4
+    # an in-process engine (a lock or the engine's own batching serialises calls): one call at a time, whatever
+    # the config's concurrency says - more threads would only wait
+    serial: bool = False
     supports_tools: bool = False  # native tool calling (``tools=`` param, ``tool_calls`` out)
     # reliability knobs (``configure`` sets them from an LLMConfig)
     max_retries: int = 0
@@ -283,14 +286,16 @@ class ChatLLM:
     def __init__(self) -> None:
         self.usage = UsageMeter()
         self.defaults: dict[str, Any] = {}
+        if self.serial:
+            self.max_concurrency = 1
 
-    def configure(self, cfg: Any) -> ChatLLM:
+    def configure(self, cfg: Any) -> Self:
         """Take retries, timeout, concurrency and cache from an ``LLMConfig``."""
         from hoprank.tools.llm.cache import ResponseCache
 
         self.max_retries = int(cfg.max_retries)
         self.timeout_s = float(cfg.timeout_s)
-        self.max_concurrency = int(cfg.concurrency)
+        self.max_concurrency = 1 if self.serial else int(cfg.concurrency)
         self.cache = ResponseCache(cfg.cache_dir) if cfg.cache else None
         return self
 

@@ -169,6 +169,7 @@ class LlamaCppLLM(ChatLLM):
     """In-process llama.cpp chat model; the default backend (``llm.backend: llamacpp``)."""
 
     backend_name = "llamacpp"
+    serial = True  # one model behind a lock
 
     def __init__(
         self,
@@ -185,24 +186,20 @@ class LlamaCppLLM(ChatLLM):
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.seed = seed
-        self.max_concurrency = 1  # the lock serialises anyway; threads would only wait
         self.defaults = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
         self.constrained_json = os.environ.get("HOPRANK_LLAMACPP_GRAMMAR", "") == "1"
         self._llama, self._lock = load_llama(self.model_path, n_ctx, n_threads, seed)
 
     @classmethod
     def from_config(cls, cfg: Any) -> LlamaCppLLM:
-        llm = cls(
+        return cls(
             cfg.model,
             n_ctx=cfg.n_ctx,
             n_threads=cfg.n_threads,
             seed=cfg.seed,
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
-        )
-        llm.configure(cfg)
-        llm.max_concurrency = 1
-        return llm
+        ).configure(cfg)
 
     def _cache_key(self, messages: Messages, params: dict[str, Any]) -> str:
         # constrained and unconstrained JSON are different outputs for the same request

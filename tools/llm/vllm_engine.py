@@ -51,6 +51,7 @@ def to_conversation(messages: Messages) -> list[dict[str, str]]:
 
 class VLLMEngineLLM(ChatLLM):
     backend_name = "vllm"
+    serial = True  # the engine batches internally
 
     def __init__(
         self,
@@ -68,7 +69,6 @@ class VLLMEngineLLM(ChatLLM):
         self.vllm = vllm_module or import_vllm()
         self.model_name = model
         self.defaults = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
-        self.max_concurrency = 1  # the engine batches internally
         kw: dict[str, Any] = {"model": model, "seed": seed}
         if n_ctx:
             kw["max_model_len"] = n_ctx
@@ -77,17 +77,14 @@ class VLLMEngineLLM(ChatLLM):
     @classmethod
     def from_config(cls, cfg: Any) -> VLLMEngineLLM:
         vllm = import_vllm()  # fail with the extra's name before anything else
-        llm = cls(
+        return cls(
             cfg.model,
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
             seed=cfg.seed,
             n_ctx=cfg.n_ctx,
             vllm_module=vllm,
-        )
-        llm.configure(cfg)
-        llm.max_concurrency = 1
-        return llm
+        ).configure(cfg)
 
     def sampling_params(self, params: dict[str, Any]) -> Any:
         kw = to_sampling_kwargs(params)
