@@ -445,6 +445,24 @@ def test_factory_errors_name_the_problem():
         make_reranker("embedding", agg="median")
 
 
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("setwise", {"method": "quicksort"}, "setwise method must be 'heapsort' or 'bubblesort', got 'quicksort'"),
+        ("pointwise", {"mode": "vote"}, "pointwise mode must be 'auto', 'yesno' or 'rating', got 'vote'"),
+        ("rebel", {"normalize": "rank"}, "rebel normalize must be 'anchor', 'zscore' or 'none', got 'rank'"),
+        ("listwise", {"scoring": "last"}, "listwise scoring must be 'text' or 'first', got 'last'"),
+        ("setwise", {"num_permutation": 0}, "setwise num_permutation must be an integer >= 1, got 0"),
+        ("listwise", {"window": 2.5}, "listwise window must be an integer >= 2, got 2.5"),
+    ],
+)
+def test_option_errors_list_the_choices_their_signature_declares(name, options, message):
+    """The choices come from the constructor's Literal annotation; one wording for every reranker."""
+    with pytest.raises(RerankError) as ei:
+        make_reranker(name, llm=ScriptedLLM([""]), **options)
+    assert str(ei.value) == message
+
+
 def test_top_k_and_query_validation():
     rr = make_reranker("none")
     with pytest.raises(RerankError, match="top_k"):

@@ -16,6 +16,7 @@ import asyncio
 import re
 import threading
 import time
+import typing
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -214,6 +215,23 @@ class Reranker:
 
     def __init__(self) -> None:
         self.last_trace: dict[str, Any] = {}
+
+    # ---- option checks (one wording for every reranker) ------------------------------------
+    def check_choices(self, **values: Any) -> None:
+        """Each value must be one of the ``Literal`` choices its constructor parameter declares: the signature
+        is the one list of a reranker's choices, and the error names reranker, option and choices alike."""
+        hints = typing.get_type_hints(type(self).__init__)
+        for option, value in values.items():
+            choices = typing.get_args(hints[option])
+            if value not in choices:
+                *rest, last = (repr(c) for c in choices)
+                listed = f"{', '.join(rest)} or {last}" if rest else last
+                raise RerankError(f"{self.name} {option} must be {listed}, got {value!r}")
+
+    def check_int(self, option: str, value: Any, minimum: int) -> None:
+        """``value`` must be an integer of at least ``minimum`` (sizes and counts of a reranker's sets)."""
+        if not isinstance(value, int) or value < minimum:
+            raise RerankError(f"{self.name} {option} must be an integer >= {minimum}, got {value!r}")
 
     # ---- subclass hook ----------------------------------------------------------------
     def _score(

@@ -32,8 +32,7 @@ class EmbeddingReranker(Reranker):
         max_doc_words: int | None = 256,
     ) -> None:
         super().__init__()
-        if agg not in ("max", "mean"):
-            raise RerankError(f"embedding agg must be 'max' or 'mean', got {agg!r}")
+        self.check_choices(agg=agg)
         if not 0.0 <= float(main_weight) <= 1.0:
             raise RerankError(f"embedding main_weight must be in [0, 1], got {main_weight!r}")
         if embedder is None:  # callers with an index pass its encoder (index.embedder)

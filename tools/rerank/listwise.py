@@ -70,10 +70,8 @@ class ListwiseReranker(Reranker):
         calibrate: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(window, int) or window < 2:
-            raise RerankError(f"listwise window must be an integer >= 2, got {window!r}")
-        if scoring not in ("text", "first"):
-            raise RerankError(f"listwise scoring must be 'text' or 'first', got {scoring!r}")
+        self.check_int("window", window, 2)
+        self.check_choices(scoring=scoring)
         if scoring == "first" and window > len(LETTERS):
             raise RerankError(
                 f"listwise scoring 'first' labels a window with letters: window must be <= {len(LETTERS)}, got {window}"

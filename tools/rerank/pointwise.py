@@ -23,7 +23,7 @@ import math
 from typing import Any, Literal
 
 from hoprank import prompts
-from hoprank.tools.rerank.base import CallRecorder, Reranker, RerankError, Scored, doc_text
+from hoprank.tools.rerank.base import CallRecorder, Reranker, Scored, doc_text
 from hoprank.tools.rerank.parsing import parse_rating, parse_yes_no, yes_probability
 from hoprank.tools.types import Hit
 
@@ -51,10 +51,7 @@ class PointwiseReranker(Reranker):
         scoring: Literal["text", "calibrated"] = "text",
     ) -> None:
         super().__init__()
-        if mode not in ("auto", "yesno", "rating"):
-            raise RerankError(f"pointwise mode must be 'auto', 'yesno' or 'rating', got {mode!r}")
-        if scoring not in ("text", "calibrated"):
-            raise RerankError(f"pointwise scoring must be 'text' or 'calibrated', got {scoring!r}")
+        self.check_choices(mode=mode, scoring=scoring)
         self.scoring = scoring
         self.llm = llm
         self.mode = mode

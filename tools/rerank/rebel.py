@@ -122,10 +122,7 @@ class RebelReranker(Reranker):
         meta_max_tokens: int = 200,
     ) -> None:
         super().__init__()
-        if variant not in ("one-turn", "two-turn"):
-            raise RerankError(f"rebel variant must be 'one-turn' or 'two-turn', got {variant!r}")
-        if normalize not in ("anchor", "zscore", "none"):
-            raise RerankError(f"rebel normalize must be 'anchor', 'zscore' or 'none', got {normalize!r}")
+        self.check_choices(variant=variant, normalize=normalize)
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 2):
             raise RerankError(f"rebel batch_size must be an integer >= 2 or None, got {batch_size!r}")
         self.llm = llm

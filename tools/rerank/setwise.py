@@ -67,21 +67,15 @@ class SetwiseReranker(Reranker):
         calibrate: bool = True,
     ) -> None:
         super().__init__()
-        if method not in ("heapsort", "bubblesort"):
-            raise RerankError(f"setwise method must be 'heapsort' or 'bubblesort', got {method!r}")
-        if scoring not in ("text", "likelihood"):
-            raise RerankError(f"setwise scoring must be 'text' or 'likelihood', got {scoring!r}")
+        self.check_choices(method=method, scoring=scoring)
         if scoring == "likelihood" and isinstance(num_child, int) and num_child + 1 > len(LETTERS):
             raise RerankError(
                 "setwise likelihood scoring labels a set with letters: "
                 f"num_child must be <= {len(LETTERS) - 1}, got {num_child}"
             )
-        if not isinstance(num_child, int) or num_child < 1:
-            raise RerankError(f"setwise num_child must be an integer >= 1, got {num_child!r}")
-        if not isinstance(num_permutation, int) or num_permutation < 1:
-            raise RerankError(f"setwise num_permutation must be an integer >= 1, got {num_permutation!r}")
-        if not isinstance(k, int) or k < 1:
-            raise RerankError(f"setwise k must be an integer >= 1, got {k!r}")
+        self.check_int("num_child", num_child, 1)
+        self.check_int("num_permutation", num_permutation, 1)
+        self.check_int("k", k, 1)
         self.llm = llm
         self.method = method
         self.num_child = num_child
