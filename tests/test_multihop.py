@@ -3,12 +3,11 @@ scoring and short answers chosen among evidence spans (issue 9). Fixtures only."
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+from conftest import LoopbackServer, send_json
 
 from hoprank.agent import spans
 from hoprank.agent.chain import select_chains
@@ -178,91 +177,76 @@ def test_span_mode_falls_back_to_generation_and_says_why() -> None:
 
 
 # ---- likelihood scoring through an OpenAI-compatible endpoint ---------------------------------
-class LogprobServer:
+class LogprobServer(LoopbackServer):
     """Answers chat completions with top_logprobs and completions with echoed logprobs."""
 
     def __init__(self, top: dict[str, float], echo_logprob: float = -0.5, fail: bool = False) -> None:
         self.requests: list[dict[str, Any]] = []
-        server = self
+        self.top, self.echo_logprob, self.fail = top, echo_logprob, fail
+        super().__init__(self._respond, path="/v1")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(body)
-                if fail:
-                    out, code = {"error": {"message": "logprobs not supported"}}, 400
-                elif self.path.endswith("/chat/completions"):
-                    tops = [{"token": t, "logprob": v, "bytes": None} for t, v in top.items()]
-                    lp = {"content": [{"token": next(iter(top)), "logprob": 0.0, "bytes": None, "top_logprobs": tops}]}
-                    out, code = (
+    def _respond(self, handler: BaseHTTPRequestHandler, body: Any) -> None:
+        top, echo_logprob = self.top, self.echo_logprob
+        self.requests.append(body)
+        if self.fail:
+            out, code = {"error": {"message": "logprobs not supported"}}, 400
+        elif handler.path.endswith("/chat/completions"):
+            tops = [{"token": t, "logprob": v, "bytes": None} for t, v in top.items()]
+            lp = {"content": [{"token": next(iter(top)), "logprob": 0.0, "bytes": None, "top_logprobs": tops}]}
+            out, code = (
+                {
+                    "id": "c",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "m",
+                    "choices": [
                         {
-                            "id": "c",
-                            "object": "chat.completion",
-                            "created": 0,
-                            "model": "m",
-                            "choices": [
-                                {
-                                    "index": 0,
-                                    "message": {"role": "assistant", "content": "A"},
-                                    "finish_reason": "length",
-                                    "logprobs": lp,
-                                }
-                            ],
-                            "usage": {"prompt_tokens": 11, "completion_tokens": 1, "total_tokens": 12},
-                        },
-                        200,
-                    )
-                else:  # completions with echo: one token per word, plus the generated one
-                    text = body["prompt"]
-                    words, offsets, pos = text.split(" "), [], 0
-                    for w in words:
-                        offsets.append(pos)
-                        pos += len(w) + 1
-                    values = [None] + [echo_logprob] * (len(words) - 1) + [-9.0]
-                    offsets.append(len(text))
-                    out, code = (
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "A"},
+                            "finish_reason": "length",
+                            "logprobs": lp,
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": 1, "total_tokens": 12},
+                },
+                200,
+            )
+        else:  # completions with echo: one token per word, plus the generated one
+            text = body["prompt"]
+            words, offsets, pos = text.split(" "), [], 0
+            for w in words:
+                offsets.append(pos)
+                pos += len(w) + 1
+            values = [None] + [echo_logprob] * (len(words) - 1) + [-9.0]
+            offsets.append(len(text))
+            out, code = (
+                {
+                    "id": "c",
+                    "object": "text_completion",
+                    "created": 0,
+                    "model": "m",
+                    "choices": [
                         {
-                            "id": "c",
-                            "object": "text_completion",
-                            "created": 0,
-                            "model": "m",
-                            "choices": [
-                                {
-                                    "index": 0,
-                                    "text": text + "x",
-                                    "finish_reason": "length",
-                                    "logprobs": {
-                                        "tokens": words + ["x"],
-                                        "token_logprobs": values,
-                                        "text_offset": offsets,
-                                        "top_logprobs": None,
-                                    },
-                                }
-                            ],
-                            "usage": {
-                                "prompt_tokens": len(words),
-                                "completion_tokens": 1,
-                                "total_tokens": len(words) + 1,
+                            "index": 0,
+                            "text": text + "x",
+                            "finish_reason": "length",
+                            "logprobs": {
+                                "tokens": words + ["x"],
+                                "token_logprobs": values,
+                                "text_offset": offsets,
+                                "top_logprobs": None,
                             },
-                        },
-                        200,
-                    )
-                data = json.dumps(out).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": len(words),
+                        "completion_tokens": 1,
+                        "total_tokens": len(words) + 1,
+                    },
+                },
+                200,
+            )
+        send_json(handler, code, out)
 
 
 def test_label_logprobs_from_an_endpoint_top_logprobs() -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from conftest import write_corpus
+from conftest import LoopbackServer, send_json, write_corpus
 
 from hoprank import Agent
 from hoprank.agent.app.server import ServerSettings, create_app, serve_in_thread
@@ -33,7 +32,13 @@ from hoprank.tools.types import Hit
 REPLY = "Ada Quill was born in Marrow Bay [1] and later founded the Quill Lamp Works there."
 
 
-class StreamingLLMServer:
+def _event(handler: BaseHTTPRequestHandler, obj: dict) -> None:
+    """One server-sent event, flushed so the client reads it before the next."""
+    handler.wfile.write(f"data: {json.dumps(obj)}\n\n".encode())
+    handler.wfile.flush()
+
+
+class StreamingLLMServer(LoopbackServer):
     """An OpenAI-compatible chat endpoint that replies ``REPLY`` (cut to ``max_tokens``
     words), streamed one word per chunk with a final usage chunk when asked; ``status``
     set makes every request fail with that HTTP status."""
@@ -41,65 +46,40 @@ class StreamingLLMServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.status: int | None = None
-        server = self
+        super().__init__(self._respond, path="/v1")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(body)
-                if server.status is not None:
-                    self._send(server.status, {"error": {"message": "scripted failure", "type": "server_error"}})
-                    return
-                words = re.findall(r"\s*\S+", REPLY)[: body.get("max_tokens") or None]
-                finish = "length" if len(words) < len(re.findall(r"\s*\S+", REPLY)) else "stop"
-                usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
-                if not body.get("stream"):
-                    message = {"role": "assistant", "content": "".join(words)}
-                    choice = {"index": 0, "message": message, "finish_reason": finish}
-                    self._send(
-                        200,
-                        {"id": "c", "object": "chat.completion", "model": "scripted"}
-                        | {"created": 0, "choices": [choice], "usage": usage},
-                    )
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                head = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "scripted"}
-                for w in words:
-                    self._event(head | {"choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]})
-                self._event(head | {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
-                if (body.get("stream_options") or {}).get("include_usage"):
-                    self._event(head | {"choices": [], "usage": usage})
-                self.wfile.write(b"data: [DONE]\n\n")
-
-            def _event(self, obj: dict) -> None:
-                self.wfile.write(f"data: {json.dumps(obj)}\n\n".encode())
-                self.wfile.flush()
-
-            def _send(self, code: int, obj: dict) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    def _respond(self, handler: BaseHTTPRequestHandler, body: Any) -> None:
+        self.requests.append(body)
+        if self.status is not None:
+            send_json(handler, self.status, {"error": {"message": "scripted failure", "type": "server_error"}})
+            return
+        words = re.findall(r"\s*\S+", REPLY)[: body.get("max_tokens") or None]
+        finish = "length" if len(words) < len(re.findall(r"\s*\S+", REPLY)) else "stop"
+        usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": "".join(words)}
+            choice = {"index": 0, "message": message, "finish_reason": finish}
+            send_json(
+                handler,
+                200,
+                {"id": "c", "object": "chat.completion", "model": "scripted"}
+                | {"created": 0, "choices": [choice], "usage": usage},
+            )
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        head = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "scripted"}
+        for w in words:
+            _event(handler, head | {"choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]})
+        _event(handler, head | {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            _event(handler, head | {"choices": [], "usage": usage})
+        handler.wfile.write(b"data: [DONE]\n\n")
 
     def answer_requests(self) -> list[dict[str, Any]]:
         """The requests of the answer step (its prompt carries the numbered documents)."""
         return [r for r in self.requests if "<documents>" in json.dumps(r["messages"])]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
