@@ -159,4 +159,6 @@ def make_retriever(name: str, index: SearchableIndex, **opts: Any) -> Retriever:
     if bad:
         raise ValueError(unknown_options("retriever", name, bad, list(spec.options)))
     tok_opts = {k: opts.pop(k) for k in TOKENIZER_OPTIONS if k in opts}
-    return spec.build(index, tok_opts, opts)
+    retriever = spec.build(index, tok_opts, opts)
+    retriever.name = spec.name  # the registry names what it builds (hits carry it as ``retriever``)
+    return retriever

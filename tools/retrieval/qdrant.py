@@ -138,7 +138,7 @@ class QdrantRetriever(Retriever):
             raise ValueError(f"qdrant mode must be dense, sparse or hybrid, got {mode!r}")
         self.index = index
         self.mode = mode
-        self.name = {"dense": "qdrant", "sparse": "qdrant-sparse", "hybrid": "qdrant-hybrid"}[mode]
+        self.name = f"{self.name}:{mode}"  # make_retriever stamps the registered name
         self.collection = collection
         self.tokenizer = tokenizer or Tokenizer()
         self.depth = depth
