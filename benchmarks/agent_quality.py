@@ -52,7 +52,11 @@ BASE = {
     "rerank": {"method": "embedding", "top_k": 10},
 }
 CONFIGS: dict[str, dict] = {
-    "naive RAG": {"retrieval": {"k": 5}, "rerank": {"method": "none"}, "agent": {"decompose": "none", "max_hops": 0}},
+    "naive RAG": {
+        "retrieval": {"k": 5},
+        "rerank": {"method": "none"},
+        "agent": {"decompose": "none", "max_hops": 0, "chain": False},  # top-5 hybrid -> generate, nothing else
+    },
     "graph, rules, 0 hops": {"agent": {"decompose": "rules", "max_hops": 0}},
     "graph, rules, 1 hop": {"agent": {"decompose": "rules", "max_hops": 1}},
     "graph, rules, 2 hops": {"agent": {"decompose": "rules", "max_hops": 2}},
@@ -165,7 +169,9 @@ def main() -> int:
     if args.add_to_saved and (RESULTS_DIR / "agent_quality.json").exists():
         saved = read_results("agent_quality")[2]
         kept = [n for n in saved if n not in results]
-        results = {**{n: saved[n] for n in kept}, **results}
+        merged = {**{n: saved[n] for n in kept}, **results}
+        order = [*list(results)[:2], *CONFIGS]  # the two baselines, then the configurations' own order
+        results = {n: merged[n] for n in sorted(merged, key=lambda n: order.index(n) if n in order else len(order))}
     cols = ["both@5", "both@10", "em", "f1", "calls/q", "tokens/q", "s/q", "hops/q", "failed"]
     table = markdown_table(["configuration"] + cols, [[n] + [r.get(c) for c in cols] for n, r in results.items()])
     model = args.llm_model or "SmolLM2-135M-Instruct Q4_1 (llama.cpp, embedded)"
