@@ -62,7 +62,8 @@ _ROLE_OF = re.compile(
     r"\b(?:the|a|an)\s+((?:[a-z][\w-]*\s+){0,2}?[a-z][\w-]*)\s+(?:of|by|behind)\s+(?:the\s+)?", re.UNICODE
 )
 _CMP_CUES = re.compile(
-    r"\b(or|both|either|than|same|compared|older|younger|longer|shorter|larger|smaller|earlier|later|first|more|fewer|higher|lower|bigger|before|after)\b",
+    r"\b(or|both|either|than|same|compared|older|younger|longer|shorter|larger|smaller|earlier|later|first"
+    r"|more|fewer|higher|lower|bigger|before|after)\b",
     re.I,
 )
 _AGG_CUES = re.compile(r"\b(how many (?:of|different)|list all|all the|in total|altogether|combined)\b", re.I)

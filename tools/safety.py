@@ -171,8 +171,9 @@ _INSTR = (
 _PRIOR = (
     r"(?:previous|prior|preceding|above|earlier|former|original|initial|existing|all|any|every|your|system|developer"
     r"|safety"
-    r"|précédentes|precedentes|antérieures|vorherigen|bisherigen|obigen|vorigen|früheren|anteriores|previas|precedenti"
-    r"|vorige|eerdere|предыдущие|прежние|все|toutes|tous|alle|todas|todos|tutte|tutti|as|les|las|le)"
+    r"|précédentes|precedentes|antérieures|vorherigen|bisherigen|obigen|vorigen|früheren"
+    r"|anteriores|previas|precedenti|vorige|eerdere|предыдущие|прежние"
+    r"|все|toutes|tous|alle|todas|todos|tutte|tutti|as|les|las|le)"
 )
 _IGNORE = (
     r"(?:ignore|disregard|forget|bypass|discard|abandon|neglect|ignorez|ignorer|oubliez|ignoriere|ignorieren"
@@ -225,7 +226,10 @@ _URL = re.compile(
     re.I,
 )
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
-_CODE = re.compile(r"\b[A-Z][A-Z0-9]{2,}(?:[-_][A-Z0-9]+)+\b|(?:(?<=\s)|^)[\"“‘'][^\"”’'\n]{1,40}[\"”’'](?!\w)")
+_CODE = re.compile(
+    r"\b[A-Z][A-Z0-9]{2,}(?:[-_][A-Z0-9]+)+\b"  # codes such as ALPHA-7
+    r"|(?:(?<=\s)|^)[\"“‘'][^\"”’'\n]{1,40}[\"”’'](?!\w)"  # a short quoted phrase
+)
 
 # (rule, weight, pattern on the canonical lower-cased sentence)
 _FEATURES: list[tuple[str, float, re.Pattern[str]]] = [
@@ -256,7 +260,11 @@ _FEATURES: list[tuple[str, float, re.Pattern[str]]] = [
             2,
             r"\b(?:override|overrule|bypass)\b(?:\W+\w+){0,3}?\W+" + _PRIOR + r"\b(?:\W+\w+){0,3}?\W+" + _INSTR + r"\b",
         ),
-        ("ignore_instructions", 3, r"(?:忽略|无视|忘记|忽視|無視)[^。！？\n]{0,12}(?:指令|指示|说明|提示)"),
+        (
+            "ignore_instructions",
+            3,
+            r"(?:忽略|无视|忘记|忽視|無視)[^。！？\n]{0,12}(?:指令|指示|说明|提示)",
+        ),
         (
             "new_instructions",
             3,
