@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from hoprank.agent.app.server import AuthMiddleware, is_loopback, to_jsonable
 from hoprank.tools.errors import HoprankError, validate_query
 from hoprank.tools.rerank.factory import llm_rerankers, reranker_names
-from hoprank.tools.retrieval.factory import RETRIEVERS, retriever_names
+from hoprank.tools.retrieval.factory import RETRIEVERS, retriever_names, retriever_spec
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,7 @@ class HoprankTools:
     def search(self, query: str, k: int = 5, retriever: str = "hybrid") -> SearchResult:
         query = validate_query(query)
         _check_k(k)
-        if retriever not in RETRIEVERS:
-            raise ValueError(f"unknown retriever {retriever!r}; choose one of {', '.join(RETRIEVERS)}")
+        retriever_spec(retriever)  # an unknown name: the registry's one-line error, before any work
         hits = self.index.retriever(retriever).search(query, k)
         return SearchResult(query=query, retriever=retriever, hits=[McpHit.of(h) for h in hits])
 
