@@ -16,6 +16,7 @@ paragraph recall@k, MRR@10.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 
     questions = [ex.question for ex in examples]
     results: dict[str, dict] = {}
+    per_question: list[dict] = [
+        {"id": ex.id, "type": ex.type, "gold_doc_ids": sorted(ex.gold_doc_ids), "ranked": {}} for ex in examples
+    ]
     for name in names:
         t0 = time.perf_counter()
         retriever = index.retriever(name)
@@ -122,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         hits = retriever.search_batch(questions, k=depth)
         search_s = time.perf_counter() - t0
         runs = [ranked_doc_ids(h) for h in hits]
+        for row, ranked in zip(per_question, runs, strict=True):
+            row["ranked"][name] = ranked[:10]
         scores = score_run(examples, runs)
         by_type: dict[str, dict[str, float]] = {}
         for qtype in sorted({ex.type for ex in examples}):
@@ -248,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         + (f" --encoder {args.encoder}" if args.encoder else ""),
         notes=notes,
     )
-    print(f"wrote {RESULTS_DIR / (args.name + '.json')} and .md", file=sys.stderr)
+    # per question: the top 10 documents of every retriever (the figures above recompute from these)
+    rows_path = RESULTS_DIR / f"{args.name}.jsonl"
+    rows_path.write_text("".join(json.dumps(r) + "\n" for r in per_question), encoding="utf-8")
+    print(f"wrote {RESULTS_DIR / (args.name + '.json')}, .md and .jsonl", file=sys.stderr)
     return 0
 
 
